@@ -1,0 +1,278 @@
+"""PredRNN (NeurIPS 2017) and PredRNN-V2 (TPAMI 2022) in one readable file.
+
+The equations, widths and parameter names follow the authors' code (thuml/predrnn-pytorch, see
+shared/reference/predrnn.md §1.1-1.6), so their released weights load unchanged:
+
+    cell_list.{l}.conv_x.0.weight  (7*nh, C_in, k, k)  -> i, f, g, i', f', g', o
+    cell_list.{l}.conv_h.0.weight  (4*nh, nh, k, k)    -> i, f, g, o
+    cell_list.{l}.conv_m.0.weight  (3*nh, nh, k, k)    -> i', f', g'
+    cell_list.{l}.conv_o.0.weight  (nh, 2*nh, k, k)    output gate's look at [C_new; M_new]
+    cell_list.{l}.conv_last.weight (nh, 2*nh, 1, 1)    fusion of [C_new; M_new] into H
+    conv_last.weight               (p*p*C, nh, 1, 1)   frame head: no bias, no activation
+    adapter.weight                 (nh, nh, 1, 1)      V2 only; used by the decoupling loss alone
+
+Shapes: frames are (B, T, C, H, W) in model space [0, 1]; inside, the network runs on
+space-to-depth patches (B, T, p*p*C, H/p, W/p).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.patch import from_patches, pad_to_multiple, to_patches
+
+
+@dataclass
+class PredRNNConfig:
+    version: str = "v2"  # "v1" (PredRNN) | "v2" (PredRNN-V2: adds the decoupling loss and its adapter)
+    num_hidden: list[int] = field(default_factory=lambda: [64, 64])  # per layer; all equal (zigzag M)
+    filter_size: int = 5  # k of every k x k convolution
+    stride: int = 1
+    patch_size: int = 4  # space-to-depth factor p
+    channels: int = 1  # image channels C before patching
+    layer_norm: bool = False  # every published script uses 0; LN fixes the grid to (height, width)
+    height: int = 64  # pixels; only layer_norm depends on it, otherwise any grid works
+    width: int = 64
+    input_length: int = 10  # context frames
+    output_length: int = 10  # frames predicted after the context
+    decouple_beta: float = 0.1  # weight of the V2 decoupling loss (0.1 MNIST, 0.01 KTH)
+
+    def __post_init__(self) -> None:
+        self.num_hidden = [int(n) for n in self.num_hidden]
+        if self.version not in ("v1", "v2"):
+            raise ValueError(f"version must be 'v1' or 'v2', not {self.version!r}")
+        if not self.num_hidden or len(set(self.num_hidden)) != 1:
+            raise ValueError(f"num_hidden must be non-empty with equal widths, got {self.num_hidden}")
+        if self.filter_size % 2 != 1:
+            raise ValueError(f"filter_size must be odd, got {self.filter_size}")
+        if self.input_length < 1 or self.output_length < 1:
+            raise ValueError("input_length and output_length must be at least 1")
+        if self.layer_norm and (self.height % self.patch_size or self.width % self.patch_size):
+            raise ValueError("with layer_norm, height and width must be divisible by patch_size")
+
+    @property
+    def total_length(self) -> int:
+        return self.input_length + self.output_length
+
+    @property
+    def frame_channels(self) -> int:
+        return self.patch_size * self.patch_size * self.channels
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PredRNNConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown PredRNNConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+class LossTerms(NamedTuple):
+    total: torch.Tensor  # mse + decouple_beta * decouple; what gets .backward()
+    mse: torch.Tensor  # mean squared error over all T-1 next-frame predictions
+    decouple: torch.Tensor  # mean |cos(adapter(dC), adapter(dM))|; zero for v1
+
+
+def _conv_block(config: PredRNNConfig, c_in: int, c_out: int) -> nn.Sequential:
+    """k x k conv without bias, optionally followed by LayerNorm over the actual (C, H/p, W/p)."""
+    k = config.filter_size
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, config.stride, k // 2, bias=False)]
+    if config.layer_norm:
+        p = config.patch_size
+        layers.append(nn.LayerNorm([c_out, config.height // p, config.width // p]))
+    return nn.Sequential(*layers)
+
+
+class SpatioTemporalLSTMCell(nn.Module):
+    """One ST-LSTM layer: temporal memory C (from x and H), spatiotemporal memory M (from x and M)."""
+
+    def __init__(self, config: PredRNNConfig, in_channels: int) -> None:
+        super().__init__()
+        nh = config.num_hidden[0]
+        self.num_hidden = nh
+        self.conv_x = _conv_block(config, in_channels, 7 * nh)
+        self.conv_h = _conv_block(config, nh, 4 * nh)
+        self.conv_m = _conv_block(config, nh, 3 * nh)
+        self.conv_o = _conv_block(config, 2 * nh, nh)
+        self.conv_last = nn.Conv2d(2 * nh, nh, 1, 1, 0, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, m: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, C_in, h, w); h, c, m (B, nh, h, w). Returns H_new, C_new, M_new, dC, dM."""
+        nh = self.num_hidden
+        i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = torch.split(self.conv_x(x), nh, dim=1)
+        i_h, f_h, g_h, o_h = torch.split(self.conv_h(h), nh, dim=1)
+        i_m, f_m, g_m = torch.split(self.conv_m(m), nh, dim=1)
+
+        # Temporal memory. The +1.0 forget bias sits inside the sigmoid, as in the reference.
+        i_t = torch.sigmoid(i_x + i_h)
+        f_t = torch.sigmoid(f_x + f_h + 1.0)
+        g_t = torch.tanh(g_x + g_h)
+        delta_c = i_t * g_t
+        c_new = f_t * c + delta_c
+
+        # Spatiotemporal memory: the incoming M (from the layer below, or the top at t-1), never H.
+        i_tm = torch.sigmoid(i_xm + i_m)
+        f_tm = torch.sigmoid(f_xm + f_m + 1.0)
+        g_tm = torch.tanh(g_xm + g_m)
+        delta_m = i_tm * g_tm
+        m_new = f_tm * m + delta_m
+
+        memory = torch.cat((c_new, m_new), dim=1)
+        o_t = torch.sigmoid(o_x + o_h + self.conv_o(memory))
+        h_new = o_t * torch.tanh(self.conv_last(memory))
+        return h_new, c_new, m_new, delta_c, delta_m
+
+
+def _decouple_term(adapter: nn.Conv2d, delta_c: torch.Tensor, delta_m: torch.Tensor) -> torch.Tensor:
+    """Mean over (B, channels) of |cosine over spatial positions| of the adapted increments."""
+    b, ch = delta_c.shape[:2]
+    dc = F.normalize(adapter(delta_c).reshape(b, ch, -1), dim=2)
+    dm = F.normalize(adapter(delta_m).reshape(b, ch, -1), dim=2)
+    return torch.mean(torch.abs(torch.cosine_similarity(dc, dm, dim=2)))
+
+
+class PredRNN(nn.Module):
+    """A stack of ST-LSTM cells with the zigzag memory; v1 or v2 by ``config.version``."""
+
+    def __init__(self, config: PredRNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        nh = config.num_hidden[0]
+        in_channels = [config.frame_channels] + config.num_hidden[:-1]
+        self.cell_list = nn.ModuleList(SpatioTemporalLSTMCell(config, c) for c in in_channels)
+        self.conv_last = nn.Conv2d(nh, config.frame_channels, 1, 1, 0, bias=False)
+        if config.version == "v2":
+            self.adapter = nn.Conv2d(nh, nh, 1, 1, 0, bias=False)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.cell_list)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _unroll(
+        self,
+        patches: torch.Tensor,
+        steps: int,
+        mask_true: torch.Tensor | None,
+        keep_from: int,
+        with_decouple: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run ``steps`` recurrent steps over patch-space frames (B, T_avail, p*p*C, h, w).
+
+        At step t the input is the given frame for t == 0; for t >= 1 it is
+        ``mask[t-1] * frame_t + (1 - mask[t-1]) * x_gen`` when a mask (B, steps-1) is given,
+        else the given frame while one exists (the context) and the model's own output after.
+        Returns the head outputs for steps t >= keep_from, stacked (B, steps-keep_from, ...),
+        and the decoupling loss (or None).
+        """
+        b, t_avail, _, h, w = patches.shape
+        nh = self.config.num_hidden[0]
+        zeros = patches.new_zeros(b, nh, h, w)
+        hidden = [zeros] * self.num_layers
+        cell = [zeros] * self.num_layers
+        memory = zeros  # one M for the whole stack: it zigzags up the layers and on to the next step
+        outputs: list[torch.Tensor] = []
+        decouple: list[torch.Tensor] = []
+        x_gen: torch.Tensor | None = None
+        for t in range(steps):
+            if t == 0 or (mask_true is None and t < t_avail):
+                net = patches[:, t]
+            elif mask_true is None:
+                net = x_gen
+            else:
+                m = mask_true[:, t - 1].reshape(b, 1, 1, 1)
+                net = m * patches[:, t] + (1 - m) * x_gen
+            for layer, lstm in enumerate(self.cell_list):
+                layer_input = net if layer == 0 else hidden[layer - 1]
+                hidden[layer], cell[layer], memory, delta_c, delta_m = lstm(
+                    layer_input, hidden[layer], cell[layer], memory
+                )
+                if with_decouple:
+                    decouple.append(_decouple_term(self.adapter, delta_c, delta_m))
+            # The head is needed for the next input (autoregressive) or for an output we keep.
+            needs_head = t >= keep_from or mask_true is not None or t + 1 >= t_avail
+            if needs_head:
+                x_gen = self.conv_last(hidden[-1])
+                if t >= keep_from:
+                    outputs.append(x_gen)
+        decouple_loss = torch.stack(decouple).mean() if with_decouple else None
+        return torch.stack(outputs, dim=1), decouple_loss
+
+    def forward(
+        self, frames: torch.Tensor, mask_true: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, LossTerms]:
+        """Training and evaluation pass over a whole sequence, as the reference does it.
+
+        frames: (B, T, C, H, W), H and W divisible by the patch size.
+        mask_true: (B, T-2), P(ground truth) draws for steps 1..T-2 (see model/sampling.py);
+            None means the test-time rule: ground truth for the context, own output after it.
+        Returns predictions (B, T-1, C, H, W) of frames 1..T-1 (unclipped) and the loss terms.
+        """
+        b, t_total = frames.shape[:2]
+        if t_total < 2:
+            raise ValueError("need at least 2 frames")
+        if mask_true is not None and mask_true.shape[:2] != (b, t_total - 2):
+            raise ValueError(f"mask_true must be ({b}, {t_total - 2}, ...), got {tuple(mask_true.shape)}")
+        p = self.config.patch_size
+        patches = to_patches(frames, p)  # (B, T, p*p*C, H/p, W/p)
+        if mask_true is None:
+            # Test-time rule expressed as a mask so that forward and forecast share one path.
+            context = min(self.config.input_length, t_total)
+            mask_true = torch.zeros(b, t_total - 2, dtype=frames.dtype, device=frames.device)
+            mask_true[:, : context - 1] = 1.0
+        with_decouple = self.config.version == "v2"
+        predicted, decouple = self._unroll(patches, t_total - 1, mask_true, 0, with_decouple)
+        mse = F.mse_loss(predicted, patches[:, 1:])
+        if decouple is None:
+            decouple = mse.new_zeros(())
+        total = mse + self.config.decouple_beta * decouple if with_decouple else mse
+        return from_patches(predicted, p), LossTerms(total, mse, decouple)
+
+    @torch.inference_mode()
+    def forecast(self, context: torch.Tensor, steps: int) -> torch.Tensor:
+        """Predict ``steps`` frames after ``context`` (B, T_in, C, H, W) of any H and W.
+
+        Ground truth for the context, the model's own output afterwards; H and W are zero-padded
+        to a multiple of the patch size and cropped back. Returns (B, steps, C, H, W), unclipped.
+        """
+        if context.dim() != 5:
+            raise ValueError(f"context must be (B, T, C, H, W), got shape {tuple(context.shape)}")
+        t_in = context.shape[1]
+        if t_in < 1 or steps < 1:
+            raise ValueError("need at least one context frame and one step")
+        if context.shape[2] != self.config.channels:
+            raise ValueError(f"model expects {self.config.channels} channel(s), got {context.shape[2]}")
+        p = self.config.patch_size
+        padded, (h, w) = pad_to_multiple(context, p)
+        if self.config.layer_norm and padded.shape[-2:] != (self.config.height, self.config.width):
+            raise ValueError(
+                f"this model uses layer norm and only takes {self.config.height}x{self.config.width} grids"
+            )
+        patches = to_patches(padded, p)
+        predicted, _ = self._unroll(patches, t_in - 1 + steps, None, t_in - 1, with_decouple=False)
+        return from_patches(predicted, p)[..., :h, :w]
+
+
+def flops_per_step(config: PredRNNConfig, height: int, width: int) -> float:
+    """Multiply-adds x 2 of one recurrent step on an H x W grid (for benchmark reports)."""
+    p, k, nh = config.patch_size, config.filter_size, config.num_hidden[0]
+    pixels = math.ceil(height / p) * math.ceil(width / p)
+    total = 0
+    for layer in range(len(config.num_hidden)):
+        c_in = config.frame_channels if layer == 0 else nh
+        total += k * k * (c_in * 7 * nh + nh * 4 * nh + nh * 3 * nh + 2 * nh * nh) + 2 * nh * nh
+    total += nh * config.frame_channels
+    return 2.0 * total * pixels
