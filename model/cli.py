@@ -57,4 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run through the imported module so that subcommands raise *its* CLIError, not __main__'s.
+    from model import cli
+
+    raise SystemExit(cli.main())
