@@ -1,0 +1,217 @@
+// The public API as the viewer uses it: statusInfo job records, slot lists, PNG quicklooks.
+//
+// Every response is normalised here (normalizeJob, asList) so that the rest of the page reads one
+// shape: { id, kind, status, progress, message, created, updated, finished, source, model,
+// referenceTime, leads, ... }. The API follows OGC API - Processes statusInfo (jobID, status, ...)
+// plus the job-store fields of docs/contracts.md (kind, steps, products, source, slot, ...).
+
+import { parseTime } from "./scale.js";
+
+const API_KEY_STORAGE = "nowcast.apiKey";
+// This module is served at <api root>/viewer/static/api.js; resolving from it keeps every request
+// right when a proxy mounts the API under a sub-path (the API's root_path).
+const API_ROOT = new URL("../../", import.meta.url);
+const DEFAULT_TIMESTEP_MINUTES = 6;
+const DEFAULT_LEAD_STEPS = 20;
+const DEFAULT_INPUT_SCANS = 10;
+
+/** Absolute URL of an API path such as "/jobs/abc" under the API root. */
+export function apiUrl(path) {
+  return new URL(path.replace(/^\/+/, ""), API_ROOT).href;
+}
+
+/** An HTTP error with the RFC 9457 problem details the API sends (title, detail). */
+export class ApiError extends Error {
+  constructor(status, title, detail, url) {
+    super(detail ? `${title}: ${detail}` : title);
+    this.name = "ApiError";
+    this.status = status;
+    this.title = title;
+    this.detail = detail;
+    this.url = url;
+  }
+}
+
+/** The API key the user typed earlier on this device ("" when none). */
+export function storedApiKey() {
+  try {
+    return window.localStorage.getItem(API_KEY_STORAGE) ?? "";
+  } catch {
+    return ""; // storage disabled (private mode): the key lives only in the form
+  }
+}
+
+/** Remember (or, with "", forget) the API key on this device. */
+export function storeApiKey(key) {
+  try {
+    if (key) window.localStorage.setItem(API_KEY_STORAGE, key);
+    else window.localStorage.removeItem(API_KEY_STORAGE);
+  } catch {
+    // storage disabled: nothing to do, the form keeps the key for this page
+  }
+}
+
+function authHeaders() {
+  const key = storedApiKey();
+  // Reads are open by default; a deployment may key them too, so send the key when we have one.
+  return key ? { "X-API-Key": key } : {};
+}
+
+async function problemFrom(response) {
+  let title = `${response.status} ${response.statusText}`.trim();
+  let detail = "";
+  try {
+    const body = await response.json();
+    title = body.title ?? body.code ?? title;
+    detail = body.detail ?? body.description ?? (typeof body.message === "string" ? body.message : "");
+  } catch {
+    // not JSON (a proxy page, an empty body): the status line is all we know
+  }
+  return new ApiError(response.status, title, detail, response.url);
+}
+
+/** GET a JSON document; throws ApiError on a non-2xx answer. */
+export async function getJson(path, { signal } = {}) {
+  const response = await fetch(apiUrl(path), {
+    headers: { Accept: "application/json", ...authHeaders() },
+    cache: "no-store",
+    signal,
+  });
+  if (!response.ok) throw await problemFrom(response);
+  return response.json();
+}
+
+/** The array inside a list answer: a bare array, or the first of the usual keys holding one. */
+export function asList(body, keys = ["jobs", "nowcasts", "slots", "items", "results"]) {
+  if (Array.isArray(body)) return body;
+  if (body && typeof body === "object") {
+    for (const key of keys) if (Array.isArray(body[key])) return body[key];
+  }
+  return [];
+}
+
+function leadsOf(raw, timestep) {
+  // Preferred: the rendered PNGs the worker recorded ({lead_minutes: path}).
+  const png = raw.products?.png;
+  if (png && typeof png === "object" && Object.keys(png).length > 0) {
+    return Object.keys(png).map(Number).filter(Number.isFinite).sort((a, b) => a - b);
+  }
+  const explicit = raw.lead_times ?? raw.lead_minutes ?? raw.lead_time;
+  if (Array.isArray(explicit) && explicit.length > 0) return explicit.map(Number);
+  const steps = Number(raw.steps ?? raw.inputs?.steps ?? DEFAULT_LEAD_STEPS);
+  return Array.from({ length: steps }, (_, i) => (i + 1) * timestep);
+}
+
+/** One job record (statusInfo or job store), whatever spelling, in the viewer's shape. */
+export function normalizeJob(raw) {
+  const id = String(raw.jobID ?? raw.job_id ?? raw.id ?? "");
+  const kind = raw.kind ?? (id.startsWith("nowcast-") ? "nowcast" : "forecast");
+  const timestep = Number(raw.timestep_minutes ?? DEFAULT_TIMESTEP_MINUTES);
+  const slot = raw.slot ?? raw.scan_time ?? (kind === "nowcast" ? id : null);
+  const referenceTime = parseTime(raw.forecast_reference_time ?? raw.reference_time ?? slot ?? "");
+  const progress = Number(raw.progress ?? (raw.status === "successful" ? 100 : 0));
+  return {
+    id,
+    kind,
+    status: String(raw.status ?? "unknown"),
+    progress: Number.isFinite(progress) ? Math.max(0, Math.min(100, progress)) : 0,
+    message: typeof raw.message === "string" ? raw.message : "",
+    created: parseTime(raw.created ?? ""),
+    started: parseTime(raw.started ?? ""),
+    finished: parseTime(raw.finished ?? ""),
+    updated: parseTime(raw.updated ?? ""),
+    source: raw.source ?? raw.meta?.source ?? null,
+    model: raw.model ?? raw.meta?.model ?? null,
+    modelVersion: raw.model_version ?? raw.meta?.model_version ?? null,
+    slot,
+    referenceTime,
+    timestep,
+    leads: leadsOf(raw, timestep),
+    inputScans: Number(raw.input_scans ?? DEFAULT_INPUT_SCANS),
+    links: Array.isArray(raw.links) ? raw.links : [],
+  };
+}
+
+/** Recent scheduled slots, newest first (successful, skipped with the reason, failed). */
+export async function fetchSlots({ limit = 12, signal } = {}) {
+  const body = await getJson(`/nowcasts?limit=${limit}`, { signal });
+  return asList(body).map(normalizeJob);
+}
+
+/** Recent on-demand jobs, newest first. */
+export async function fetchJobs({ limit = 10, signal } = {}) {
+  const body = await getJson(`/jobs?limit=${limit}&kind=forecast`, { signal });
+  return asList(body).map(normalizeJob).filter((job) => job.kind !== "nowcast");
+}
+
+/** One job's statusInfo, and the poll delay the API asks for (Retry-After, seconds). */
+export async function fetchJob(jobId, { signal } = {}) {
+  const response = await fetch(apiUrl(`/jobs/${encodeURIComponent(jobId)}`), {
+    headers: { Accept: "application/json", ...authHeaders() },
+    cache: "no-store",
+    signal,
+  });
+  if (!response.ok) throw await problemFrom(response);
+  const retryAfter = Number(response.headers.get("Retry-After"));
+  return { job: normalizeJob(await response.json()), retryAfter: Number.isFinite(retryAfter) ? retryAfter : null };
+}
+
+/** The newest successful scheduled nowcast (null when there is none yet). */
+export async function fetchLatestNowcast({ slots = null, signal } = {}) {
+  const candidates = slots ?? (await fetchSlots({ signal }));
+  const latest = candidates.find((slot) => slot.status === "successful");
+  if (latest) return latest;
+  try {
+    return normalizeJob(await getJson("/nowcasts/latest", { signal }));
+  } catch (error) {
+    // 404: no nowcast yet; 406: the API would not send this one as JSON. Either way, none to show.
+    if (error instanceof ApiError && error.status >= 400 && error.status < 500) return null;
+    throw error;
+  }
+}
+
+/** URL of the PNG quicklook of a job's forecast at `lead` minutes. */
+export function forecastPngUrl(jobId, lead) {
+  return apiUrl(`/jobs/${encodeURIComponent(jobId)}/results?f=png&lead=${lead}`);
+}
+
+/**
+ * URL of the PNG of an observed input scan `minutesBefore` >= 0 before the reference time.
+ * Asked of the API as a non-positive lead time of the same results resource (lead=0 is the
+ * last observed scan); an API that does not offer it answers 4xx and the page shows forecasts only.
+ */
+export function observedPngUrl(jobId, minutesBefore) {
+  return apiUrl(`/jobs/${encodeURIComponent(jobId)}/results?f=png&lead=${-minutesBefore}`);
+}
+
+/** URL of the forecast product as netCDF (the default representation). */
+export function netcdfUrl(jobId) {
+  return apiUrl(`/jobs/${encodeURIComponent(jobId)}/results?f=netcdf`);
+}
+
+/** Fetch one PNG as an object URL (null when the API has no such image). */
+export async function fetchImage(url, { signal } = {}) {
+  const response = await fetch(url, { headers: { Accept: "image/png", ...authHeaders() }, signal });
+  if (!response.ok) return null;
+  const type = response.headers.get("Content-Type") ?? "";
+  if (!type.startsWith("image/")) return null;
+  return URL.createObjectURL(await response.blob());
+}
+
+/**
+ * POST /forecast with netCDF files (multipart field `file`, repeated) and `steps`.
+ * @returns {Promise<{job: object, location: string|null}>}
+ */
+export async function submitForecast({ files, steps, apiKey, signal }) {
+  const form = new FormData();
+  for (const file of files) form.append("file", file, file.name);
+  if (steps) form.append("steps", String(steps));
+  const response = await fetch(apiUrl("/forecast"), {
+    method: "POST",
+    headers: { Accept: "application/json", ...(apiKey ? { "X-API-Key": apiKey } : {}) },
+    body: form,
+    signal,
+  });
+  if (!response.ok) throw await problemFrom(response);
+  return { job: normalizeJob(await response.json()), location: response.headers.get("Location") };
+}

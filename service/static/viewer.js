@@ -1,0 +1,440 @@
+// The forecaster's page: the latest nowcast as an animation, recent slots and jobs, an upload form.
+//
+// Data flow: refresh() polls the slot and job lists every REFRESH_MS; the player shows one product
+// (the latest successful nowcast, or a job the user picked) as frames: observed scans before the
+// reference time, forecast lead times after it. Each frame's PNG is fetched once into a blob URL.
+// All text from the API goes in through textContent, never innerHTML.
+
+import {
+  ApiError,
+  fetchImage,
+  fetchJob,
+  fetchJobs,
+  fetchLatestNowcast,
+  fetchSlots,
+  forecastPngUrl,
+  netcdfUrl,
+  observedPngUrl,
+  storeApiKey,
+  storedApiKey,
+  submitForecast,
+} from "./api.js";
+import {
+  REFLECTIVITY_SCALE,
+  dbzToRainRate,
+  formatClock,
+  formatLead,
+  formatRainRate,
+  formatUtc,
+} from "./scale.js";
+
+const REFRESH_MS = 30_000;
+const FRAME_MS = 700;
+const END_DWELL_TICKS = 3; // hold the last frame a little before looping
+const IMAGE_CONCURRENCY = 3;
+const POLL_MIN_S = 1;
+const POLL_MAX_S = 10;
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------------------------
+// Frames of one product
+
+/**
+ * The frames of a product in display order.
+ * @param {object} product normalised job (api.normalizeJob)
+ * @param {boolean} withObserved whether the API serves the observed input scans
+ * @returns {{kind: "observed"|"forecast", lead: number, url: string, validTime: Date|null}[]}
+ */
+export function buildFrames(product, withObserved) {
+  const frames = [];
+  const validAt = (lead) =>
+    product.referenceTime ? new Date(product.referenceTime.getTime() + lead * 60_000) : null;
+  if (withObserved) {
+    for (let k = product.inputScans - 1; k >= 0; k -= 1) {
+      const minutesBefore = k * product.timestep;
+      frames.push({ kind: "observed", lead: -minutesBefore, url: observedPngUrl(product.id, minutesBefore), validTime: validAt(-minutesBefore) });
+    }
+  }
+  for (const lead of product.leads) {
+    frames.push({ kind: "forecast", lead, url: forecastPngUrl(product.id, lead), validTime: validAt(lead) });
+  }
+  return frames;
+}
+
+function sourceLabel(source) {
+  if (source === "predrnn") return "PredRNN";
+  if (source === "extrapolation") return "Extrapolation fallback";
+  return source ? String(source) : "—";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The player
+
+class Player {
+  constructor() {
+    this.img = $("frame-img");
+    this.slider = $("frame-slider");
+    this.playButton = $("play-toggle");
+    this.frames = [];
+    this.images = []; // blob URL, null (missing) or undefined (loading), per frame
+    this.index = 0;
+    this.timer = null;
+    this.dwell = 0;
+    this.loadAbort = null;
+    this.product = null;
+
+    this.playButton.addEventListener("click", () => (this.playing ? this.pause() : this.play()));
+    $("step-back").addEventListener("click", () => { this.pause(); this.show(this.index - 1); });
+    $("step-forward").addEventListener("click", () => { this.pause(); this.show(this.index + 1); });
+    // Dragging the slider is a request to look at that frame: stop the animation there.
+    this.slider.addEventListener("input", () => { this.pause(); this.show(Number(this.slider.value)); });
+    document.addEventListener("keydown", (event) => this.onKey(event));
+  }
+
+  get playing() {
+    return this.timer !== null;
+  }
+
+  onKey(event) {
+    if (this.frames.length === 0 || event.target.closest?.("input, textarea, select, button")) return;
+    if (event.key === " ") { event.preventDefault(); this.playing ? this.pause() : this.play(); }
+    if (event.key === "ArrowLeft") { this.pause(); this.show(this.index - 1); }
+    if (event.key === "ArrowRight") { this.pause(); this.show(this.index + 1); }
+  }
+
+  /** Replace the product: forget the old frames' images and fetch the new ones. */
+  async load(product) {
+    this.pause();
+    this.loadAbort?.abort();
+    for (const url of this.images) if (url) URL.revokeObjectURL(url);
+    this.product = product;
+    this.loadAbort = new AbortController();
+    const { signal } = this.loadAbort;
+
+    // One probe decides whether the API serves observed scans (lead <= 0) for this product.
+    const analysis = await fetchImage(observedPngUrl(product.id, 0), { signal }).catch(() => null);
+    if (signal.aborted) { if (analysis) URL.revokeObjectURL(analysis); return; }
+    this.frames = buildFrames(product, analysis !== null);
+    this.images = new Array(this.frames.length).fill(undefined);
+    if (analysis !== null) this.images[this.frames.findIndex((f) => f.kind === "observed" && f.lead === 0)] = analysis;
+    const note = $("observed-note");
+    note.hidden = analysis !== null;
+    note.textContent = analysis === null ? "Observed scans are not available from the API: forecast frames only." : "";
+
+    const observedCount = this.frames.filter((f) => f.kind === "observed").length;
+    this.slider.max = String(Math.max(0, this.frames.length - 1));
+    // The track is grey over the observed part and coloured over the forecast part.
+    const split = this.frames.length > 1 ? (100 * Math.max(0, observedCount - 0.5)) / (this.frames.length - 1) : 0;
+    this.slider.style.setProperty("--split", `${Math.min(100, split)}%`);
+    for (const id of ["play-toggle", "step-back", "step-forward", "frame-slider"]) $(id).disabled = this.frames.length === 0;
+
+    this.show(0);
+    await this.fetchAll(signal);
+  }
+
+  async fetchAll(signal) {
+    let next = 0;
+    const worker = async () => {
+      while (next < this.frames.length && !signal.aborted) {
+        const i = next++;
+        if (this.images[i] !== undefined) continue;
+        const url = await fetchImage(this.frames[i].url, { signal }).catch(() => null);
+        if (signal.aborted) { if (url) URL.revokeObjectURL(url); return; }
+        this.images[i] = url;
+        if (i === this.index) this.show(i);
+      }
+    };
+    // Start playing as soon as the first frame is in: later frames keep arriving while it plays.
+    const workers = Array.from({ length: IMAGE_CONCURRENCY }, worker);
+    const reducedMotion = window.matchMedia?.("(prefers-reduced-motion: reduce)").matches;
+    if (!reducedMotion) this.play();
+    await Promise.all(workers);
+  }
+
+  show(index) {
+    if (this.frames.length === 0) return;
+    this.index = (index + this.frames.length) % this.frames.length;
+    const frame = this.frames[this.index];
+    const image = this.images[this.index];
+    this.slider.value = String(this.index);
+    this.img.dataset.frameIndex = String(this.index);
+
+    const placeholder = $("frame-placeholder");
+    if (image) {
+      this.img.src = image;
+      this.img.alt = `Radar reflectivity, ${frame.kind}, valid ${formatUtc(frame.validTime)}`;
+      this.img.hidden = false;
+      placeholder.hidden = true;
+    } else {
+      this.img.hidden = true;
+      placeholder.hidden = false;
+      placeholder.textContent = image === null ? "This frame is not available." : "Loading frame…";
+    }
+    const kind = $("frame-kind");
+    kind.hidden = false;
+    kind.textContent = frame.kind === "observed" ? "Observed" : "Forecast";
+    kind.className = `frame-kind ${frame.kind}`;
+    $("valid-time").textContent = formatUtc(frame.validTime);
+    $("lead-time").textContent = formatLead(frame.lead);
+    document.querySelector(".stage-frame").dataset.kind = frame.kind;
+  }
+
+  tick() {
+    // Wait on a frame still loading rather than skipping it: the loop should look continuous.
+    const next = (this.index + 1) % this.frames.length;
+    if (this.images[next] === undefined) return;
+    if (this.index === this.frames.length - 1 && this.dwell < END_DWELL_TICKS) { this.dwell += 1; return; }
+    this.dwell = 0;
+    this.show(next);
+  }
+
+  play() {
+    if (this.playing || this.frames.length < 2) return;
+    this.timer = window.setInterval(() => this.tick(), FRAME_MS);
+    this.playButton.textContent = "Pause";
+    this.playButton.setAttribute("aria-pressed", "true");
+  }
+
+  pause() {
+    if (this.timer !== null) window.clearInterval(this.timer);
+    this.timer = null;
+    this.playButton.textContent = "Play";
+    this.playButton.setAttribute("aria-pressed", "false");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering of the side panels
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function renderLegend() {
+  const list = $("legend-scale");
+  list.replaceChildren(
+    ...REFLECTIVITY_SCALE.map(({ dbz, color }) => {
+      const item = element("li");
+      const swatch = element("span", "swatch");
+      swatch.style.backgroundColor = color;
+      item.append(swatch, element("span", "dbz", `${dbz}`), element("span", "rate", formatRainRate(dbzToRainRate(dbz))));
+      return item;
+    }),
+  );
+}
+
+function showProductMeta(product, title) {
+  $("product-title").textContent = title;
+  $("product-reference").textContent = formatUtc(product.referenceTime);
+  const source = $("product-source");
+  source.textContent = sourceLabel(product.source);
+  source.className = `badge source-${product.source ?? "unknown"}`;
+  const version = product.modelVersion ? ` (${String(product.modelVersion).slice(0, 12)})` : "";
+  $("product-model").textContent = `${product.model ?? (product.source === "extrapolation" ? "optical flow" : "—")}${version}`;
+  const job = $("product-job");
+  job.textContent = product.id.length > 24 ? `${product.id.slice(0, 16)}…` : product.id;
+  job.title = product.id;
+}
+
+function statusPill(status) {
+  return element("span", `pill status-${status}`, status);
+}
+
+function renderSlots(slots, onShow) {
+  const list = $("slots-list");
+  if (slots.length === 0) { list.replaceChildren(element("li", "empty", "No scheduled slots yet.")); return; }
+  list.replaceChildren(
+    ...slots.map((slot) => {
+      const item = element("li", `run status-${slot.status}`);
+      item.dataset.jobId = slot.id;
+      const head = element("div", "run-head");
+      head.append(element("span", "run-time", formatClock(slot.referenceTime)), statusPill(slot.status));
+      if (slot.status === "successful") head.append(element("span", "run-source", sourceLabel(slot.source)));
+      item.append(head);
+      if (slot.message && slot.status !== "successful") item.append(element("p", "run-message", slot.message));
+      if (slot.status === "successful") {
+        const show = element("button", "link-button", "Show");
+        show.type = "button";
+        show.addEventListener("click", () => onShow(slot));
+        item.append(show);
+      }
+      return item;
+    }),
+  );
+}
+
+function renderJobs(jobs, onShow) {
+  const list = $("jobs-list");
+  if (jobs.length === 0) { list.replaceChildren(element("li", "empty", "No on-demand forecasts yet.")); return; }
+  list.replaceChildren(
+    ...jobs.map((job) => {
+      const item = element("li", `run status-${job.status}`);
+      item.dataset.jobId = job.id;
+      const head = element("div", "run-head");
+      head.append(element("span", "run-id mono", job.id.slice(0, 12)), statusPill(job.status),
+        element("span", "run-time", formatClock(job.created)));
+      const bar = element("progress", "run-progress");
+      bar.max = 100;
+      bar.value = job.progress;
+      bar.setAttribute("aria-label", `progress ${job.progress}%`);
+      item.append(head, bar);
+      if (job.message) item.append(element("p", "run-message", job.message));
+      if (job.status === "successful") item.append(resultLinks(job, onShow));
+      return item;
+    }),
+  );
+}
+
+function resultLinks(job, onShow) {
+  const links = element("p", "links");
+  const show = element("button", "link-button", "Show in player");
+  show.type = "button";
+  show.addEventListener("click", () => onShow(job));
+  const download = element("a", "", "netCDF");
+  download.href = netcdfUrl(job.id);
+  download.setAttribute("download", `${job.id}.nc`);
+  links.append(show, download);
+  return links;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page
+
+class Viewer {
+  constructor() {
+    this.player = new Player();
+    this.latestId = null;
+    this.viewingLatest = true;
+    this.refreshing = false;
+    $("back-to-latest").addEventListener("click", () => this.showLatest());
+    this.setupUpload();
+  }
+
+  async start() {
+    renderLegend();
+    await this.refresh();
+    window.setInterval(() => this.refresh(), REFRESH_MS);
+  }
+
+  setConnection(text, ok) {
+    const line = $("connection");
+    line.textContent = text;
+    line.classList.toggle("error", !ok);
+  }
+
+  async refresh() {
+    if (this.refreshing) return;
+    this.refreshing = true;
+    try {
+      const [slots, jobs] = await Promise.all([
+        fetchSlots().catch((error) => ({ error })),
+        fetchJobs().catch((error) => ({ error })),
+      ]);
+      const failures = [slots, jobs].filter((part) => part.error).map((part) => part.error.message);
+      if (!slots.error) renderSlots(slots, (slot) => this.showProduct(slot, false));
+      if (!jobs.error) renderJobs(jobs, (job) => this.showProduct(job, false));
+      if (!slots.error) {
+        const latest = await fetchLatestNowcast({ slots });
+        if (latest === null && this.viewingLatest) $("frame-placeholder").textContent = "No successful nowcast yet.";
+        if (latest && latest.id !== this.latestId) {
+          this.latestId = latest.id;
+          this.latest = latest;
+          if (this.viewingLatest) this.showProduct(latest, true);
+        }
+      }
+      if (failures.length) this.setConnection(`API problem: ${failures.join("; ")}`, false);
+      else this.setConnection(`Updated ${new Date().toISOString().slice(11, 19)}Z`, true);
+    } catch (error) {
+      this.setConnection(`API unreachable: ${error.message}`, false);
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  showProduct(product, isLatest) {
+    this.viewingLatest = isLatest;
+    $("back-to-latest").hidden = isLatest || !this.latest;
+    const title = isLatest
+      ? "Latest scheduled nowcast"
+      : product.kind === "nowcast" ? `Scheduled nowcast ${formatClock(product.referenceTime)}` : `On-demand forecast ${product.id.slice(0, 12)}`;
+    showProductMeta(product, title);
+    this.player.load(product);
+  }
+
+  showLatest() {
+    if (this.latest) this.showProduct(this.latest, true);
+  }
+
+  setupUpload() {
+    const form = $("upload-form");
+    const keyInput = $("api-key");
+    keyInput.value = storedApiKey();
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.upload();
+    });
+  }
+
+  uploadStatus(message, { progress = null, error = false } = {}) {
+    $("upload-status").hidden = false;
+    const line = $("upload-message");
+    line.textContent = message;
+    line.classList.toggle("error", error);
+    const bar = $("upload-progress");
+    bar.hidden = progress === null;
+    if (progress !== null) bar.value = progress;
+  }
+
+  async upload() {
+    const files = Array.from($("upload-files").files ?? []);
+    const apiKey = $("api-key").value.trim();
+    const steps = $("upload-steps").value.trim();
+    $("upload-links").replaceChildren();
+    if (files.length === 0) { this.uploadStatus("Choose one or more netCDF files first.", { error: true }); return; }
+    if (!apiKey) { this.uploadStatus("Type your API key first.", { error: true }); return; }
+    storeApiKey($("remember-key").checked ? apiKey : "");
+
+    const submit = $("upload-submit");
+    submit.disabled = true;
+    try {
+      this.uploadStatus(`Uploading ${files.length} file(s)…`, { progress: 0 });
+      const { job } = await submitForecast({ files, steps: steps ? Number(steps) : null, apiKey });
+      $("upload-status").dataset.jobId = job.id;
+      await this.follow(job);
+    } catch (error) {
+      const text = error instanceof ApiError ? `Rejected (${error.status}): ${error.message}` : `Upload failed: ${error.message}`;
+      this.uploadStatus(text, { error: true });
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  /** Poll a job until it ends, honouring Retry-After; then offer its result. */
+  async follow(initial) {
+    let job = initial;
+    let delay = POLL_MIN_S;
+    const terminal = new Set(["successful", "failed", "dismissed", "skipped"]);
+    while (!terminal.has(job.status)) {
+      this.uploadStatus(`Job ${job.id.slice(0, 12)}: ${job.status}${job.message ? ` (${job.message})` : ""}`, { progress: job.progress });
+      await new Promise((resolve) => window.setTimeout(resolve, delay * 1000));
+      const answer = await fetchJob(job.id);
+      job = answer.job;
+      delay = Math.min(POLL_MAX_S, Math.max(POLL_MIN_S, answer.retryAfter ?? POLL_MIN_S));
+    }
+    $("upload-status").dataset.status = job.status;
+    this.refresh();
+    if (job.status === "successful") {
+      this.uploadStatus(`Job ${job.id.slice(0, 12)} finished: successful.`, { progress: 100 });
+      $("upload-links").replaceChildren(...resultLinks(job, (picked) => this.showProduct(picked, false)).childNodes);
+      this.showProduct(job, false);
+    } else {
+      this.uploadStatus(`Job ${job.id.slice(0, 12)} ${job.status}: ${job.message || "no reason given"}`, { error: true });
+    }
+  }
+}
+
+new Viewer().start();
