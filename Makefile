@@ -8,6 +8,11 @@ NOWCAST := $(VENV)/bin/nowcast
 .PHONY: setup demo test lint clean-venv
 
 setup: $(VENV)/.installed
+	@# Debian's docker-compose validates docker-compose.yml without an engine (tests/deploy).
+	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq docker-compose >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }; }; } || \
+	  echo "note: docker-compose not installed; tests/deploy skips its schema validation"
 
 # Reinstall only when the project definition changes. torch==2.13.0 is pinned in pyproject.toml
 # (a CPU wheel lies on disk here; an unpinned torch would pull a multi-GB CUDA build).
@@ -28,3 +33,13 @@ lint: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The viewer's browser test (tests/viewer) drives Debian's chromium through Playwright; Playwright's
+# own browser download is never used. Hook this into `test` (it needs root or sudo for apt-get).
+.PHONY: browser-deps
+browser-deps: setup
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
+	@$(PY) -c "import playwright" 2>/dev/null || PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q playwright
