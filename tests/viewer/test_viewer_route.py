@@ -1,0 +1,90 @@
+"""The viewer's route: the page, its static modules, the redirect, and the no-internet rule."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from service.routes.viewer import CONTENT_SECURITY_POLICY, STATIC_DIR, router
+
+REFERENCE = re.compile(r'(?:href|src)="([^"]+)"')
+IMPORT = re.compile(r'from\s+"(\./[^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    app = FastAPI()
+    app.include_router(router)
+    return TestClient(app)
+
+
+def test_page_is_html_with_a_same_origin_policy(client: TestClient) -> None:
+    response = client.get("/viewer")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["cache-control"] == "no-cache"
+    assert '<script type="module" src="viewer/static/viewer.js"></script>' in response.text
+
+
+def test_trailing_slash_redirects_to_the_page(client: TestClient) -> None:
+    response = client.get("/viewer/", follow_redirects=False)
+    assert response.status_code == 308
+    assert response.headers["location"] == "/viewer"
+
+
+def test_redirect_keeps_a_proxy_prefix() -> None:
+    app = FastAPI()
+    app.include_router(router)
+    response = TestClient(app, root_path="/radar").get("/viewer/", follow_redirects=False)
+    assert response.headers["location"] == "/radar/viewer"
+
+
+# Browsers refuse ES modules served as anything but a JavaScript type; the MIME table of the host
+# decides which of the two JavaScript spellings StaticFiles sends.
+JAVASCRIPT = {"text/javascript", "application/javascript"}
+
+
+@pytest.mark.parametrize(
+    ("name", "media_types"),
+    [
+        ("viewer.js", JAVASCRIPT),
+        ("api.js", JAVASCRIPT),
+        ("scale.js", JAVASCRIPT),
+        ("viewer.css", {"text/css"}),
+        ("favicon.svg", {"image/svg+xml"}),
+    ],
+)
+def test_static_files_are_served_with_their_media_type(
+    client: TestClient, name: str, media_types: set[str]
+) -> None:
+    response = client.get(f"/viewer/static/{name}")
+    assert response.status_code == 200
+    assert response.headers["content-type"].split(";")[0] in media_types
+    assert response.content == (STATIC_DIR / name).read_bytes()
+
+
+def test_unknown_static_file_is_404(client: TestClient) -> None:
+    assert client.get("/viewer/static/missing.js").status_code == 404
+
+
+def test_everything_the_page_references_exists() -> None:
+    html = (STATIC_DIR / "index.html").read_text()
+    referenced = REFERENCE.findall(html)
+    assert referenced == ["viewer/static/favicon.svg", "viewer/static/viewer.css", "viewer/static/viewer.js"]
+    for path in referenced:
+        assert (STATIC_DIR / path.removeprefix("viewer/static/")).is_file(), path
+    for module in ("viewer.js", "api.js"):
+        for imported in IMPORT.findall((STATIC_DIR / module).read_text()):
+            assert (STATIC_DIR / imported).is_file(), f"{module} imports missing {imported}"
+
+
+def test_no_static_file_reaches_outside_the_api() -> None:
+    # No CDN, no web fonts, no analytics: an operations network has no internet. The SVG namespace
+    # is a name, not a fetch.
+    for path in sorted(STATIC_DIR.iterdir()):
+        text = path.read_text().replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert re.search(r"(https?:)?//[a-z0-9-]+(\.[a-z0-9-]+)+", text) is None, path
