@@ -1,0 +1,223 @@
+"""Baseline forecasters: persistence and optical-flow extrapolation (the operational standard).
+
+Interface (after ``pysteps.nowcasts.interface``)
+-----------------------------------------------
+forecast = get_method("extrapolation")            # or "persistence"
+field = forecast(frames, 3)                       # frames (T, H, W) dBZ -> (3, H, W) dBZ, steps 1..3
+field = forecast(frames, lead_times=[6, 12, 18])  # minutes after the last frame (timestep_minutes=6)
+
+Frames are reflectivity in dBZ (NaN = no data), oldest first; the result holds the field at each
+lead time. Extrapolation estimates a motion field with pysteps' Lucas-Kanade method over the last
+few frames and advects the last frame along it with pysteps' semi-Lagrangian scheme; echo that
+enters from outside the domain is "no echo" (``zerovalue``). pysteps is the optional ``baselines``
+extra.
+
+For model-space batches (Moving MNIST, radar scaled to [0, 1]) use :func:`forecast_model_space`,
+which converts with a :class:`model.radar.Scaling` (the identity for frames without units), runs a
+forecaster per sample and channel and converts back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from model.radar import DEFAULT_SCALING, Scaling, dbz_to_model, model_to_dbz
+
+log = logging.getLogger(__name__)
+
+Forecaster = Callable[..., np.ndarray]
+
+
+def _lead_steps(
+    steps: int | None, lead_times: Sequence[float] | None, timestep_minutes: float
+) -> list[float]:
+    """Lead times in units of the frame interval, validated: positive and strictly increasing."""
+    if (steps is None) == (lead_times is None):
+        raise ValueError("give exactly one of steps (a count) or lead_times (minutes)")
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        return [float(k) for k in range(1, int(steps) + 1)]
+    if timestep_minutes <= 0:
+        raise ValueError(f"timestep_minutes must be positive, got {timestep_minutes}")
+    leads = [float(minutes) / timestep_minutes for minutes in lead_times or []]
+    if not leads or leads[0] <= 0 or any(b <= a for a, b in zip(leads, leads[1:], strict=False)):
+        raise ValueError(f"lead_times must be positive and strictly increasing minutes, got {lead_times}")
+    return leads
+
+
+def _check_frames(frames: np.ndarray, min_frames: int) -> np.ndarray:
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 3:
+        raise ValueError(f"frames must be (T, H, W), got shape {frames.shape}")
+    if frames.shape[0] < min_frames:
+        raise ValueError(f"need at least {min_frames} frame(s), got {frames.shape[0]}")
+    if np.all(np.isnan(frames[-1])):
+        raise ValueError("the last frame holds no data (all NaN)")
+    return frames
+
+
+def persistence(
+    frames: np.ndarray,
+    steps: int | None = None,
+    *,
+    lead_times: Sequence[float] | None = None,
+    timestep_minutes: float = 6.0,
+) -> np.ndarray:
+    """The last frame, unchanged, at every lead time.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        (T, H, W), any unit; T >= 1.
+    steps : int, optional
+        Number of frames ahead (1..steps). Give this or ``lead_times``.
+    lead_times : sequence of float, optional
+        Minutes after the last frame.
+    timestep_minutes : float
+        Interval between frames, minutes.
+
+    Returns
+    -------
+    np.ndarray
+        (L, H, W) float32, same unit as ``frames`` (NaN stays NaN).
+    """
+    frames = _check_frames(frames, 1)
+    leads = _lead_steps(steps, lead_times, timestep_minutes)
+    return np.repeat(frames[-1:], len(leads), axis=0)
+
+
+def _import_pysteps() -> Any:
+    """Import pysteps quietly: its ``__init__`` prints the config file it found to stdout."""
+    with contextlib.redirect_stdout(io.StringIO()) as banner:
+        try:
+            import pysteps.extrapolation.semilagrangian
+            import pysteps.motion.lucaskanade  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                "the extrapolation baseline needs pysteps: pip install -e '.[baselines]'"
+            ) from exc
+    log.debug("pysteps: %s", banner.getvalue().strip())
+    import pysteps
+
+    return pysteps
+
+
+def estimate_motion(frames: np.ndarray, *, zerovalue: float, **lk_options: Any) -> np.ndarray:
+    """Lucas-Kanade motion field (pysteps ``dense_lucaskanade``) of (T, H, W) frames, T >= 2.
+
+    NaN becomes ``zerovalue``. The declustering scale defaults to min(H, W) / 16 pixels (2..20)
+    so that small grids (64 x 64 Moving MNIST) keep enough vectors; other options pass through.
+
+    Returns
+    -------
+    np.ndarray
+        (2, H, W) float: x (column) and y (row) displacement in pixels per frame interval.
+    """
+    pysteps = _import_pysteps()
+    frames = np.nan_to_num(np.asarray(frames, dtype=np.float64), nan=zerovalue)
+    frames = np.maximum(frames, zerovalue)
+    options = dict(lk_options)  # copy: the caller's dict is not ours to change
+    options.setdefault("decl_scale", int(np.clip(min(frames.shape[1:]) // 16, 2, 20)))
+    return pysteps.motion.lucaskanade.dense_lucaskanade(frames, **options)
+
+
+def extrapolation(
+    frames: np.ndarray,
+    steps: int | None = None,
+    *,
+    lead_times: Sequence[float] | None = None,
+    timestep_minutes: float = 6.0,
+    zerovalue: float = DEFAULT_SCALING["dbz_min"],
+    motion_frames: int = 3,
+    motion_options: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Lucas-Kanade motion + semi-Lagrangian advection of the last frame (pysteps).
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        (T, H, W) in dBZ (or any unit whose "no echo" value is ``zerovalue``), T >= 2; NaN = no data.
+    steps, lead_times, timestep_minutes
+        As in :func:`persistence`; fractional steps are advected exactly (not rounded).
+    zerovalue : float
+        The "no echo" value: fills NaN and the area advected in from outside the domain.
+    motion_frames : int
+        How many of the last frames the motion is estimated from (at least 2).
+    motion_options : dict, optional
+        Passed to :func:`estimate_motion` (pysteps ``dense_lucaskanade`` keywords).
+
+    Returns
+    -------
+    np.ndarray
+        (L, H, W) float32 in the unit of ``frames``, no NaN.
+    """
+    frames = _check_frames(frames, 2)
+    leads = _lead_steps(steps, lead_times, timestep_minutes)
+    if motion_frames < 2:
+        raise ValueError(f"motion_frames must be at least 2, got {motion_frames}")
+    pysteps = _import_pysteps()
+    velocity = estimate_motion(frames[-motion_frames:], zerovalue=zerovalue, **(motion_options or {}))
+    last = np.maximum(np.nan_to_num(frames[-1].astype(np.float64), nan=zerovalue), zerovalue)
+    advected = pysteps.extrapolation.semilagrangian.extrapolate(last, velocity, leads, outval=zerovalue)
+    return advected.astype(np.float32)
+
+
+_METHODS: dict[str, Forecaster] = {
+    "persistence": persistence,
+    "extrapolation": extrapolation,
+}
+
+
+def get_method(name: str) -> Forecaster:
+    """A baseline forecaster by name (case-insensitive): ``persistence`` | ``extrapolation``."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, not {type(name).__name__}")
+    key = name.lower()
+    if key not in _METHODS:
+        raise ValueError(f"unknown baseline {name!r}; valid names: {sorted(_METHODS)}")
+    return _METHODS[key]
+
+
+def forecast_model_space(
+    name: str, context: np.ndarray, steps: int, scaling: Scaling = DEFAULT_SCALING, **options: Any
+) -> np.ndarray:
+    """Run a baseline on a model-space batch.
+
+    Parameters
+    ----------
+    name : str
+        ``persistence`` | ``extrapolation``.
+    context : np.ndarray
+        (B, T, C, H, W) in [0, 1].
+    steps : int
+        Frames to predict.
+    scaling : Scaling
+        How [0, 1] maps to physical values; ``IDENTITY_SCALING`` for Moving MNIST / KTH, whose
+        "no echo" value is then 0.
+
+    Returns
+    -------
+    np.ndarray
+        (B, steps, C, H, W) float32 in [0, 1].
+    """
+    forecaster = get_method(name)
+    context = np.asarray(context, dtype=np.float32)
+    if context.ndim != 5:
+        raise ValueError(f"context must be (B, T, C, H, W), got shape {context.shape}")
+    b, _, c, h, w = context.shape
+    out = np.empty((b, steps, c, h, w), dtype=np.float32)
+    extra = dict(options)
+    if forecaster is extrapolation:
+        extra.setdefault("zerovalue", float(scaling["dbz_min"]))
+    for i in range(b):
+        for ch in range(c):
+            physical = model_to_dbz(context[i, :, ch], scaling)
+            out[i, :, ch] = dbz_to_model(forecaster(physical, steps, **extra), scaling)
+    return out
