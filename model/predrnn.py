@@ -69,7 +69,7 @@ class PredRNNConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PredRNNConfig:
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown PredRNNConfig fields: {sorted(unknown)}")
@@ -105,31 +105,63 @@ class SpatioTemporalLSTMCell(nn.Module):
         self.conv_o = _conv_block(config, 2 * nh, nh)
         self.conv_last = nn.Conv2d(2 * nh, nh, 1, 1, 0, bias=False)
 
-    def forward(
-        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, m: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, C_in, h, w); h, c, m (B, nh, h, w). Returns H_new, C_new, M_new, dC, dM."""
+    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gate weights regrouped for two convolutions instead of three (inference, no layer norm).
+
+        The reference sums conv_x(x) and conv_h(h) for i, f, g, o and conv_x(x) and conv_m(m) for
+        i', f', g'. A convolution over the concatenated inputs computes those sums inside the GEMM:
+        the same FLOPs, one call and no separate additions. Returns (temporal (4nh, C_in+nh, k, k),
+        spatiotemporal (3nh, C_in+nh, k, k)).
+        """
         nh = self.num_hidden
-        i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = torch.split(self.conv_x(x), nh, dim=1)
-        i_h, f_h, g_h, o_h = torch.split(self.conv_h(h), nh, dim=1)
-        i_m, f_m, g_m = torch.split(self.conv_m(m), nh, dim=1)
+        w_x = self.conv_x[0].weight
+        temporal = torch.cat((torch.cat((w_x[: 3 * nh], w_x[6 * nh :])), self.conv_h[0].weight), dim=1)
+        spatiotemporal = torch.cat((w_x[3 * nh : 6 * nh], self.conv_m[0].weight), dim=1)
+        return temporal, spatiotemporal
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        m: torch.Tensor,
+        fused: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, C_in, h, w); h, c, m (B, nh, h, w). Returns H_new, C_new, M_new, dC, dM.
+
+        ``fused`` (from :meth:`fused_weights`) takes the two-convolution path: the same equations,
+        with the gate sums accumulated in another order, so equal to float rounding only.
+        """
+        nh = self.num_hidden
+        if fused is None:
+            i_x, f_x, g_x, i_xm, f_xm, g_xm, o_x = torch.split(self.conv_x(x), nh, dim=1)
+            i_h, f_h, g_h, o_h = torch.split(self.conv_h(h), nh, dim=1)
+            i_m, f_m, g_m = torch.split(self.conv_m(m), nh, dim=1)
+            i_pre, f_pre, g_pre, o_pre = i_x + i_h, f_x + f_h, g_x + g_h, o_x + o_h
+            i_pre_m, f_pre_m, g_pre_m = i_xm + i_m, f_xm + f_m, g_xm + g_m
+        else:
+            conv = self.conv_x[0]
+            temporal = F.conv2d(torch.cat((x, h), 1), fused[0], None, conv.stride, conv.padding)
+            spatiotemporal = F.conv2d(torch.cat((x, m), 1), fused[1], None, conv.stride, conv.padding)
+            i_pre, f_pre, g_pre, o_pre = torch.split(temporal, nh, dim=1)
+            i_pre_m, f_pre_m, g_pre_m = torch.split(spatiotemporal, nh, dim=1)
 
         # Temporal memory. The +1.0 forget bias sits inside the sigmoid, as in the reference.
-        i_t = torch.sigmoid(i_x + i_h)
-        f_t = torch.sigmoid(f_x + f_h + 1.0)
-        g_t = torch.tanh(g_x + g_h)
+        i_t = torch.sigmoid(i_pre)
+        f_t = torch.sigmoid(f_pre + 1.0)
+        g_t = torch.tanh(g_pre)
         delta_c = i_t * g_t
         c_new = f_t * c + delta_c
 
         # Spatiotemporal memory: the incoming M (from the layer below, or the top at t-1), never H.
-        i_tm = torch.sigmoid(i_xm + i_m)
-        f_tm = torch.sigmoid(f_xm + f_m + 1.0)
-        g_tm = torch.tanh(g_xm + g_m)
+        i_tm = torch.sigmoid(i_pre_m)
+        f_tm = torch.sigmoid(f_pre_m + 1.0)
+        g_tm = torch.tanh(g_pre_m)
         delta_m = i_tm * g_tm
         m_new = f_tm * m + delta_m
 
         memory = torch.cat((c_new, m_new), dim=1)
-        o_t = torch.sigmoid(o_x + o_h + self.conv_o(memory))
+        o_t = torch.sigmoid(o_pre + self.conv_o(memory))
         h_new = o_t * torch.tanh(self.conv_last(memory))
         return h_new, c_new, m_new, delta_c, delta_m
 
@@ -169,6 +201,7 @@ class PredRNN(nn.Module):
         mask_true: torch.Tensor | None,
         keep_from: int,
         with_decouple: bool,
+        fused: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run ``steps`` recurrent steps over patch-space frames (B, T_avail, p*p*C, h, w).
 
@@ -187,6 +220,7 @@ class PredRNN(nn.Module):
         outputs: list[torch.Tensor] = []
         decouple: list[torch.Tensor] = []
         x_gen: torch.Tensor | None = None
+        weights = [lstm.fused_weights() if fused else None for lstm in self.cell_list]
         for t in range(steps):
             if t == 0 or (mask_true is None and t < t_avail):
                 net = patches[:, t]
@@ -198,7 +232,7 @@ class PredRNN(nn.Module):
             for layer, lstm in enumerate(self.cell_list):
                 layer_input = net if layer == 0 else hidden[layer - 1]
                 hidden[layer], cell[layer], memory, delta_c, delta_m = lstm(
-                    layer_input, hidden[layer], cell[layer], memory
+                    layer_input, hidden[layer], cell[layer], memory, weights[layer]
                 )
                 if with_decouple:
                     decouple.append(_decouple_term(self.adapter, delta_c, delta_m))
@@ -242,11 +276,13 @@ class PredRNN(nn.Module):
         return from_patches(predicted, p), LossTerms(total, mse, decouple)
 
     @torch.inference_mode()
-    def forecast(self, context: torch.Tensor, steps: int) -> torch.Tensor:
+    def forecast(self, context: torch.Tensor, steps: int, fused: bool = False) -> torch.Tensor:
         """Predict ``steps`` frames after ``context`` (B, T_in, C, H, W) of any H and W.
 
         Ground truth for the context, the model's own output afterwards; H and W are zero-padded
         to a multiple of the patch size and cropped back. Returns (B, steps, C, H, W), unclipped.
+        ``fused=True`` runs two gate convolutions per layer instead of three (see
+        :meth:`SpatioTemporalLSTMCell.fused_weights`); not with layer norm, where it is ignored.
         """
         if context.dim() != 5:
             raise ValueError(f"context must be (B, T, C, H, W), got shape {tuple(context.shape)}")
@@ -262,7 +298,8 @@ class PredRNN(nn.Module):
                 f"this model uses layer norm and only takes {self.config.height}x{self.config.width} grids"
             )
         patches = to_patches(padded, p)
-        predicted, _ = self._unroll(patches, t_in - 1 + steps, None, t_in - 1, with_decouple=False)
+        fused = fused and not self.config.layer_norm
+        predicted, _ = self._unroll(patches, t_in - 1 + steps, None, t_in - 1, False, fused)
         return from_patches(predicted, p)[..., :h, :w]
 
 

@@ -161,3 +161,11 @@ def test_multichannel_frames_use_patch_space():
 def test_bad_configs_are_rejected(bad):
     with pytest.raises(ValueError):
         PredRNNConfig(**bad)
+
+
+def test_fused_gate_path_matches_the_reference_path():
+    model = tiny(layers=3).eval()
+    context = torch.rand(2, 3, 1, 20, 28)
+    reference = model.forecast(context, 4)
+    fused = model.forecast(context, 4, fused=True)
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)

@@ -9,6 +9,8 @@ from model.sampling import (
     rss_probabilities,
     sampling_mask,
     ss_probability,
+)
+from model.sampling import (
     test_mask as make_test_mask,
 )
 

@@ -1,0 +1,21 @@
+import json
+import subprocess
+import sys
+
+
+def test_bench_writes_a_reproducible_json_report(tmp_path):
+    out = tmp_path / "bench.json"
+    for mode in ("inference", "train"):
+        result = subprocess.run(
+            [sys.executable, "-m", "model.cli", "bench", "--mode", mode, "--num-hidden", "8,8", "--grid", "16x24",
+             "--input-length", "3", "--output-length", "2", "--batch", "2", "--repeats", "2", "--threads", "1",
+             "--json", str(out)],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads(out.read_text())
+        assert report["mode"] == mode and report["grid"] == [16, 24] and report["batch"] == 2
+        assert report["config"]["num_hidden"] == [8, 8] and report["machine"]["threads"] == 1
+        assert len(report["result"]["seconds"]) == 2 and report["result"]["median_s"] > 0
+        assert report["command"].startswith("nowcast bench --mode " + mode)
+    assert report["result"]["sequences_per_s"] > 0
