@@ -1,0 +1,58 @@
+"""Structured JSON logs carrying the request id and the job id of the work in hand.
+
+``request_id`` is set by the request middleware for every request, ``job_id`` by the routes once
+they know which job a request is about; both live in context variables, so every log line from
+the same request (including ones from the job store or Celery) carries them without passing them
+around.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
+
+# LogRecord attributes that are not user "extra" fields.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request/job ids, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id, job_id = request_id_var.get(), job_id_var.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
+        if job_id is not None:
+            entry["job_id"] = job_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """Install one stderr handler on the root logger (idempotent: replaces our earlier handler)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_nowcast_api", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler()
+    handler._nowcast_api = True  # type: ignore[attr-defined]
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if fmt == "json" else text)
+    root.addHandler(handler)
+    root.setLevel(level.upper())

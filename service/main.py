@@ -1,0 +1,116 @@
+"""The API's app factory: ``create_app(settings)``; run with ``uvicorn --factory service.main:create_app``.
+
+No import-time app or settings: :func:`create_app` reads :func:`service.settings.get_settings` only
+when called without settings, so tests build apps over their own Redis and data directory. The
+Redis client and the Celery app (used only to send tasks by name and to ask workers for readiness;
+the API never imports torch or the task code) are created here and closed by the lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis
+from celery import Celery
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.logs import configure_logging
+from service.metrics import ApiMetrics
+from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.problems import install_problem_handlers
+from service.routes import include_routers
+from service.routes.health import WorkerProbe
+from service.schemas import ExecuteRequest, ForecastJSONRequest, ForecastJSONResult, ProblemDetails
+from service.settings import ApiSettings, get_settings
+
+logger = logging.getLogger(__name__)
+
+TAGS = [
+    {"name": "forecast", "description": "Submit a radar sequence for an on-demand forecast"},
+    {"name": "jobs", "description": "Job status, results and dismissal (OGC API - Processes)"},
+    {"name": "nowcasts", "description": "The scheduled 6-minute nowcasts"},
+    {"name": "processes", "description": "OGC API - Processes landing page, conformance and process"},
+    {"name": "health", "description": "Liveness, readiness and Prometheus metrics"},
+]
+
+
+def make_celery(settings: ApiSettings) -> Celery:
+    """A Celery app for publishing to the workers' broker (JSON only) and for control commands."""
+    app = Celery("nowcast-api", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # A publish to an unreachable broker fails within seconds instead of hanging the request.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+    )
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the models that only hand-written request bodies and responses use."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes, tags=TAGS
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ProblemDetails, ForecastJSONRequest, ExecuteRequest, ForecastJSONResult):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in model_schema.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components.setdefault(model.__name__, model_schema)
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """Build the API for ``settings`` (default: :func:`get_settings`, from the environment)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.inputs_dir.mkdir(parents=True, exist_ok=True)
+        logger.info("API starting (data_dir=%s, environment=%s)", settings.data_dir, settings.environment)
+        try:
+            yield
+        finally:
+            app.state.redis.close()
+            app.state.celery.close()
+            logger.info("API stopped")
+
+    app = FastAPI(
+        title="Nowcast API",
+        version="1.0.0",
+        description=(
+            "Precipitation nowcasts from radar scans with PredRNN-V2. Submit a sequence with "
+            "`POST /forecast`, poll `GET /jobs/{jobID}`, fetch `GET /jobs/{jobID}/results` as netCDF, "
+            "JSON or PNG. Errors are RFC 9457 problem details. Writes need `X-API-Key`."
+        ),
+        lifespan=lifespan,
+        openapi_tags=TAGS,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.worker_probe = WorkerProbe()
+    # Lazy clients: nothing connects until a request needs it, so the API starts while Redis is down
+    # and /readyz says so.
+    app.state.redis = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+    app.state.celery = make_celery(settings)
+    install_problem_handlers(app)
+    include_routers(app, settings)
+    # Added last = outermost: the request id and metrics cover the 413s of the body limit too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,242 @@
+"""Representations of a forecast product: netCDF (default), JSON, or one PNG per lead time.
+
+Interface
+---------
+choose_media_type(accept, f)            -> NETCDF | JSON | PNG   (406 Problem when none fits)
+product_response(media_type, job, ...)  -> a Starlette Response for the chosen representation
+
+``?f=netcdf|json|png`` wins over ``Accept``. ``Accept`` is parsed with its q-values; ``*/*`` and
+``application/*`` mean the default netCDF and ``image/*`` means PNG, so browsers and curl get the
+netCDF file. The API never renders: PNGs are the quicklooks the worker wrote
+(``products/<job_id>/lead_<MMM>.png``), and JSON is read from the netCDF product with xarray,
+refused with 406 above ``json_max_values`` cells so a 1024 x 1024 x 20 product does not become
+a 200 MB JSON document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from service.problems import Problem
+
+NETCDF = "application/x-netcdf"
+JSON = "application/json"
+PNG = "image/png"
+FORMATS: dict[str, str] = {"netcdf": NETCDF, "json": JSON, "png": PNG}
+# Media types we accept in Accept, mapped to the one we answer with.
+_ACCEPTABLE: dict[str, str] = {
+    NETCDF: NETCDF,
+    "application/netcdf": NETCDF,
+    "application/x-netcdf4": NETCDF,
+    JSON: JSON,
+    PNG: PNG,
+    "*/*": NETCDF,
+    "application/*": NETCDF,
+    "image/*": PNG,
+}
+
+
+def _parse_accept(accept: str) -> list[tuple[str, float, int]]:
+    """``"image/png;q=0.5, */*;q=0.1"`` -> [(media type, q, position)], malformed q counts as 0."""
+    entries = []
+    for position, item in enumerate(accept.split(",")):
+        parts = [p.strip() for p in item.split(";")]
+        media = parts[0].lower()
+        if not media:
+            continue
+        q = 1.0
+        for param in parts[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+                q = q if math.isfinite(q) else 0.0
+        entries.append((media, q, position))
+    return entries
+
+
+def choose_media_type(accept: str | None, f: str | None) -> str:
+    """The representation to answer with.
+
+    Parameters
+    ----------
+    accept : str or None
+        The request's ``Accept`` header.
+    f : str or None
+        The ``?f=`` query parameter (``netcdf``, ``json`` or ``png``); wins over ``Accept``.
+
+    Raises
+    ------
+    Problem
+        406 ``not-acceptable`` naming the supported media types.
+    """
+    if f is not None:
+        return FORMATS[f]
+    if not accept or not accept.strip():
+        return NETCDF
+    candidates = [
+        (q, -position, _ACCEPTABLE[media])
+        for media, q, position in _parse_accept(accept)
+        if media in _ACCEPTABLE and q > 0
+    ]
+    if not candidates:
+        raise Problem(
+            406,
+            "not-acceptable",
+            f"none of the media types in Accept ({accept!r}) is available; "
+            f"use {NETCDF}, {JSON} or {PNG}, or ?f=netcdf|json|png",
+            field="Accept",
+        )
+    # Highest q first; among equal q the earlier entry wins.
+    return max(candidates)[2]
+
+
+def _iso(value: Any) -> str:
+    stamp = np.datetime64(value, "s").astype("datetime64[s]").astype(object)
+    assert isinstance(stamp, dt.datetime)
+    return stamp.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _reflectivity(ds: xr.Dataset, path: Path) -> xr.DataArray:
+    for name, var in ds.data_vars.items():
+        if var.attrs.get("standard_name") == "equivalent_reflectivity_factor":
+            return ds[name]
+    if "reflectivity" in ds:
+        return ds["reflectivity"]
+    raise Problem(500, "product-unreadable", f"{path.name}: no reflectivity variable in the product")
+
+
+def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
+    """The forecast product as a JSON document (see ``schemas.ForecastJSONResult``).
+
+    Parameters
+    ----------
+    path : Path
+        The CF netCDF product with ``reflectivity(time, y, x)`` in dBZ.
+    job_id : str
+        Echoed in the document.
+    max_values : int
+        Largest L*H*W served as JSON; above it, 406 ``json-too-large``.
+    """
+    with xr.open_dataset(path, engine="netcdf4", decode_timedelta=False) as ds:
+        field = _reflectivity(ds, path)
+        if field.ndim != 3:
+            raise Problem(500, "product-unreadable", f"{path.name}: reflectivity is not (time, y, x)")
+        size = int(np.prod(field.shape))
+        if size > max_values:
+            raise Problem(
+                406,
+                "json-too-large",
+                f"the product has {size} values (shape {list(field.shape)}), above the JSON limit of "
+                f"{max_values}; fetch it as {NETCDF} or one lead time as {PNG}",
+                field="Accept",
+            )
+        values = field.values.astype(np.float64)
+        time_dim = field.dims[0]
+        valid_times = [_iso(t) for t in ds[time_dim].values] if time_dim in ds.coords else []
+        reference = _iso(ds["forecast_reference_time"].values) if "forecast_reference_time" in ds else None
+        if "lead_time" in ds:
+            leads = [int(round(float(v))) for v in np.atleast_1d(ds["lead_time"].values)]
+        else:
+            leads = []
+        y_dim, x_dim = field.dims[1], field.dims[2]
+        x = [float(v) for v in ds[x_dim].values] if x_dim in ds.coords else None
+        y = [float(v) for v in ds[y_dim].values] if y_dim in ds.coords else None
+        attributes = {k: _plain(v) for k, v in ds.attrs.items()}
+    # Two decimals of a dBZ are far below radar precision and halve the document.
+    rounded = np.round(values, 2)
+    nested = [[[None if math.isnan(v) else v for v in row] for row in frame] for frame in rounded.tolist()]
+    return {
+        "jobID": job_id,
+        "reference_time": reference,
+        "lead_time_minutes": leads,
+        "valid_times": valid_times,
+        "units": "dBZ",
+        "shape": list(values.shape),
+        "x": x,
+        "y": y,
+        "attributes": attributes,
+        "reflectivity": nested,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """netCDF attribute -> JSON-able value."""
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def png_path(products: dict[str, Any], product_dir: Path, lead: int) -> Path | None:
+    """The quicklook PNG for ``lead`` minutes, from the job record or the products directory."""
+    recorded = (products.get("png") or {}) if isinstance(products, dict) else {}
+    candidate = recorded.get(str(lead)) or recorded.get(lead)  # type: ignore[call-overload]
+    if candidate and Path(candidate).is_file():
+        return Path(candidate)
+    fallback = product_dir / f"lead_{lead:03d}.png"
+    return fallback if fallback.is_file() else None
+
+
+def available_png_leads(products: dict[str, Any], product_dir: Path) -> list[int]:
+    """Lead times (minutes) that have a quicklook, ascending."""
+    leads = {int(k) for k in ((products.get("png") or {}) if isinstance(products, dict) else {})}
+    suffixes = (p.stem.removeprefix("lead_") for p in product_dir.glob("lead_*.png"))
+    leads |= {int(s) for s in suffixes if s.isdigit()}
+    return sorted(leads)
+
+
+def product_response(
+    media_type: str,
+    *,
+    job_id: str,
+    netcdf_path: Path,
+    products: dict[str, Any],
+    lead: int | None,
+    json_max_values: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Serve the product of a successful job in ``media_type``.
+
+    Raises
+    ------
+    Problem
+        404 ``result-missing`` when the product file is gone, 404 ``lead-not-available`` for a PNG
+        lead time without a quicklook (naming the available ones), 406 ``json-too-large``.
+    """
+    headers = dict(headers or {})
+    if not netcdf_path.is_file():
+        raise Problem(404, "result-missing", f"the product of job {job_id} is no longer on disk")
+    if media_type == NETCDF:
+        return FileResponse(netcdf_path, media_type=NETCDF, filename=f"{job_id}.nc", headers=headers)
+    if media_type == JSON:
+        document = product_json(netcdf_path, job_id=job_id, max_values=json_max_values)
+        return JSONResponse(document, headers=headers)
+    product_dir = netcdf_path.parent
+    leads = available_png_leads(products, product_dir)
+    chosen = lead if lead is not None else (leads[0] if leads else None)
+    found = png_path(products, product_dir, chosen) if chosen is not None else None
+    if found is None:
+        raise Problem(
+            404,
+            "lead-not-available",
+            f"no PNG for lead={chosen} minutes in job {job_id}; available lead times: {leads}",
+            field="lead",
+        )
+    return FileResponse(
+        found,
+        media_type=PNG,
+        filename=f"{job_id}_lead_{chosen:03d}.png",
+        headers=headers,
+        content_disposition_type="inline",
+    )

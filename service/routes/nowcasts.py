@@ -1,0 +1,110 @@
+"""Scheduled nowcasts: the slots and their status, the latest product, one slot's product."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from starlette.responses import Response
+
+from service.deps import JobStoreDep, SettingsDep
+from service.logs import job_id_var
+from service.problems import Problem, problem_openapi
+from service.results import RESULT_RESPONSES, Format, result_response
+from service.routes.jobs import Limit, Offset, page_links
+from service.schemas import JobList
+from service.views import root, status_info
+from workers import jobs
+
+router = APIRouter(prefix="/nowcasts", tags=["nowcasts"])
+
+# How far back /nowcasts/latest looks for a successful slot (10 per hour at 6 minutes: one day).
+LATEST_WINDOW = 240
+_COMPACT = re.compile(r"^(\d{8})T(\d{4})Z?$")
+
+FormatQuery = Annotated[Format | None, Query(description="Representation; wins over Accept")]
+LeadQuery = Annotated[int | None, Query(ge=-100_000, le=100_000, description="PNG lead time, minutes")]
+AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
+
+
+def parse_scan_time(text: str) -> dt.datetime:
+    """``20260101T1206Z`` or ISO-8601 (``2026-01-01T12:06:00Z``) -> aware UTC datetime; 422 otherwise."""
+    match = _COMPACT.match(text)
+    try:
+        if match:
+            return dt.datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M").replace(tzinfo=dt.UTC)
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Problem(
+            422,
+            "invalid-scan-time",
+            f"scan_time {text!r} is not YYYYmmddTHHMMZ or ISO-8601",
+            field="scan_time",
+        ) from exc
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+@router.get("", response_model=JobList, summary="List scheduled nowcast slots")
+def list_nowcasts(request: Request, store: JobStoreDep, limit: Limit = 20, offset: Offset = 0) -> JobList:
+    """Recent slots, newest first: ``successful``, ``skipped`` (``message`` says why), ``failed``..."""
+    records, total = jobs.list_jobs(store, kind="nowcast", limit=limit, offset=offset)
+    return JobList(
+        jobs=[status_info(request, record) for record in records],
+        numberMatched=total,
+        links=page_links(request, "/nowcasts", limit=limit, offset=offset, total=total),
+    )
+
+
+def latest_successful(store: Any) -> Any | None:
+    """The newest successful nowcast among the last ``LATEST_WINDOW`` slots, or None."""
+    records, _ = jobs.list_jobs(store, kind="nowcast", limit=LATEST_WINDOW, offset=0)
+    return next((record for record in records if record.status == "successful"), None)
+
+
+@router.get(
+    "/latest",
+    summary="The latest successful nowcast",
+    responses={**RESULT_RESPONSES, 404: problem_openapi("No successful nowcast yet", "no-nowcast", 404)},
+)
+def latest_nowcast(
+    request: Request,
+    store: JobStoreDep,
+    settings: SettingsDep,
+    f: FormatQuery = None,
+    lead: LeadQuery = None,
+    accept: AcceptHeader = None,
+) -> Response:
+    """The newest successful scheduled product; ``Content-Location`` names its slot."""
+    record = latest_successful(store)
+    if record is None:
+        raise Problem(404, "no-nowcast", "no successful scheduled nowcast yet")
+    job_id_var.set(record.job_id)
+    slot = record.job_id.removeprefix("nowcast-")
+    return result_response(
+        record,
+        settings,
+        accept=accept,
+        f=f,
+        lead=lead,
+        extra_headers={"Content-Location": f"{root(request)}/nowcasts/{slot}"},
+    )
+
+
+@router.get("/{scan_time}", summary="The nowcast of one slot", responses={**RESULT_RESPONSES})
+def nowcast_at(
+    store: JobStoreDep,
+    settings: SettingsDep,
+    scan_time: Annotated[str, Path(max_length=40, description="Slot scan time: 20260101T1206Z or ISO-8601")],
+    f: FormatQuery = None,
+    lead: LeadQuery = None,
+    accept: AcceptHeader = None,
+) -> Response:
+    """The product of the slot at ``scan_time``; a skipped slot answers 409 with the reason."""
+    job_id = jobs.nowcast_job_id(parse_scan_time(scan_time))
+    record = jobs.get_job(store, job_id=job_id)
+    if record is None:
+        raise Problem(404, "job-not-found", f"no nowcast for slot {scan_time} ({job_id})", field="scan_time")
+    job_id_var.set(job_id)
+    return result_response(record, settings, accept=accept, f=f, lead=lead)

@@ -1,0 +1,272 @@
+"""Request and response models of the API (OGC API - Processes 1.0 shapes for jobs).
+
+Requests and responses are separate models. ``StatusInfo`` and ``JobList`` follow the OGC
+``statusInfo.yaml`` / ``jobList.yaml`` schemas (``jobID``, ``status``, ``links``...), so OGC clients
+can poll our jobs. ``status`` adds one value to OGC's five: ``skipped``, which only scheduled
+nowcast slots take (the feed was stale or incomplete; ``message`` says why).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+JobStatus = Literal["accepted", "running", "successful", "failed", "dismissed", "skipped"]
+UNFINISHED: frozenset[str] = frozenset({"accepted", "running"})
+
+OGC_REL_RESULTS = "http://www.opengis.net/def/rel/ogc/1.0/results"
+OGC_REL_JOB_LIST = "http://www.opengis.net/def/rel/ogc/1.0/job-list"
+OGC_REL_PROCESSES = "http://www.opengis.net/def/rel/ogc/1.0/processes"
+OGC_REL_CONFORMANCE = "http://www.opengis.net/def/rel/ogc/1.0/conformance"
+OGC_REL_EXECUTE = "http://www.opengis.net/def/rel/ogc/1.0/execute"
+
+
+class Link(BaseModel):
+    """A web link (OGC ``link.yaml``)."""
+
+    href: str
+    rel: str | None = None
+    type: str | None = None
+    title: str | None = None
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, with the offending ``field`` or ``file`` when there is one."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["urn:nowcast:problem:result-not-ready"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Last part of `type`, for switching on")
+    instance: str | None = None
+    field: str | None = None
+    file: str | None = None
+
+
+class StatusInfo(BaseModel):
+    """The state of one job (OGC ``statusInfo``)."""
+
+    processID: str = Field("nowcast", description="Always `nowcast`: the one process offered")
+    type: Literal["process"] = "process"
+    jobID: str
+    kind: Literal["forecast", "nowcast"] = Field(description="On-demand forecast or scheduled nowcast")
+    status: JobStatus
+    message: str | None = None
+    created: dt.datetime | None = None
+    started: dt.datetime | None = None
+    finished: dt.datetime | None = None
+    updated: dt.datetime | None = None
+    progress: int | None = Field(None, ge=0, le=100, description="Percent done")
+    steps: int | None = Field(None, description="Number of lead times requested")
+    source: str | None = Field(None, description="`predrnn`, or `extrapolation` when the fallback ran")
+    slot: str | None = Field(None, description="Scan time of a scheduled nowcast (ISO-8601 UTC)")
+    lead_times: list[int] | None = Field(
+        None, description="Lead times (minutes) of the product, once successful"
+    )
+    links: list[Link] = []
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "processID": "nowcast",
+                    "type": "process",
+                    "jobID": "forecast-3f1c9a0e2b7d4c55a1e2",
+                    "kind": "forecast",
+                    "status": "accepted",
+                    "message": "queued",
+                    "created": "2026-01-01T12:06:03Z",
+                    "started": None,
+                    "finished": None,
+                    "updated": "2026-01-01T12:06:03Z",
+                    "progress": 0,
+                    "steps": 20,
+                    "links": [
+                        {
+                            "href": "/jobs/forecast-3f1c9a0e2b7d4c55a1e2",
+                            "rel": "self",
+                            "type": "application/json",
+                        },
+                        {
+                            "href": "/jobs/forecast-3f1c9a0e2b7d4c55a1e2/results",
+                            "rel": OGC_REL_RESULTS,
+                            "type": "application/x-netcdf",
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first (OGC ``jobList``), with ``next``/``prev`` links."""
+
+    jobs: list[StatusInfo]
+    numberMatched: int = Field(description="Jobs matching the filter, over all pages")
+    links: list[Link]
+
+
+class GridSpec(BaseModel):
+    """Where the JSON frames lie: 1-D projection coordinates plus CF grid-mapping attributes."""
+
+    x: list[float] = Field(description="Column coordinates (metres), length W, strictly monotonic")
+    y: list[float] = Field(description="Row coordinates (metres), length H, strictly monotonic")
+    grid_mapping: dict[str, str | float | int | list[float]] = Field(
+        default_factory=dict,
+        description="CF grid-mapping attributes, e.g. {grid_mapping_name: lambert_azimuthal_equal_area, ...}",
+    )
+
+
+class ForecastJSONRequest(BaseModel):
+    """A small radar sequence inline: ``frames`` (T, H, W) as nested lists, null for no data."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "frames": [[[0.0, 12.5], [30.0, None]]] * 10,
+                    "shape": [10, 2, 2],
+                    "dtype": "float32",
+                    "timestep_minutes": 6,
+                    "units": "dBZ",
+                    "times": None,
+                    "steps": 20,
+                }
+            ]
+        },
+    )
+
+    frames: list[list[list[float | None]]] = Field(description="(T, H, W) values; null = no data")
+    shape: tuple[int, int, int] = Field(description="(T, H, W), must match `frames`")
+    dtype: Literal["float32", "float64"] = "float32"
+    timestep_minutes: int = Field(description="Cadence of the frames; must equal the service's")
+    units: Literal["dBZ", "mm/h"] = Field(description="Reflectivity, or rain rate (Marshall-Palmer)")
+    times: list[dt.datetime] | None = Field(
+        None,
+        description="Scan time of each frame (UTC). Default: the last frame at the current slot",
+    )
+    steps: int | None = Field(None, description="Lead times wanted; default the service's `lead_steps`")
+    grid: GridSpec | None = None
+
+    @field_validator("frames")
+    @classmethod
+    def _frames_not_ragged(cls, frames: list[list[list[float | None]]]) -> list[list[list[float | None]]]:
+        # Ragged input is named down to the row, so a client can find the bad element.
+        if not frames or not frames[0] or not frames[0][0]:
+            raise ValueError("frames must be a non-empty (T, H, W) array")
+        rows, cols = len(frames[0]), len(frames[0][0])
+        for i, frame in enumerate(frames):
+            if len(frame) != rows:
+                raise ValueError(f"frames[{i}] has {len(frame)} rows, frames[0] has {rows} (ragged array)")
+            for j, row in enumerate(frame):
+                if len(row) != cols:
+                    raise ValueError(
+                        f"frames[{i}][{j}] has {len(row)} values, frames[0][0] has {cols} (ragged array)"
+                    )
+        return frames
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_matches_frames(cls, shape: tuple[int, int, int], info: ValidationInfo) -> tuple[int, int, int]:
+        frames = info.data.get("frames")
+        if frames is not None:
+            actual = (len(frames), len(frames[0]), len(frames[0][0]))
+            if tuple(shape) != actual:
+                raise ValueError(f"shape {list(shape)} does not match frames, which are {list(actual)}")
+        return shape
+
+    @field_validator("times")
+    @classmethod
+    def _times_match(cls, times: list[dt.datetime] | None, info: ValidationInfo) -> list[dt.datetime] | None:
+        if times is None:
+            return None
+        shape = info.data.get("shape")
+        if shape is not None and len(times) != shape[0]:
+            raise ValueError(f"times has {len(times)} entries but there are {shape[0]} frames")
+        return [t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC) for t in times]
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_matches(cls, grid: GridSpec | None, info: ValidationInfo) -> GridSpec | None:
+        shape = info.data.get("shape")
+        if grid is not None and shape is not None and (len(grid.x) != shape[2] or len(grid.y) != shape[1]):
+            raise ValueError(
+                f"grid.x/grid.y have lengths {len(grid.x)}/{len(grid.y)}, "
+                f"shape says W={shape[2]}, H={shape[1]}"
+            )
+        return grid
+
+
+class ExecuteRequest(BaseModel):
+    """OGC execute request for ``POST /processes/nowcast/execution``: ``inputs`` as in ``POST /forecast``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    inputs: ForecastJSONRequest
+    outputs: dict[str, Any] | None = None
+    response: Literal["document", "raw"] | None = None
+
+
+class LandingPage(BaseModel):
+    title: str
+    description: str
+    links: list[Link]
+
+
+class Conformance(BaseModel):
+    conformsTo: list[str]
+
+
+class ProcessSummary(BaseModel):
+    id: str
+    title: str
+    description: str
+    version: str
+    jobControlOptions: list[str]
+    outputTransmission: list[str]
+    links: list[Link]
+
+
+class ProcessList(BaseModel):
+    processes: list[ProcessSummary]
+    links: list[Link]
+
+
+class ProcessDescription(ProcessSummary):
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadinessCheck(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not-ready"]
+    checks: dict[str, ReadinessCheck]
+
+
+class ForecastJSONResult(BaseModel):
+    """A forecast product as JSON: reflectivity (L, H, W) in dBZ, null where no data."""
+
+    jobID: str
+    reference_time: str | None
+    lead_time_minutes: list[int]
+    valid_times: list[str]
+    units: Literal["dBZ"] = "dBZ"
+    shape: tuple[int, int, int]
+    x: list[float] | None
+    y: list[float] | None
+    attributes: dict[str, Any]
+    reflectivity: list[list[list[float | None]]]

@@ -1,0 +1,516 @@
+"""Forecast submission: validate a radar sequence, store it, create the job, enqueue it by name.
+
+Both inputs end in the same place. Multipart netCDF files are staged under
+``data_dir/inputs/.staging-<uuid>/`` and validated with :func:`model.radar_io.read_scans` (xarray,
+no torch); JSON frames are written there as CF scans with :func:`model.radar_io.write_scans` and
+validated by the same reader, so both kinds of input obey the same rules (cadence, no all-NaN scan,
+at least ``input_scans`` scans, grid at most ``max_grid``). Only then is the job id computed:
+
+    job_id = workers.jobs.forecast_job_id(sha256(canonical sequence), model_version, steps)
+
+where the canonical sequence is the decoded content (times, dBZ values, grid), so the same scans
+sent as one file, as several files or as JSON give the same job. The staging directory is renamed
+to ``data_dir/inputs/<job_id>/`` (atomic) and the task sent with
+``send_task("workers.tasks.forecast", args=[job_id, input_path, steps], task_id=job_id, queue=gpu)``.
+
+Any rejected input removes its staging directory: a bad request leaves no job and no file.
+Resubmitting an input whose job exists returns that job (``created=False``); a ``failed`` job is
+queued again, so a transient failure can be retried by sending the same input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from model import radar_io
+from model.radar import rainrate_to_dbz
+from service.logs import job_id_var
+from service.problems import Problem, problem_openapi
+from service.schemas import ForecastJSONRequest, StatusInfo
+from service.settings import ApiSettings
+from service.views import root, status_info
+from workers import jobs
+
+logger = logging.getLogger(__name__)
+
+FORECAST_TASK = "workers.tasks.forecast"
+MAX_UPLOAD_FILES = 200
+# Magic numbers of netCDF classic (CDF\x01), 64-bit offset (\x02), CDF-5 (\x05) and netCDF-4/HDF5.
+_NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+SUBMISSION_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: problem_openapi("Missing or wrong X-API-Key", "api-key-invalid", 401),
+    413: problem_openapi("Request body too large", "body-too-large", 413),
+    415: problem_openapi("Neither multipart/form-data nor application/json", "unsupported-media-type", 415),
+    422: problem_openapi("The input is not a usable radar sequence", "too-few-scans", 422),
+    503: problem_openapi("The queue (Redis) is unavailable", "queue-unavailable", 503),
+}
+
+_ERROR_CODES: dict[type[radar_io.RadarInputError], str] = {
+    radar_io.NotNetCDFError: "not-netcdf",
+    radar_io.MissingVariableError: "missing-variable",
+    radar_io.UnitsError: "bad-units",
+    radar_io.CadenceError: "uneven-cadence",
+    radar_io.DuplicateScanError: "duplicate-scan",
+    radar_io.MissingScanError: "missing-scan",
+    radar_io.GridMismatchError: "grid-mismatch",
+    radar_io.AllNaNScanError: "all-nan-scan",
+    radar_io.TooFewScansError: "too-few-scans",
+    radar_io.GridTooLargeError: "grid-too-large",
+}
+
+
+# ------------------------------------------------------------------------------------ model version
+
+
+def current_model_version(checkpoint: Path) -> str:
+    """The checkpoint's sha256 (cached by the job store on path, size and mtime).
+
+    Without a checkpoint file this is ``workers.jobs.NO_CHECKPOINT``: the job is still accepted and
+    the worker runs its extrapolation fallback, recording ``source`` in the job (``/readyz`` reports
+    the missing checkpoint).
+    """
+    return jobs.model_version(checkpoint)
+
+
+# --------------------------------------------------------------------------------------- validation
+
+
+def check_steps(steps: int | None, settings: ApiSettings) -> int:
+    """The number of lead times, defaulting to ``lead_steps``; 422 outside ``1..max_lead_steps``."""
+    if steps is None:
+        return min(settings.lead_steps, settings.max_lead_steps)
+    if not 1 <= steps <= settings.max_lead_steps:
+        raise Problem(
+            422,
+            "invalid-steps",
+            f"steps must be between 1 and {settings.max_lead_steps}, got {steps}",
+            field="steps",
+        )
+    return steps
+
+
+def _problem_from(error: radar_io.RadarInputError, names: dict[str, str], field: str | None) -> Problem:
+    """A 422 naming the client's file (or JSON field) instead of our staging path."""
+    message, culprit = str(error), None
+    for staged, shown in sorted(names.items(), key=lambda item: -len(item[0])):
+        if staged in message:
+            culprit = culprit or shown
+            message = message.replace(staged, shown)
+    for staged_dir in {str(Path(s).parent) for s in names}:
+        message = message.replace(staged_dir + os.sep, "").replace(staged_dir, "the upload")
+    code = _ERROR_CODES.get(type(error), "invalid-radar-input")
+    if field is not None:
+        return Problem(422, code, message, field=culprit or field)
+    return Problem(422, code, message, field="file", file=culprit)
+
+
+def read_sequence(
+    directory: Path, names: dict[str, str], settings: ApiSettings, *, field: str | None = None
+) -> radar_io.RadarSequence:
+    """Read and validate the staged scans; every problem becomes a 422 naming the file or field."""
+    try:
+        return radar_io.read_scans(
+            directory,
+            timestep_minutes=settings.timestep_minutes,
+            min_scans=settings.input_scans,
+            max_grid=settings.max_grid,
+        )
+    except radar_io.RadarInputError as error:
+        raise _problem_from(error, names, field) from error
+
+
+def sequence_sha256(sequence: radar_io.RadarSequence) -> str:
+    """Digest of the decoded content: times, dBZ values (NaN canonical) and the grid."""
+    digest = hashlib.sha256()
+    dbz = np.where(np.isnan(sequence.dbz), np.float32(np.nan), sequence.dbz).astype("<f4")
+    digest.update(repr(dbz.shape).encode())
+    digest.update(dbz.tobytes())
+    digest.update(sequence.times.astype("datetime64[s]").astype("<i8").tobytes())
+    for axis in (sequence.x, sequence.y, sequence.lat, sequence.lon):
+        digest.update(b"-" if axis is None else np.asarray(axis, dtype="<f8").tobytes())
+    digest.update(json.dumps(sequence.grid_mapping, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ staging
+
+
+def new_staging_dir(settings: ApiSettings) -> Path:
+    inputs = Path(settings.data_dir) / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    staging = inputs / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir()
+    return staging
+
+
+def _safe_name(index: int, filename: str | None) -> str:
+    base = _UNSAFE.sub("_", Path(filename or "upload").name)[:100].strip("._") or "upload"
+    return f"{index:03d}_{base}" + ("" if base.endswith(".nc") else ".nc")
+
+
+def stage_upload(staging: Path, index: int, filename: str | None, source: BinaryIO) -> tuple[Path, str]:
+    """Copy one uploaded file into ``staging``; 422 ``not-netcdf`` when its bytes are not netCDF."""
+    shown = Path(filename or f"file #{index + 1}").name
+    target = staging / _safe_name(index, filename)
+    source.seek(0)
+    with open(target, "wb") as handle:
+        shutil.copyfileobj(source, handle, length=1 << 20)
+    with open(target, "rb") as handle:
+        head = handle.read(8)
+    if not head.startswith(_NETCDF_MAGIC):
+        raise Problem(422, "not-netcdf", f"{shown}: not a netCDF file", field="file", file=shown)
+    return target, shown
+
+
+def json_frames_to_dbz(request: ForecastJSONRequest) -> np.ndarray:
+    """(T, H, W) dBZ float32 from the JSON frames; null is no data; rain rates via Marshall-Palmer."""
+    values = np.array(
+        [[[np.nan if v is None else v for v in row] for row in frame] for frame in request.frames],
+        dtype=np.float64,
+    )
+    if np.isinf(values).any():
+        index = tuple(int(i) for i in np.argwhere(np.isinf(values))[0])
+        raise Problem(
+            422, "invalid-value", f"frames{list(index)} is infinite; use null for no data", field="frames"
+        )
+    if request.units == "mm/h":
+        if np.nanmin(values, initial=0.0) < 0:
+            raise Problem(422, "bad-units", "frames hold negative rain rates", field="frames")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dbz = rainrate_to_dbz(values)
+        values = np.where(np.isnan(values), np.nan, np.maximum(dbz, radar_io.RAIN_FLOOR_DBZ))
+    return values.astype(np.float32)
+
+
+def json_times(request: ForecastJSONRequest, step_minutes: int, now: dt.datetime) -> list[dt.datetime]:
+    """The frames' scan times: as given, else ending at ``now`` floored to the cadence."""
+    if request.times is not None:
+        return list(request.times)
+    step = dt.timedelta(minutes=step_minutes)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    last = epoch + ((now - epoch) // step) * step
+    count = len(request.frames)
+    return [last - (count - 1 - i) * step for i in range(count)]
+
+
+def stage_json(staging: Path, request: ForecastJSONRequest, settings: ApiSettings) -> dict[str, str]:
+    """Write the JSON frames as CF scans into ``staging``; returns staged path -> ``frames[i]``."""
+    if request.timestep_minutes != settings.timestep_minutes:
+        raise Problem(
+            422,
+            "uneven-cadence",
+            f"timestep_minutes is {request.timestep_minutes}; "
+            f"this service runs at {settings.timestep_minutes}",
+            field="timestep_minutes",
+        )
+    _, height, width = request.shape
+    if max(height, width) > settings.max_grid:
+        raise Problem(
+            422,
+            "grid-too-large",
+            f"grid {height}x{width} exceeds the maximum side {settings.max_grid}",
+            field="shape",
+        )
+    dbz = json_frames_to_dbz(request)
+    times = json_times(request, settings.timestep_minutes, dt.datetime.now(dt.UTC))
+    if request.grid is not None:
+        x, y, mapping = (
+            np.asarray(request.grid.x),
+            np.asarray(request.grid.y),
+            dict(request.grid.grid_mapping),
+        )
+    else:
+        # No grid given: 1 km pixels from the origin, no projection.
+        x, y, mapping = np.arange(width) * 1000.0, np.arange(height) * 1000.0, {}
+    try:
+        written = radar_io.write_scans(staging, dbz, times, x=x, y=y, grid_mapping=mapping)
+    except (ValueError, OSError) as exc:
+        raise Problem(
+            422, "invalid-request", f"frames cannot be stored as scans: {exc}", field="frames"
+        ) from exc
+    if len(written) != len(times):  # two frames with the same time overwrite each other's file
+        raise Problem(422, "duplicate-scan", "two frames have the same time", field="times")
+    order = {path.name: index for index, path in enumerate(written)}
+    return {str(staging / name): f"frames[{index}]" for name, index in order.items()}
+
+
+# ---------------------------------------------------------------------------------------- enqueueing
+
+
+def enqueue(
+    staging: Path,
+    sequence: radar_io.RadarSequence,
+    *,
+    steps: int,
+    model_version: str,
+    settings: ApiSettings,
+    store: Any,
+    celery: Any,
+    owner: str | None = None,
+) -> tuple[Any, bool]:
+    """Create (or find) the job of a validated, staged sequence and send its task.
+
+    Returns
+    -------
+    (record, created) : the ``workers.jobs.JobRecord`` and whether a run was queued by this call.
+    """
+    job_id = jobs.forecast_job_id(sequence_sha256(sequence), model_version, steps)
+    job_id_var.set(job_id)
+    existing = jobs.get_job(store, job_id=job_id)
+    if existing is not None and existing.status != "failed":
+        logger.info("input already submitted; returning job %s (%s)", job_id, existing.status)
+        return existing, False
+    target = Path(settings.data_dir) / "inputs" / job_id
+    if not target.exists():
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not target.exists():  # a concurrent identical submission may have won the rename
+                raise
+    if existing is None:
+        record, created = jobs.create_job(
+            store,
+            job_id=job_id,
+            kind="forecast",
+            steps=steps,
+            input_path=str(target),
+            model_version=model_version,
+            owner=owner,
+        )
+        if not created:
+            return record, False
+    else:
+        record = jobs.update_job(
+            store,
+            job_id=job_id,
+            status="accepted",
+            progress=0,
+            message="queued again after failure",
+            started=None,
+            finished=None,
+        )
+    try:
+        celery.send_task(
+            FORECAST_TASK, args=[job_id, str(target), steps], task_id=job_id, queue=settings.inference_queue
+        )
+    except Exception as exc:  # kombu raises OperationalError and friends when the broker is down
+        jobs.update_job(store, job_id=job_id, status="failed", message=f"could not be queued: {exc}")
+        raise Problem(
+            503, "queue-unavailable", "the job could not be queued; send the same input again"
+        ) from exc
+    logger.info("queued forecast %s (%d steps)", job_id, steps)
+    return record, True
+
+
+# ------------------------------------------------------------------------------------ request entry
+
+
+def _validate_and_enqueue_json(
+    request: ForecastJSONRequest,
+    steps: int,
+    settings: ApiSettings,
+    store: Any,
+    celery: Any,
+    owner: str | None,
+) -> tuple[Any, bool]:
+    model_version = current_model_version(Path(settings.checkpoint))
+    staging = new_staging_dir(settings)
+    try:
+        names = stage_json(staging, request, settings)
+        sequence = read_sequence(staging, names, settings, field="frames")
+        return enqueue(
+            staging,
+            sequence,
+            steps=steps,
+            model_version=model_version,
+            settings=settings,
+            store=store,
+            celery=celery,
+            owner=owner,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _validate_and_enqueue_files(
+    uploads: list[tuple[str | None, BinaryIO]],
+    steps: int,
+    settings: ApiSettings,
+    store: Any,
+    celery: Any,
+    owner: str | None,
+) -> tuple[Any, bool]:
+    model_version = current_model_version(Path(settings.checkpoint))
+    staging = new_staging_dir(settings)
+    try:
+        names: dict[str, str] = {}
+        for index, (filename, source) in enumerate(uploads):
+            staged, shown = stage_upload(staging, index, filename, source)
+            names[str(staged)] = shown
+        sequence = read_sequence(staging, names, settings)
+        return enqueue(
+            staging,
+            sequence,
+            steps=steps,
+            model_version=model_version,
+            settings=settings,
+            store=store,
+            celery=celery,
+            owner=owner,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+async def read_json_body(request: Request, settings: ApiSettings) -> bytes:
+    body = await request.body()
+    if len(body) > settings.max_json_request_bytes:
+        raise Problem(
+            413,
+            "body-too-large",
+            f"a JSON request may have at most {settings.max_json_request_bytes} bytes ({len(body)} sent); "
+            "send netCDF files as multipart/form-data instead",
+        )
+    return body
+
+
+def parse_json_request(body: bytes, *, prefix: str = "") -> ForecastJSONRequest:
+    """Parse and validate a JSON forecast request; 422 naming the first offending field."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(422, "invalid-json", f"the body is not valid JSON: {exc}", field="body") from exc
+    if prefix:
+        if not isinstance(document, dict) or not isinstance(document.get(prefix), dict):
+            raise Problem(
+                422, "invalid-request", f"the body must be an object with an object {prefix!r}", field=prefix
+            )
+        extra = set(document) - {prefix, "outputs", "response", "subscriber"}
+        if extra:
+            raise Problem(
+                422, "invalid-request", f"unknown member(s) {sorted(extra)}", field=sorted(extra)[0]
+            )
+        if document.get("response") not in (None, "document"):
+            raise Problem(422, "invalid-request", "only response=document is supported", field="response")
+        document = document[prefix]
+    try:
+        return ForecastJSONRequest.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = ".".join(str(p) for p in first["loc"]) or "body"
+        location = re.sub(r"\.(\d+)", r"[\1]", location)
+        field = f"{prefix}.{location}" if prefix else location
+        raise Problem(
+            422,
+            "invalid-request",
+            f"{field}: {first['msg']}",
+            field=field,
+            extra={
+                "errors": [
+                    {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                    for e in exc.errors()[:20]
+                ]
+            },
+        ) from exc
+
+
+async def submit_json_request(
+    request: Request,
+    parsed: ForecastJSONRequest,
+    *,
+    settings: ApiSettings,
+    store: Any,
+    celery: Any,
+    owner: str | None = None,
+) -> tuple[StatusInfo, bool]:
+    """Submit already-parsed JSON frames; returns the job's statusInfo and whether it was created."""
+    steps = check_steps(parsed.steps, settings)
+    record, created = await run_in_threadpool(
+        _validate_and_enqueue_json, parsed, steps, settings, store, celery, owner
+    )
+    return status_info(request, record), created
+
+
+async def submit_multipart(
+    request: Request, *, settings: ApiSettings, store: Any, celery: Any, owner: str | None = None
+) -> tuple[StatusInfo, bool]:
+    """Submit netCDF files from a multipart form (field ``file``, repeated; field ``steps``)."""
+    async with request.form(max_files=MAX_UPLOAD_FILES, max_fields=20) as form:
+        unknown = sorted(set(form.keys()) - {"file", "steps"})
+        if unknown:
+            raise Problem(
+                422,
+                "unknown-field",
+                f"unknown form field(s) {unknown}; use 'file' and 'steps'",
+                field=unknown[0],
+            )
+        raw_steps = form.getlist("steps")
+        if len(raw_steps) > 1 or (raw_steps and not isinstance(raw_steps[0], str)):
+            raise Problem(422, "invalid-steps", "steps must be given once, as an integer", field="steps")
+        steps_value: int | None = None
+        if raw_steps:
+            text = str(raw_steps[0]).strip()
+            if not re.fullmatch(r"[+-]?\d{1,9}", text):
+                raise Problem(
+                    422, "invalid-steps", f"steps must be an integer, got {text[:40]!r}", field="steps"
+                )
+            steps_value = int(text)
+        steps = check_steps(steps_value, settings)
+        files = form.getlist("file")
+        if not files:
+            raise Problem(422, "missing-file", "no netCDF file in form field 'file'", field="file")
+        uploads: list[tuple[str | None, BinaryIO]] = []
+        for item in files:
+            if not isinstance(item, UploadFile):
+                raise Problem(
+                    422, "not-a-file", "form field 'file' must be a file upload, not text", field="file"
+                )
+            uploads.append((item.filename, item.file))
+        record, created = await run_in_threadpool(
+            _validate_and_enqueue_files, uploads, steps, settings, store, celery, owner
+        )
+    return status_info(request, record), created
+
+
+def is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def require_json(request: Request) -> None:
+    """415 unless the request body is JSON."""
+    content_type = request.headers.get("content-type", "")
+    if not is_json(content_type):
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            f"Content-Type {content_type or '(none)'!r} is not accepted here; send application/json",
+            field="Content-Type",
+        )
+
+
+def submission_response(request: Request, info: StatusInfo, created: bool) -> JSONResponse:
+    """201 + Location for a newly queued run, 200 + Location for an existing job."""
+    return JSONResponse(
+        info.model_dump(mode="json"),
+        status_code=201 if created else 200,
+        headers={"Location": f"{root(request)}/jobs/{info.jobID}"},
+    )

@@ -1,0 +1,70 @@
+"""Job records -> OGC ``statusInfo`` documents, and the links between resources.
+
+Links are paths relative to the API root (``/jobs/...``), prefixed with the ASGI ``root_path``
+so they stay right behind a proxy that mounts the API under a sub-path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from service.representations import JSON, NETCDF, PNG
+from service.schemas import OGC_REL_RESULTS, UNFINISHED, Link, StatusInfo
+
+
+def root(request: Request) -> str:
+    """The path prefix of the API (empty unless mounted under a sub-path)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def job_links(request: Request, job_id: str, status: str) -> list[Link]:
+    base = f"{root(request)}/jobs/{job_id}"
+    links = [Link(href=base, rel="self", type=JSON, title="this job's status")]
+    if status == "successful":
+        links += [
+            Link(href=f"{base}/results", rel=OGC_REL_RESULTS, type=NETCDF, title="forecast (CF netCDF)"),
+            Link(href=f"{base}/results?f=json", rel="alternate", type=JSON, title="forecast (JSON)"),
+            Link(href=f"{base}/results?f=png", rel="alternate", type=PNG, title="first lead time (PNG)"),
+        ]
+    else:
+        links.append(
+            Link(href=f"{base}/results", rel=OGC_REL_RESULTS, type=NETCDF, title="forecast (when ready)")
+        )
+    return links
+
+
+def status_info(request: Request, record: Any) -> StatusInfo:
+    """The ``statusInfo`` of a ``workers.jobs.JobRecord``."""
+    data = record.to_dict()
+    return StatusInfo(
+        jobID=data["job_id"],
+        kind=data["kind"],
+        status=data["status"],
+        message=data.get("message") or None,
+        created=data.get("created"),
+        started=data.get("started"),
+        finished=data.get("finished"),
+        updated=data.get("updated"),
+        progress=data.get("progress"),
+        steps=data.get("steps"),
+        source=data.get("source") or None,
+        slot=data.get("slot") or None,
+        lead_times=_lead_times(data),
+        links=job_links(request, data["job_id"], data["status"]),
+    )
+
+
+def _lead_times(data: dict[str, Any]) -> list[int] | None:
+    """Lead times with a quicklook, from the record's ``products.png`` keys (minutes)."""
+    if data.get("status") != "successful":
+        return None
+    png = (data.get("products") or {}).get("png") or {}
+    leads = sorted(int(k) for k in png if str(k).lstrip("-").isdigit())
+    return leads or None
+
+
+def retry_after(status: str, seconds: int) -> dict[str, str]:
+    """``Retry-After`` for a job still in flight, else nothing."""
+    return {"Retry-After": str(seconds)} if status in UNFINISHED else {}
