@@ -162,8 +162,8 @@ def test_dependencies_wait_for_health(services: dict[str, dict[str, Any]]) -> No
 def test_grace_period_outlasts_the_task_hard_limit(services: dict[str, dict[str, Any]]) -> None:
     for name in WORKERS:
         service = services[name]
-        hard_limit = float(env_default(service["environment"]["NOWCAST_TASK_TIME_LIMIT"]))
-        assert float(env_example()["NOWCAST_TASK_TIME_LIMIT"]) == hard_limit
+        hard_limit = float(env_default(service["environment"]["NOWCAST_TASK_TIME_LIMIT_S"]))
+        assert float(env_example()["NOWCAST_TASK_TIME_LIMIT_S"]) == hard_limit
         assert duration_seconds(service["stop_grace_period"]) > hard_limit
     for name in SERVICES:
         assert "stop_grace_period" in services[name], name
@@ -181,14 +181,66 @@ def test_named_volumes(compose: dict[str, Any], services: dict[str, dict[str, An
             assert source.startswith("./") or source in compose["volumes"], f"{name}: {volume}"
 
 
+def nowcast_env(service: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in service["environment"].items() if k.startswith("NOWCAST_")}
+
+
 def test_python_services_share_the_settings(services: dict[str, dict[str, Any]]) -> None:
-    reference = services["api"]["environment"]
-    assert reference["NOWCAST_REDIS_URL"] == f"redis://:{PASSWORD}@redis:6379/0"
-    assert reference["NOWCAST_DATA_DIR"] == "/data"
-    assert env_default(reference["NOWCAST_CHECKPOINT"]) == "/models/radar_v2.pt"
-    for name in PYTHON_SERVICES:
-        env = services[name]["environment"]
-        assert {k: v for k, v in env.items() if k.startswith("NOWCAST_")} == reference, name
+    shared = nowcast_env(services["beat"])
+    assert shared["NOWCAST_REDIS_URL"] == f"redis://:{PASSWORD}@redis:6379/0"
+    assert shared["NOWCAST_DATA_DIR"] == "/data"
+    assert shared["NOWCAST_FEED_DIR"] == "/feed"
+    assert env_default(shared["NOWCAST_CHECKPOINT"]) == "/models/radar_v2.pt"
+    for name in WORKERS:
+        assert nowcast_env(services[name]) == shared, name
+    api = nowcast_env(services["api"])
+    assert {k: v for k, v in api.items() if k in shared} == shared
+    # Only the API holds the API keys.
+    assert api["NOWCAST_API_KEYS"] == "${NOWCAST_API_KEYS:?set NOWCAST_API_KEYS in .env}"
+    assert "NOWCAST_API_KEYS" not in shared
+
+
+def settings_fields(cls: type) -> dict[str, str]:
+    """NOWCAST_ variable -> the default as the environment would spell it ("" when required)."""
+    fields = {}
+    for name, info in cls.model_fields.items():
+        default = info.default
+        text = "" if info.is_required() else str(default).lower() if isinstance(default, bool) else str(default)
+        fields[f"NOWCAST_{name.upper()}"] = text
+    return fields
+
+
+def test_every_setting_is_configurable_with_its_default(services: dict[str, dict[str, Any]]) -> None:
+    from service.settings import ApiSettings
+    from workers.settings import WorkerSettings
+
+    fixed_by_compose = {"NOWCAST_REDIS_URL", "NOWCAST_DATA_DIR", "NOWCAST_FEED_DIR", "NOWCAST_CHECKPOINT"}
+    worker_fields = settings_fields(WorkerSettings)
+    api_fields = {k: v for k, v in settings_fields(ApiSettings).items() if k not in worker_fields}
+    shared, api = nowcast_env(services["beat"]), nowcast_env(services["api"])
+    assert set(shared) == set(worker_fields)
+    assert set(api) == set(worker_fields) | set(api_fields)
+    example = env_example()
+    for name, default in {**worker_fields, **api_fields}.items():
+        if name in fixed_by_compose:
+            continue
+        assert name in example, f"{name} missing from .env.example"
+        if name == "NOWCAST_API_KEYS":
+            continue  # required: no default, a refused placeholder in .env.example
+        assert env_default(api[name]) == default, f"{name}: compose default differs from the settings'"
+        assert example[name] == default, f"{name}: .env.example differs from the settings' default"
+
+
+def test_settings_refuse_the_example_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from service.settings import ApiSettings
+
+    for name, value in env_example().items():
+        if name.startswith("NOWCAST_"):
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match="placeholders or shorter than 16 characters"):
+        ApiSettings()
 
 
 def test_env_example_defines_every_variable_the_compose_file_reads() -> None:
@@ -206,7 +258,7 @@ def test_env_example_defines_every_variable_the_compose_file_reads() -> None:
 def test_env_example_has_no_usable_secret() -> None:
     example = env_example()
     assert example["REDIS_PASSWORD"].startswith("change-me")
-    assert example["NOWCAST_API_KEYS"] == ""  # the API refuses to start until one is set
+    assert example["NOWCAST_API_KEYS"] == "changethis"  # a placeholder the API refuses outside development
 
 
 def _docker_compose() -> str:
