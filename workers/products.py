@@ -1,0 +1,162 @@
+"""Forecast products on disk: the CF netCDF, a PNG quicklook per lead time and an animated GIF.
+
+Interface
+---------
+write_products(product_dir, forecast, sequence, *, lead_minutes, quicklooks=True, extra_attrs=None)
+    -> {"netcdf": path, "png": {"6": path, ...}, "gif": path}      (paths as strings)
+reflectivity_colormap() -> (ListedColormap, BoundaryNorm)          the scale used for every image
+
+Layout (docs/contracts.md): ``products/<job_id>/forecast.nc``, ``lead_<MMM>.png``, ``animation.gif``.
+Every file is written under a hidden temporary name and renamed, so a reader (the API) sees either
+nothing or a whole file. Rendering uses matplotlib's Agg canvas directly (no pyplot global state).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+from PIL import Image
+
+from model.radar_io import RadarSequence, write_forecast
+from workers.runtime import Forecast
+
+# The widely used US NWS reflectivity palette: one colour per 5 dBZ from 5 to 75 dBZ; below 5 dBZ
+# is left transparent-white so light noise does not paint the map.
+REFLECTIVITY_LEVELS = list(range(5, 80, 5))  # dBZ bin edges
+REFLECTIVITY_COLOURS = [
+    "#04e9e7", "#019ff4", "#0300f4", "#02fd02", "#01c501", "#008e00", "#fdf802",
+    "#e5bc00", "#fd9500", "#fd0000", "#d40000", "#bc0000", "#f800fd", "#9854c6",
+]
+GIF_FRAME_MS = 400
+NETCDF_NAME = "forecast.nc"
+GIF_NAME = "animation.gif"
+
+
+def png_name(lead_minutes: float) -> str:
+    return f"lead_{int(round(lead_minutes)):03d}.png"
+
+
+def reflectivity_colormap() -> tuple[ListedColormap, BoundaryNorm]:
+    cmap = ListedColormap(REFLECTIVITY_COLOURS, name="nws_reflectivity")
+    cmap.set_under("white")
+    cmap.set_over("#ffffff")
+    cmap.set_bad("#d9d9d9")  # no data
+    return cmap, BoundaryNorm(REFLECTIVITY_LEVELS, cmap.N)
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _extent(sequence: RadarSequence) -> tuple[list[float] | None, str]:
+    """imshow extent in km (or degrees) from the 1-D axes, and the axis unit; None without axes."""
+    x, y = sequence.grid.x, sequence.grid.y
+    if x is None or y is None or x.size < 2 or y.size < 2:
+        return None, "pixel"
+    degrees = sequence.grid.x_name in ("lon", "longitude")
+    scale = 1.0 if degrees else 1e-3
+    dx, dy = (x[1] - x[0]) * scale / 2, (y[1] - y[0]) * scale / 2
+    return [x[0] * scale - dx, x[-1] * scale + dx, y[0] * scale - dy, y[-1] * scale + dy], (
+        "degrees" if degrees else "km")
+
+
+def render_quicklooks(
+    directory: Path, dbz: np.ndarray, *, sequence: RadarSequence, reference_time: dt.datetime,
+    lead_minutes: list[float], source: str,
+) -> tuple[dict[str, str], str]:
+    """One PNG per lead time and the animated GIF; returns ({lead minutes: png path}, gif path)."""
+    cmap, norm = reflectivity_colormap()
+    extent, unit = _extent(sequence)
+    figure = Figure(figsize=(5.6, 4.8), dpi=80)
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    # Row 0 is the first y value; with ascending y (north up in projected grids) that is the bottom.
+    ascending = sequence.grid.y is None or sequence.grid.y.size < 2 or sequence.grid.y[1] > sequence.grid.y[0]
+    image = axes.imshow(np.ma.masked_invalid(dbz[0]), cmap=cmap, norm=norm, extent=extent,
+                        origin="lower" if ascending else "upper", interpolation="nearest")
+    colorbar = figure.colorbar(image, ax=axes, extend="max", ticks=REFLECTIVITY_LEVELS[::2])
+    colorbar.set_label("reflectivity (dBZ)")
+    axes.set_xlabel(f"x ({unit})")
+    axes.set_ylabel(f"y ({unit})")
+    pngs: dict[str, str] = {}
+    frames: list[Image.Image] = []
+    for index, lead in enumerate(lead_minutes):
+        valid = reference_time + dt.timedelta(minutes=float(lead))
+        image.set_data(np.ma.masked_invalid(dbz[index]))
+        axes.set_title(f"{source} nowcast +{int(round(lead)):03d} min\nvalid {valid:%Y-%m-%d %H:%MZ}, "
+                       f"from {reference_time:%H:%MZ}", fontsize=10)
+        canvas.draw()
+        rgba = np.asarray(canvas.buffer_rgba())
+        buffer = io.BytesIO()
+        Image.fromarray(rgba).convert("RGB").save(buffer, format="PNG", optimize=False)
+        path = directory / png_name(lead)
+        _atomic_bytes(path, buffer.getvalue())
+        pngs[str(int(round(lead)))] = str(path)
+        frames.append(Image.fromarray(rgba).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT))
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=GIF_FRAME_MS, loop=0)
+    gif = directory / GIF_NAME
+    _atomic_bytes(gif, buffer.getvalue())
+    return pngs, str(gif)
+
+
+def remove_partial_files(directory: Path) -> list[Path]:
+    """Delete temporaries a killed attempt left behind (hidden ``.name.*.tmp`` files)."""
+    removed = []
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def write_products(
+    product_dir: Path,
+    forecast: Forecast,
+    sequence: RadarSequence,
+    *,
+    lead_minutes: list[float],
+    quicklooks: bool = True,
+    extra_attrs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the netCDF product (always) and the quicklooks (optional) of one forecast."""
+    product_dir = Path(product_dir)
+    product_dir.mkdir(parents=True, exist_ok=True)
+    reference = sequence.times[-1].astype(dt.datetime).replace(tzinfo=dt.UTC)
+    attrs = dict(extra_attrs or {})
+    if forecast.fallback_reason:
+        attrs["fallback_reason"] = forecast.fallback_reason
+    netcdf = write_forecast(
+        product_dir / NETCDF_NAME, forecast.dbz,
+        reference_time=reference, lead_minutes=lead_minutes, grid=sequence.grid,
+        model=forecast.model_name, model_version=forecast.model_version,
+        checkpoint_sha256=forecast.checkpoint_sha256, source=forecast.source,
+        input_times=sequence.times, extra_attrs=attrs,
+    )
+    products: dict[str, Any] = {"netcdf": str(netcdf), "png": {}, "gif": None}
+    if quicklooks:
+        products["png"], products["gif"] = render_quicklooks(
+            product_dir, forecast.dbz, sequence=sequence, reference_time=reference,
+            lead_minutes=lead_minutes, source=forecast.source,
+        )
+    return products

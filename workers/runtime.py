@@ -1,0 +1,158 @@
+"""The model inside a worker child: loaded lazily on the first task, cached per process.
+
+Interface
+---------
+get_model(settings) -> LoadedModel           cached per (pid, checkpoint sha256); loads + warms up once
+run_forecast(settings, dbz (T, H, W), steps) -> Forecast   PredRNN, or extrapolation as the fallback
+
+Never called at import or in ``worker_process_init`` (its 4 s budget kills slow children) and never in
+the prefork parent: a CUDA context does not survive ``fork``. torch is imported inside the functions
+so that importing ``workers.tasks`` in the parent stays free of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from model.radar import DEFAULT_SCALING
+from workers import jobs
+from workers.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from model.predrnn import PredRNN
+
+log = logging.getLogger(__name__)
+
+EXTRAPOLATION_MODEL = "pysteps Lucas-Kanade + semi-Lagrangian extrapolation"
+
+
+class ModelUnavailableError(RuntimeError):
+    """No usable checkpoint and the extrapolation fallback is switched off."""
+
+
+@dataclass
+class LoadedModel:
+    model: PredRNN
+    meta: dict[str, Any]
+    device: torch.device
+    precision: str  # "fp32" | "bf16"
+    checkpoint_sha256: str
+    load_seconds: float
+    pid: int
+
+
+@dataclass
+class Forecast:
+    dbz: np.ndarray  # (L, H, W) float32 dBZ
+    source: str  # "predrnn" | "extrapolation"
+    model_name: str
+    model_version: str
+    checkpoint_sha256: str
+    fallback_reason: str | None = None  # why the model did not run, when source != "predrnn"
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: "model_load", "inference"
+
+
+_CACHE: dict[tuple[int, str], LoadedModel] = {}
+
+
+def resolve_device(setting: str) -> torch.device:
+    """``auto`` -> CUDA when this (child) process sees a device, else CPU."""
+    import torch
+
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def get_model(settings: WorkerSettings) -> LoadedModel:
+    """The checkpoint's model on the configured device, loaded once per process and checkpoint.
+
+    Raises ``model.checkpoint.CheckpointError`` when the file is missing or unusable.
+    """
+    from model.checkpoint import CheckpointError, load_checkpoint
+    from model.predict import resolve_precision
+
+    sha256 = jobs.model_version(settings.checkpoint)
+    if sha256 == jobs.NO_CHECKPOINT:
+        raise CheckpointError(f"{settings.checkpoint}: checkpoint file not found")
+    key = (os.getpid(), sha256)
+    if key in _CACHE:
+        return _CACHE[key]
+    import torch
+
+    started = time.perf_counter()
+    model, meta = load_checkpoint(settings.checkpoint)
+    device = resolve_device(settings.device)
+    model = model.to(device).eval()
+    precision = resolve_precision(settings.precision, device)
+    if settings.warmup:
+        # A tiny forward pass: allocator, kernels (and compile caches, if ever enabled) are ready
+        # before the first real scan arrives.
+        p = model.config.patch_size
+        dummy = torch.zeros(1, 2, model.config.channels, 2 * p, 2 * p, device=device)
+        model.forecast(dummy, 1)
+    loaded = LoadedModel(model, meta, device, precision, sha256, time.perf_counter() - started, os.getpid())
+    _CACHE.clear()  # a new checkpoint replaces the old one; keep one model per process
+    _CACHE[key] = loaded
+    log.info("loaded %s (%s) on %s, %s, in %.2f s", settings.checkpoint, sha256[:12], device, precision,
+             loaded.load_seconds)
+    return loaded
+
+
+def extrapolate(dbz: np.ndarray, steps: int, timestep_minutes: float) -> np.ndarray:
+    """Optical-flow extrapolation of (T, H, W) dBZ -> (steps, H, W) dBZ (model.baselines)."""
+    from model.baselines import get_method
+
+    forecast = get_method("extrapolation")
+    zerovalue = DEFAULT_SCALING["dbz_min"]
+    return forecast(dbz, steps, timestep_minutes=timestep_minutes, zerovalue=zerovalue)
+
+
+def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forecast:
+    """PredRNN on the context (T, H, W) dBZ; extrapolation when the model cannot run.
+
+    The fallback keeps the scheduled product from silently disappearing; the reason is returned so
+    the job record and the product's ``source`` attribute can say what happened.
+    """
+    from model.checkpoint import CheckpointError
+    from model.radar_io import forecast_dbz
+
+    reason: str | None = None
+    timings: dict[str, float] = {}
+    try:
+        started = time.perf_counter()
+        loaded = get_model(settings)
+        timings["model_load"] = time.perf_counter() - started  # the first task also pays torch's import
+        started = time.perf_counter()
+        scaling = loaded.meta.get("scaling") or DEFAULT_SCALING
+        predicted = forecast_dbz(loaded.model, dbz, steps, scaling=scaling, precision=loaded.precision,
+                                 device=loaded.device)
+        timings["inference"] = time.perf_counter() - started
+        return Forecast(predicted, "predrnn", f"PredRNN-{loaded.model.config.version}", loaded.checkpoint_sha256,
+                        loaded.checkpoint_sha256, None, timings)
+    except (CheckpointError, RuntimeError, ValueError) as exc:  # missing/corrupt file, OOM, bad weights
+        reason = f"model unavailable: {exc}"
+        if not settings.fallback_extrapolation:
+            raise ModelUnavailableError(reason) from exc
+        log.warning("%s; falling back to extrapolation", reason)
+    started = time.perf_counter()
+    predicted = extrapolate(dbz, steps, settings.timestep_minutes)
+    timings["inference"] = time.perf_counter() - started
+    return Forecast(predicted, "extrapolation", EXTRAPOLATION_MODEL, _pysteps_version(), "", reason, timings)
+
+
+def _pysteps_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"pysteps {version('pysteps')}"
+    except PackageNotFoundError:
+        return "pysteps"

@@ -1,0 +1,324 @@
+"""Celery tasks: ``forecast(job_id, input_path, steps)`` on demand, ``nowcast(slot_iso)`` on schedule.
+
+Both run one job through the same steps (DESIGN §4):
+
+1. create the job record if the API has not (a scheduled slot, or a task sent by hand);
+2. a job already finished is a no-op that returns the existing result (duplicate delivery);
+3. take the per-job Redis lock (SET NX EX); a lock whose holder process is dead on this host is
+   taken over, a live holder means "look again later";
+4. count the attempt; a job whose earlier attempts all died (worker lost) fails after
+   ``max_attempts`` instead of looping;
+5. read and validate the input (nowcast: the newest complete sequence ending at the slot, or
+   ``skipped`` with the reason), forecast (PredRNN, else extrapolation), write the products
+   atomically, record ``successful`` with paths and timings.
+
+Bad input fails at once; transient errors (Redis, disk) are retried with exponential backoff up to
+``max_attempts``. Tasks return a small JSON document; arrays never travel through Redis.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from model.radar_io import RadarInputError, RadarSequence, read_scans
+from workers import jobs
+from workers.celery_app import app
+from workers.feeds import FeedNotReady, FeedSkip, select_sequence
+from workers.products import remove_partial_files, write_products
+from workers.runtime import ModelUnavailableError, run_forecast
+from workers.schedule import slot_for
+from workers.settings import WorkerSettings, get_settings
+
+log = logging.getLogger(__name__)
+
+FEED_RETRY_S = 30  # how often a late scan is looked for again
+MAX_BACKOFF_S = 60.0
+
+
+class PermanentJobError(Exception):
+    """The job cannot succeed by trying again (bad arguments, bad input)."""
+
+
+class TransientJobError(Exception):
+    """Worth another attempt (storage hiccup and the like)."""
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientJobError, redis.RedisError, OSError)
+
+_CLIENTS: dict[tuple[int, str], redis.Redis] = {}
+
+
+def redis_client(settings: WorkerSettings) -> redis.Redis:
+    """One client per process: a forked child must not share its parent's sockets."""
+    key = (os.getpid(), settings.redis_url)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30,
+                                             health_check_interval=30, retry_on_timeout=True)
+    return _CLIENTS[key]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _lock_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(owner: str) -> bool:
+    """Only a holder on this host can be checked; a remote holder is trusted until its lock expires."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    return host == socket.gethostname() and pid_text.isdigit() and not _pid_alive(int(pid_text))
+
+
+def _take_lock(r: redis.Redis, job_id: str, owner: str, ttl_s: int) -> bool:
+    if jobs.acquire_lock(r, job_id=job_id, owner=owner, ttl_s=ttl_s):
+        return True
+    holder = jobs.lock_owner(r, job_id=job_id)
+    if holder is not None and _holder_is_dead(holder):
+        log.warning("job %s: lock holder %s is dead; taking over", job_id, holder)
+        return jobs.steal_lock(r, job_id=job_id, expected_owner=holder, owner=owner, ttl_s=ttl_s)
+    # The holder vanished between the two calls: try once more.
+    return holder is None and jobs.acquire_lock(r, job_id=job_id, owner=owner, ttl_s=ttl_s)
+
+
+def _file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def summary(record: jobs.JobRecord, *, duplicate: bool = False) -> dict[str, Any]:
+    """The task's return value: small JSON, never arrays."""
+    netcdf = record.products.get("netcdf") if record.products else None
+    return {
+        "job_id": record.job_id,
+        "status": record.status,
+        "message": record.message,
+        "output": netcdf,
+        "sha256": _file_sha256(netcdf) if netcdf and Path(netcdf).is_file() else None,
+        "source": record.source,
+        "timings": record.timings,
+        "attempts": record.attempts,
+        "duplicate": duplicate,
+    }
+
+
+def _finished_result(record: jobs.JobRecord) -> dict[str, Any] | None:
+    """The no-op answer for a job that needs no work, or None when it must run."""
+    if record.status == "successful":
+        netcdf = record.products.get("netcdf")
+        if netcdf and Path(netcdf).is_file():
+            return summary(record, duplicate=True)
+        log.warning("job %s: recorded successful but %s is gone; running it again", record.job_id, netcdf)
+        return None
+    if record.status in ("failed", "skipped", "dismissed"):
+        return summary(record, duplicate=True)
+    return None
+
+
+def _backoff(settings: WorkerSettings, attempt: int) -> float:
+    return min(MAX_BACKOFF_S, settings.retry_backoff_s * 2 ** max(0, attempt - 1))
+
+
+Selector = Callable[[], list[Path] | Path]
+
+
+def run_job(
+    task: Task,
+    *,
+    kind: str,
+    job_id: str,
+    steps: int,
+    input_path: str | None,
+    slot: dt.datetime | None,
+    select: Selector,
+    deadline: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Run one job end to end (see the module docstring). ``select`` returns the scan file(s)."""
+    settings = get_settings()
+    r = redis_client(settings)
+    record, _ = jobs.create_job(r, job_id=job_id, kind=kind, steps=steps, input_path=input_path,
+                                model_version=jobs.model_version(settings.checkpoint), slot=slot)
+    done = _finished_result(record)
+    if done is not None:
+        log.info("job %s already %s; nothing to do", job_id, record.status)
+        return done
+    owner = _lock_owner_id()
+    ttl = settings.task_time_limit_s + 30
+    if not _take_lock(r, job_id, owner, ttl):
+        countdown = min(30, ttl)
+        log.info("job %s is being run by %s; looking again in %d s", job_id, jobs.lock_owner(r, job_id=job_id),
+                 countdown)
+        raise task.retry(countdown=countdown, max_retries=task.request.retries + ttl // countdown + 2,
+                         exc=TransientJobError(f"job {job_id} locked by another worker"))
+    try:
+        return _run_locked(task, settings, r, job_id=job_id, steps=steps, select=select, deadline=deadline)
+    finally:
+        try:
+            jobs.release_lock(r, job_id=job_id, owner=owner)
+        except redis.RedisError:  # the lock expires by itself
+            log.warning("job %s: could not release the lock", job_id)
+
+
+def _run_locked(
+    task: Task, settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, select: Selector,
+    deadline: dt.datetime | None,
+) -> dict[str, Any]:
+    record = jobs.get_job(r, job_id=job_id)
+    if record is None:
+        raise TransientJobError(f"job {job_id} vanished from the store")
+    done = _finished_result(record)  # another worker may have finished it while we waited
+    if done is not None:
+        return done
+    try:
+        files = select()
+    except FeedNotReady as exc:
+        if deadline is not None and _now() + dt.timedelta(seconds=FEED_RETRY_S) < deadline:
+            jobs.update_job(r, job_id=job_id, message=f"waiting: {exc}")
+            raise task.retry(countdown=FEED_RETRY_S, max_retries=task.request.retries + 1, exc=exc) from exc
+        return _finish(r, job_id, status="skipped", message=f"{exc}; not there by {deadline:%H:%M:%SZ}")
+    except FeedSkip as exc:
+        return _finish(r, job_id, status="skipped", message=str(exc))
+
+    # A record still "running" was left by an attempt that died (worker lost): count on from it.
+    # Anything else (accepted: new, re-queued, or was waiting for a scan) starts a fresh count.
+    attempts = jobs.increment_attempts(r, job_id=job_id) if record.status == "running" else 1
+    if attempts > settings.max_attempts:
+        return _finish(r, job_id, status="failed", message=(
+            f"gave up after {settings.max_attempts} attempts; the earlier ones ended without a result "
+            "(worker lost or killed)"), attempts=attempts)
+    product_dir = settings.product_dir(job_id)
+    for partial in remove_partial_files(product_dir):
+        log.warning("job %s: removed %s left by an interrupted attempt", job_id, partial.name)
+    jobs.update_job(r, job_id=job_id, status="running", attempts=attempts, progress=5,
+                    started=record.started or jobs.utc_now_iso(), finished=None, message="reading input")
+    try:
+        return _forecast_and_write(settings, r, job_id=job_id, steps=steps, files=files)
+    except (RadarInputError, PermanentJobError, ModelUnavailableError) as exc:
+        return _finish(r, job_id, status="failed", message=str(exc))
+    except SoftTimeLimitExceeded:
+        return _finish(r, job_id, status="failed",
+                       message=f"time limit of {settings.task_soft_time_limit_s} s exceeded")
+    except TRANSIENT_ERRORS as exc:
+        reason = f"{exc.__class__.__name__}: {exc}"
+        if attempts >= settings.max_attempts:
+            return _finish(r, job_id, status="failed", message=f"{reason} (after {attempts} attempts)")
+        countdown = _backoff(settings, attempts)
+        log.warning("job %s attempt %d: %s; retrying in %.1f s", job_id, attempts, reason, countdown)
+        try:
+            jobs.update_job(r, job_id=job_id, message=f"attempt {attempts} failed ({reason}); retrying")
+        except redis.RedisError:
+            pass
+        raise task.retry(countdown=countdown, max_retries=task.request.retries + 1, exc=exc) from exc
+    except Exception as exc:  # an unexpected bug: fail once, loudly, rather than burn attempts on it
+        log.exception("job %s failed", job_id)
+        return _finish(r, job_id, status="failed", message=f"internal error: {exc.__class__.__name__}: {exc}")
+
+
+def _finish(r: redis.Redis, job_id: str, *, status: str, message: str, **fields: Any) -> dict[str, Any]:
+    log.log(logging.INFO if status == "successful" else logging.WARNING, "job %s %s: %s", job_id, status, message)
+    current = jobs.get_job(r, job_id=job_id)
+    if current is not None and current.status == "dismissed":  # the client gave up on it meanwhile
+        return summary(current)
+    record = jobs.update_job(r, job_id=job_id, status=status, message=message, finished=jobs.utc_now_iso(),
+                             **fields)
+    return summary(record)
+
+
+def _forecast_and_write(
+    settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, files: list[Path] | Path
+) -> dict[str, Any]:
+    if not 1 <= steps <= settings.max_lead_steps:
+        raise PermanentJobError(f"steps must be within 1-{settings.max_lead_steps}, got {steps}")
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    sequence: RadarSequence = read_scans(files, timestep_minutes=settings.timestep_minutes,
+                                         min_scans=settings.input_scans, max_grid=settings.max_grid)
+    sequence = sequence.tail(settings.input_scans)
+    timings["read"] = time.perf_counter() - started
+    jobs.update_job(r, job_id=job_id, progress=20, message="forecasting")
+    forecast = run_forecast(settings, sequence.dbz, steps)
+    timings.update(forecast.timings)
+    jobs.update_job(r, job_id=job_id, progress=80, message="writing products", source=forecast.source)
+    lead_minutes = [float(settings.timestep_minutes * (k + 1)) for k in range(steps)]
+    written = time.perf_counter()
+    products = write_products(settings.product_dir(job_id), forecast, sequence, lead_minutes=lead_minutes,
+                              quicklooks=settings.quicklooks, extra_attrs={"job_id": job_id})
+    timings["write"] = time.perf_counter() - written
+    timings["total"] = time.perf_counter() - started
+    message = "forecast written"
+    if forecast.fallback_reason:
+        message = f"forecast written by extrapolation fallback ({forecast.fallback_reason})"
+    return _finish(r, job_id, status="successful", message=message, progress=100, products=products,
+                   source=forecast.source, timings={k: round(v, 4) for k, v in timings.items()})
+
+
+# ------------------------------------------------------------------------------------------- tasks
+
+
+@app.task(bind=True, name="workers.tasks.forecast")
+def forecast(self: Task, job_id: str, input_path: str, steps: int) -> dict[str, Any]:
+    """On-demand forecast of the scans at ``input_path`` (a file or a directory), ``steps`` ahead."""
+    return run_job(self, kind="forecast", job_id=job_id, steps=int(steps), input_path=str(input_path),
+                   slot=None, select=lambda: Path(input_path))
+
+
+def parse_slot(slot_iso: str, timestep_minutes: int) -> dt.datetime:
+    """An ISO-8601 scan time on the cadence grid (naive means UTC)."""
+    try:
+        slot = dt.datetime.fromisoformat(slot_iso)
+    except ValueError as exc:
+        raise PermanentJobError(f"slot {slot_iso!r} is not an ISO-8601 time") from exc
+    slot = slot.replace(tzinfo=dt.UTC) if slot.tzinfo is None else slot.astimezone(dt.UTC)
+    if slot.second or slot.microsecond or slot.minute % timestep_minutes:
+        raise PermanentJobError(f"slot {slot_iso!r} is not on the {timestep_minutes}-minute scan grid")
+    return slot
+
+
+@app.task(bind=True, name="workers.tasks.nowcast")
+def nowcast(self: Task, slot_iso: str | None = None) -> dict[str, Any]:
+    """The scheduled nowcast of one slot; beat sends no argument and the slot follows from the clock."""
+    settings = get_settings()
+    if slot_iso is None:
+        slot = slot_for(_now(), timestep_minutes=settings.timestep_minutes,
+                        latency_offset_minutes=settings.latency_offset_minutes)
+    else:
+        slot = parse_slot(slot_iso, settings.timestep_minutes)
+    # Past this, the next slot's run is due: a scan that is still missing is skipped, not awaited.
+    deadline = slot + dt.timedelta(minutes=settings.timestep_minutes, seconds=-60)
+
+    def select() -> list[Path]:
+        selection = select_sequence(settings.feed_dir, slot=slot, input_scans=settings.input_scans,
+                                    timestep_minutes=settings.timestep_minutes,
+                                    stale_after_minutes=settings.stale_after_minutes)
+        return selection.paths
+
+    return run_job(self, kind="nowcast", job_id=jobs.nowcast_job_id(slot), steps=settings.lead_steps,
+                   input_path=str(settings.feed_dir), slot=slot, select=select, deadline=deadline)
