@@ -15,7 +15,7 @@ from celery import Celery
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
-from service.logs import job_id_var
+from service.logs import set_job_id
 from service.problems import Problem
 from service.settings import ApiSettings
 from workers import jobs
@@ -97,7 +97,7 @@ def load_job(
     record = jobs.get_job(store, job_id=job_id)
     if record is None:
         raise Problem(404, "job-not-found", f"no job with id {job_id!r}", field="jobID")
-    job_id_var.set(job_id)
+    set_job_id(job_id)
     return record
 
 

@@ -1,9 +1,9 @@
 """Structured JSON logs carrying the request id and the job id of the work in hand.
 
 ``request_id`` is set by the request middleware for every request, ``job_id`` by the routes once
-they know which job a request is about; both live in context variables, so every log line from
-the same request (including ones from the job store or Celery) carries them without passing them
-around.
+they know which job a request is about (:func:`set_job_id`). Both live in one dict held by a context
+variable: sync routes and dependencies run in a threadpool with a *copy* of the context, so a new
+value set there would not reach the middleware's access log, but a change to the shared dict does.
 """
 
 from __future__ import annotations
@@ -14,8 +14,16 @@ import json
 import logging
 from typing import Any
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
+request_context: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar(
+    "request_context", default=None
+)
+
+
+def set_job_id(job_id: str) -> None:
+    """Tag the rest of this request's log lines (and its access line) with ``job_id``."""
+    context = request_context.get()
+    if context is not None:
+        context["job_id"] = job_id
 
 # LogRecord attributes that are not user "extra" fields.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -31,11 +39,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id, job_id = request_id_var.get(), job_id_var.get()
-        if request_id is not None:
-            entry["request_id"] = request_id
-        if job_id is not None:
-            entry["job_id"] = job_id
+        for key, value in (request_context.get() or {}).items():
+            if value is not None:
+                entry[key] = value
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -26,6 +26,7 @@ from service.routes import include_routers
 from service.routes.health import WorkerProbe
 from service.schemas import ExecuteRequest, ForecastJSONRequest, ForecastJSONResult, ProblemDetails
 from service.settings import ApiSettings, get_settings
+from workers.celery_app import create_app as create_celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +40,11 @@ TAGS = [
 
 
 def make_celery(settings: ApiSettings) -> Celery:
-    """A Celery app for publishing to the workers' broker (JSON only) and for control commands."""
-    app = Celery("nowcast-api", broker=settings.redis_url, set_as_current=False)
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
-        # A publish to an unreachable broker fails within seconds instead of hanging the request.
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
-    )
+    """The workers' Celery app configured from our settings: used to send tasks by name and to ask
+    workers for readiness (``workers.celery_app`` is configuration only and never imports torch)."""
+    app = create_celery_app(settings)
+    # A publish to an unreachable broker fails within seconds instead of hanging the request.
+    app.conf.task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
     return app
 
 

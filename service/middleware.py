@@ -15,7 +15,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import job_id_var, request_id_var
+from service.logs import request_context
 from service.metrics import ApiMetrics
 from service.problems import Problem, problem_response
 
@@ -38,8 +38,8 @@ class RequestContextMiddleware:
             return
         incoming = Headers(scope=scope).get("x-request-id", "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        request_token = request_id_var.set(request_id)
-        job_token = job_id_var.set(None)
+        context: dict[str, str | None] = {"request_id": request_id, "job_id": None}
+        token = request_context.set(context)
         status = 500
         started = time.perf_counter()
 
@@ -71,8 +71,7 @@ class RequestContextMiddleware:
                     "route": template,
                 },
             )
-            job_id_var.reset(job_token)
-            request_id_var.reset(request_token)
+            request_context.reset(token)
 
 
 class BodyLimitMiddleware:

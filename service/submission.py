@@ -40,7 +40,7 @@ from starlette.responses import JSONResponse
 
 from model import radar_io
 from model.radar import rainrate_to_dbz
-from service.logs import job_id_var
+from service.logs import set_job_id
 from service.problems import Problem, problem_openapi
 from service.schemas import ForecastJSONRequest, StatusInfo
 from service.settings import ApiSettings
@@ -273,7 +273,7 @@ def enqueue(
     (record, created) : the ``workers.jobs.JobRecord`` and whether a run was queued by this call.
     """
     job_id = jobs.forecast_job_id(sequence_sha256(sequence), model_version, steps)
-    job_id_var.set(job_id)
+    set_job_id(job_id)
     existing = jobs.get_job(store, job_id=job_id)
     if existing is not None and existing.status != "failed":
         logger.info("input already submitted; returning job %s (%s)", job_id, existing.status)

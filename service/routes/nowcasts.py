@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from service.deps import JobStoreDep, SettingsDep
-from service.logs import job_id_var
+from service.logs import set_job_id
 from service.problems import Problem, problem_openapi
 from service.results import RESULT_RESPONSES, Format, result_response
 from service.routes.jobs import Limit, Offset, page_links
@@ -80,7 +80,7 @@ def latest_nowcast(
     record = latest_successful(store)
     if record is None:
         raise Problem(404, "no-nowcast", "no successful scheduled nowcast yet")
-    job_id_var.set(record.job_id)
+    set_job_id(record.job_id)
     slot = record.job_id.removeprefix("nowcast-")
     return result_response(
         record,
@@ -106,5 +106,5 @@ def nowcast_at(
     record = jobs.get_job(store, job_id=job_id)
     if record is None:
         raise Problem(404, "job-not-found", f"no nowcast for slot {scan_time} ({job_id})", field="scan_time")
-    job_id_var.set(job_id)
+    set_job_id(job_id)
     return result_response(record, settings, accept=accept, f=f, lead=lead)
