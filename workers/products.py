@@ -46,10 +46,9 @@ def png_name(lead_minutes: float) -> str:
 
 
 def reflectivity_colormap() -> tuple[ListedColormap, BoundaryNorm]:
-    cmap = ListedColormap(REFLECTIVITY_COLOURS, name="nws_reflectivity")
-    cmap.set_under("white")
-    cmap.set_over("#ffffff")
-    cmap.set_bad("#d9d9d9")  # no data
+    # under 5 dBZ: no echo (white); over 75 dBZ: the top colour; no data: light grey.
+    cmap = ListedColormap(REFLECTIVITY_COLOURS, name="nws_reflectivity").with_extremes(
+        under="white", over=REFLECTIVITY_COLOURS[-1], bad="#d9d9d9")
     return cmap, BoundaryNorm(REFLECTIVITY_LEVELS, cmap.N)
 
 
