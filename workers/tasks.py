@@ -176,7 +176,8 @@ def run_job(
         countdown = min(30, ttl)
         log.info("job %s is being run by %s; looking again in %d s", job_id, jobs.lock_owner(r, job_id=job_id),
                  countdown)
-        raise task.retry(countdown=countdown, max_retries=task.request.retries + ttl // countdown + 2,
+        # Bounded in total: by then the holder has finished or its lock has expired.
+        raise task.retry(countdown=countdown, max_retries=ttl // countdown + 2 + settings.max_attempts,
                          exc=TransientJobError(f"job {job_id} locked by another worker"))
     try:
         return _run_locked(task, settings, r, job_id=job_id, steps=steps, select=select, deadline=deadline)

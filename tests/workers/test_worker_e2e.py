@@ -23,6 +23,7 @@ from tests.utils.worker_process import WorkerProcess
 from tests.workers.conftest import FEED_START, GRID, blob_field, write_blob_feed
 from workers import jobs
 from workers.celery_app import create_app
+from workers.schedule import slot_for
 from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,7 @@ def stack(redis_server: RedisServer, tiny_checkpoint: Path, tmp_path_factory: py
                               input_scans=INPUT_SCANS, lead_steps=LEAD_STEPS)
     worker = WorkerProcess(redis_url=url, data_dir=data_dir, env={
         "NOWCAST_CHECKPOINT": str(tiny_checkpoint), "NOWCAST_INPUT_SCANS": str(INPUT_SCANS),
-        "NOWCAST_LEAD_STEPS": str(LEAD_STEPS), "NOWCAST_PRECISION": "fp32",
+        "NOWCAST_LEAD_STEPS": str(LEAD_STEPS), "NOWCAST_PRECISION": "fp32", "NOWCAST_RETRY_BACKOFF_S": "0.2",
     }).start()
     app = create_app(settings)
     try:
@@ -172,3 +173,38 @@ def test_bad_on_demand_input_fails_at_once(stack: dict) -> None:
     record = wait_for(r, "forecast-bad", ("successful", "failed"))
     assert record.status == "failed" and str(missing) in record.message and "file not found" in record.message
     assert record.attempts == 1
+
+
+def test_beat_style_trigger_without_a_slot_serves_the_current_slot(stack: dict) -> None:
+    """Beat sends no argument: the task derives the slot from the clock (here the feed is months old)."""
+    before = slot_for(dt.datetime.now(dt.UTC), timestep_minutes=6, latency_offset_minutes=2)
+    stack["app"].send_task("workers.tasks.nowcast", queue="gpu")
+    after = slot_for(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30), timestep_minutes=6,
+                     latency_offset_minutes=2)
+    candidates = {jobs.nowcast_job_id(before), jobs.nowcast_job_id(after)}
+    deadline = time.monotonic() + 60
+    found = []
+    while not found and time.monotonic() < deadline:
+        found = [j for j in candidates if (rec := jobs.get_job(stack["r"], job_id=j)) and rec.status == "skipped"]
+        time.sleep(0.1)
+    assert len(found) == 1, candidates
+    record = jobs.get_job(stack["r"], job_id=found[0])
+    assert record.message.startswith("feed stale: newest scan 2026-03-01T") and record.slot is not None
+
+
+def test_transient_errors_are_retried_then_fail_with_the_reason(stack: dict) -> None:
+    """A storage error (here: a file where the product directory should go) is retried, boundedly."""
+    r, app, settings = stack["r"], stack["app"], stack["settings"]
+    input_dir = settings.input_dir("forecast-transient")
+    write_blob_feed(input_dir, FEED_START, INPUT_SCANS, seed=4)
+    blocker = settings.product_dir("forecast-transient")
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a directory")
+    app.send_task("workers.tasks.forecast", args=["forecast-transient", str(input_dir), 2],
+                  task_id="forecast-transient", queue="gpu")
+    record = wait_for(r, "forecast-transient", ("successful", "failed"))
+    assert record.status == "failed"
+    assert record.attempts == settings.max_attempts == 3
+    assert record.message.startswith("FileExistsError") and record.message.endswith("(after 3 attempts)")
+    log = stack["worker"].log_text()
+    assert log.count("job forecast-transient attempt") == 2  # attempts 1 and 2 were retried
