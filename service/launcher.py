@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import datetime as dt
 import json
 import logging
 import os
@@ -215,9 +216,7 @@ class Supervisor:
                 raise StopRequested()
             dead = self.dead_child()
             if dead is not None:
-                raise StackError(
-                    f"{dead.name} exited while waiting for {what}; its last output:\n{dead.tail()}"
-                )
+                raise StackError(f"{dead.name} exited while waiting for {what}; its last output:\n{dead.tail()}")
             if condition():
                 return
             now = time.monotonic()
@@ -404,8 +403,7 @@ def data_dir_lock(data_dir: Path) -> Iterator[Path]:
             owner = 0
         if owner and owner != os.getpid() and _pid_alive(owner):
             raise CLIError(
-                f"{data_dir} is in use by another `nowcast up` (pid {owner}); "
-                "stop it or pass another --data-dir"
+                f"{data_dir} is in use by another `nowcast up` (pid {owner}); stop it or pass another --data-dir"
             ) from None
         logger.info("removing a stale lock left by pid %s in %s", owner or "?", lock)
         lock.unlink(missing_ok=True)
@@ -459,6 +457,8 @@ def child_env(options: StackOptions, *, redis_url: str, api_keys: str) -> dict[s
     )
     env.setdefault("NOWCAST_FEED_DIR", str(data_dir / "feed"))
     env.setdefault("NOWCAST_LOG_FORMAT", "text")  # a terminal, not a log shipper
+    # The API caches its worker check; a short cache turns /readyz green soon after the worker is up.
+    env.setdefault("NOWCAST_READINESS_CACHE_SECONDS", "2")
     return env
 
 
@@ -543,6 +543,7 @@ def stack_specs(options: StackOptions, env: dict[str, str], *, node_name: str) -
                 str(options.port),
                 "--log-level",
                 "info",
+                "--no-access-log",  # the API logs each request itself (service.access)
             ],
             env,
             cwd=data_dir,
@@ -589,6 +590,7 @@ def run_stack(options: StackOptions) -> int:
                 timeout=options.ready_timeout,
                 what=f"{base}/readyz",
                 progress=lambda: _readyz_summary(base),
+                interval=1.0,
             )
             _announce(base, data_dir)
             dead = supervisor.supervise()
@@ -646,11 +648,130 @@ def _announce(base: str, data_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ the synthetic feed
+#
+# The feed child (``python -m service.launcher feed``) plays a radar: on start it writes the last
+# ``--history`` scan slots that the feed directory lacks (so a forecast can be submitted at once),
+# then one scan per slot as its clock reaches it. Its clock runs ``--speed`` times faster than the
+# wall clock; on a reused directory it continues after the newest scan already there.
+
+
+@dataclass(frozen=True)
+class SimulatedClock:
+    """Feed time = ``sim_start + speed * (wall - wall_start)``."""
+
+    wall_start: float  # time.time() when the feed started
+    sim_start: dt.datetime  # aware UTC
+    speed: float
+
+    def now(self, wall: float) -> dt.datetime:
+        return self.sim_start + dt.timedelta(seconds=self.speed * (wall - self.wall_start))
+
+    def wall_at(self, sim: dt.datetime) -> float:
+        """The wall-clock time (epoch seconds) at which feed time reaches ``sim``."""
+        return self.wall_start + (sim - self.sim_start).total_seconds() / self.speed
+
+
+def floor_slot(time_utc: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    """The scan slot at or before ``time_utc`` on the grid of ``step`` from midnight UTC."""
+    midnight = time_utc.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight + ((time_utc - midnight) // step) * step
+
+
+def slots_to_write(
+    newest: dt.datetime | None, current: dt.datetime, *, step: dt.timedelta, history: int
+) -> list[dt.datetime]:
+    """The slots the feed lacks up to ``current``: at most the last ``history`` (no deep backfill)."""
+    first = current - (history - 1) * step
+    if newest is not None:
+        first = max(first, newest + step)
+    count = max(0, int((current - first) / step) + 1)
+    return [first + index * step for index in range(count)]
+
+
+def newest_scan_time(feed_dir: Path) -> dt.datetime | None:
+    from model.radar_io import scan_time_from_name
+
+    times = [t for t in (scan_time_from_name(p) for p in feed_dir.glob("scan_*.nc")) if t is not None]
+    return max(times) if times else None
+
+
+def prune_scans(feed_dir: Path, keep: int) -> int:
+    """Delete all but the newest ``keep`` scans (names sort by time); returns how many went."""
+    scans = sorted(feed_dir.glob("scan_*.nc"))
+    doomed = scans[:-keep] if keep > 0 else scans
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return len(doomed)
+
+
+class FrameSource:
+    """The feed's weather: one :class:`model.data.synthetic.StormGenerator` storm, a scan per slot.
+
+    Same grid conventions as ``nowcast synth`` (1 km pixels, row 0 north, the synthetic site's grid
+    mapping). The storm is seeded by ``(seed, first slot)``: reproducible, yet a restarted feed
+    brings new weather rather than replaying the old.
+    """
+
+    def __init__(self, grid: tuple[int, int], *, seed: int, first_slot: dt.datetime) -> None:
+        import numpy as np
+
+        from model.data.synthetic import SITE_GRID_MAPPING, StormGenerator
+
+        height, width = grid
+        first_index = int(first_slot.timestamp()) // 60
+        self.storm = StormGenerator(np.random.default_rng([seed, first_index]), height, width)
+        self.x = (np.arange(width) - (width - 1) / 2.0) * 1000.0  # metres
+        self.y = ((height - 1) / 2.0 - np.arange(height)) * 1000.0
+        self.grid_mapping = dict(SITE_GRID_MAPPING)
+
+    def write(self, feed_dir: Path, slots: Sequence[dt.datetime]) -> list[Path]:
+        """Write the storm's next ``len(slots)`` scans at those times."""
+        from model.radar_io import write_scans
+
+        frames = self.storm.frames(len(slots))  # (T, H, W) dBZ
+        return write_scans(feed_dir, frames, list(slots), x=self.x, y=self.y, grid_mapping=self.grid_mapping)
 
 
 def feed_main(argv: Sequence[str]) -> int:
     """The feed child: ``python -m service.launcher feed --feed-dir DIR [--speed X] [--grid HxW]``."""
-    raise NotImplementedError
+    parser = argparse.ArgumentParser(prog="python -m service.launcher feed", description="synthetic radar feed")
+    parser.add_argument("--feed-dir", type=Path, required=True)
+    parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--grid", type=parse_grid, default=(128, 128))
+    parser.add_argument("--timestep-minutes", type=int, default=int(os.environ.get("NOWCAST_TIMESTEP_MINUTES", "6")))
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=int(os.environ.get("NOWCAST_INPUT_SCANS", "10")) + 2,
+        help="slots written at start when missing (default input scans + 2)",
+    )
+    parser.add_argument("--keep", type=int, default=480, help="scans kept on disk (default 480: two days)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(list(argv))
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    step = dt.timedelta(minutes=args.timestep_minutes)
+    args.feed_dir.mkdir(parents=True, exist_ok=True)
+    newest = newest_scan_time(args.feed_dir)
+    wall = time.time()
+    start = dt.datetime.fromtimestamp(wall, dt.UTC)
+    if newest is not None and newest >= start:  # a faster run left scans "in the future": go on from there
+        start = newest
+    clock = SimulatedClock(wall, start, args.speed)
+    source: FrameSource | None = None
+    while not stop.is_set():
+        current = floor_slot(clock.now(time.time()), step)
+        slots = slots_to_write(newest, current, step=step, history=args.history)
+        if slots:
+            source = source or FrameSource(args.grid, seed=args.seed, first_slot=slots[0])
+            source.write(args.feed_dir, slots)
+            newest = slots[-1]
+            prune_scans(args.feed_dir, args.keep)
+            logger.info("feed: wrote %d scan(s) up to %s", len(slots), f"{newest:%Y-%m-%dT%H:%MZ}")
+        stop.wait(max(0.05, clock.wall_at(current + step) - time.time()))
+    return 0
 
 
 # ------------------------------------------------------------------------------------- the CLI

@@ -131,9 +131,7 @@ def test_redis_persistent_private_and_password_protected(services: dict[str, dic
     assert command[command.index("--requirepass") + 1] == PASSWORD
     assert "./deploy/redis.conf:/usr/local/etc/redis/redis.conf:ro" in redis["volumes"]
     assert "redis-data:/data" in redis["volumes"]
-    conf = dict(
-        line.split(None, 1) for line in REDIS_CONF.read_text().splitlines() if line.strip() and line[0] != "#"
-    )
+    conf = dict(line.split(None, 1) for line in REDIS_CONF.read_text().splitlines() if line.strip() and line[0] != "#")
     assert conf["appendonly"] == "yes"
     assert conf["appendfsync"] == "everysec"
     assert conf["maxmemory-policy"] == "noeviction"
@@ -273,9 +271,12 @@ def test_docker_compose_config_validates(profile: str, tmp_path: Path) -> None:
     binary = _docker_compose()
     env = {"PATH": "/usr/bin:/bin", "COMPOSE_PROFILES": profile}
     result = subprocess.run(
-        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE),
-         "config"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
@@ -291,9 +292,12 @@ def test_docker_compose_refuses_a_missing_redis_password(tmp_path: Path) -> None
     empty_env = tmp_path / "empty.env"
     empty_env.write_text("COMPOSE_PROFILES=cpu\n")
     result = subprocess.run(
-        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(empty_env),
-         "config"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60, check=False,
+        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(empty_env), "config"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
     )
     assert result.returncode != 0
     assert "set REDIS_PASSWORD in .env" in result.stderr

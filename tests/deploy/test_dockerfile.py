@@ -154,9 +154,7 @@ def test_healthcheck_script_is_installed(stages: dict[str, Stage]) -> None:
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
-    lines = [
-        line for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")
-    ]
+    lines = [line for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert lines[0] == "**"  # everything out, then only what the COPY lines need
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     _, stages = parse_dockerfile(DOCKERFILE.read_text())

@@ -60,10 +60,12 @@ def test_file_age_check(tmp_path: Path) -> None:
     (tmp_path / "celerybeat-schedule.db").write_bytes(b"x")
     os.utime(tmp_path / "celerybeat-schedule.db", (1000.0, 1000.0))
     assert healthcheck.check_file_age(schedule, max_age=60, now=1030.0) == (
-        True, f"{schedule}: modified 30 s ago (limit 60 s)"
+        True,
+        f"{schedule}: modified 30 s ago (limit 60 s)",
     )
     assert healthcheck.check_file_age(schedule, max_age=60, now=1061.0) == (
-        False, f"{schedule}: modified 61 s ago (limit 60 s)"
+        False,
+        f"{schedule}: modified 61 s ago (limit 60 s)",
     )
     schedule.write_bytes(b"y")
     os.utime(schedule, (1050.0, 1050.0))  # the newest of the candidates counts
@@ -80,7 +82,8 @@ def test_requirement_names() -> None:
 def test_select_requirements() -> None:
     requirements = ["torch==2.13.0", "numpy>=1.26", "celery[redis]>=5.4"]
     assert project_requirements.select(requirements, exclude=["torch"], only=None) == [
-        "numpy>=1.26", "celery[redis]>=5.4"
+        "numpy>=1.26",
+        "celery[redis]>=5.4",
     ]
     assert project_requirements.select(requirements, exclude=[], only="Torch") == ["torch==2.13.0"]
     with pytest.raises(LookupError, match="not a project dependency: tensorflow"):

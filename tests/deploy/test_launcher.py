@@ -16,6 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model.cli import CLIError
@@ -145,8 +146,9 @@ def test_wait_until_fails_fast_when_a_child_dies(tmp_path: Path) -> None:
 def test_wait_until_times_out_with_progress(tmp_path: Path) -> None:
     supervisor = Supervisor(log_dir=tmp_path)
     with pytest.raises(StackError, match=r"timed out after 0 s waiting for readiness: redis down"):
-        supervisor.wait_until(lambda: False, timeout=0.2, what="readiness", progress=lambda: "redis down",
-                              interval=0.02)
+        supervisor.wait_until(
+            lambda: False, timeout=0.2, what="readiness", progress=lambda: "redis down", interval=0.02
+        )
 
 
 def test_signals_request_an_orderly_stop(tmp_path: Path) -> None:
@@ -270,8 +272,9 @@ def test_main_refuses_a_busy_port(tmp_path: Path) -> None:
             launcher.main(["--port", str(port), "--data-dir", str(tmp_path)])
 
 
-@pytest.mark.parametrize(("argv", "message"), [(["--speed", "0"], "--speed must be positive"),
-                                               (["--port", "0"], "--port must be 1-65535")])
+@pytest.mark.parametrize(
+    ("argv", "message"), [(["--speed", "0"], "--speed must be positive"), (["--port", "0"], "--port must be 1-65535")]
+)
 def test_main_rejects_bad_options(argv: list[str], message: str) -> None:
     with pytest.raises(CLIError, match=message):
         launcher.main(argv)
@@ -309,3 +312,119 @@ def test_private_redis_is_persistent_and_password_protected(tmp_path: Path) -> N
         assert redis.Redis.from_url(url).lrange("queue", 0, -1) == [b"job-1"]
     finally:
         supervisor.stop_all()
+
+
+# ------------------------------------------------------------------------------- the feed clock
+
+
+UTC = launcher.dt.UTC
+STEP = launcher.dt.timedelta(minutes=6)
+
+
+def at(hour: int, minute: int, second: int = 0) -> launcher.dt.datetime:
+    return launcher.dt.datetime(2026, 7, 1, hour, minute, second, tzinfo=UTC)
+
+
+def test_simulated_clock_runs_speed_times_faster() -> None:
+    clock = launcher.SimulatedClock(wall_start=1000.0, sim_start=at(12, 0), speed=60.0)
+    assert clock.now(1000.0) == at(12, 0)
+    assert clock.now(1006.0) == at(12, 6)  # 6 s of wall time = one 6-minute slot
+    assert clock.wall_at(at(12, 12)) == 1012.0
+
+
+@pytest.mark.parametrize(
+    ("time", "slot"),
+    [(at(12, 5, 59), at(12, 0)), (at(12, 6), at(12, 6)), (at(0, 0), at(0, 0)), (at(23, 59), at(23, 54))],
+)
+def test_floor_slot(time: launcher.dt.datetime, slot: launcher.dt.datetime) -> None:
+    assert launcher.floor_slot(time, STEP) == slot
+
+
+def test_slots_to_write_primes_history_then_continues() -> None:
+    # An empty feed gets the last `history` slots at once, ending at the current one.
+    assert launcher.slots_to_write(None, at(12, 0), step=STEP, history=3) == [at(11, 48), at(11, 54), at(12, 0)]
+    # Up to date: nothing. One slot later: exactly that one.
+    assert launcher.slots_to_write(at(12, 0), at(12, 0), step=STEP, history=3) == []
+    assert launcher.slots_to_write(at(12, 0), at(12, 6), step=STEP, history=3) == [at(12, 6)]
+    # A feed stopped for hours fills only the recent history, not the whole gap.
+    assert launcher.slots_to_write(at(6, 0), at(12, 0), step=STEP, history=2) == [at(11, 54), at(12, 0)]
+    # Scans ahead of the clock (a faster earlier run): nothing until the clock passes them.
+    assert launcher.slots_to_write(at(13, 0), at(12, 0), step=STEP, history=3) == []
+
+
+def test_prune_and_newest_scan(tmp_path: Path) -> None:
+    for minute in (0, 6, 12, 18):
+        (tmp_path / f"scan_20260701T12{minute:02d}Z.nc").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a scan")
+    assert launcher.newest_scan_time(tmp_path) == at(12, 18)
+    assert launcher.prune_scans(tmp_path, keep=2) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.txt",
+        "scan_20260701T1212Z.nc",
+        "scan_20260701T1218Z.nc",
+    ]
+    assert launcher.newest_scan_time(tmp_path / "missing") is None
+
+
+# ------------------------------------------------------------------------------- the feed child
+
+
+def test_frame_source_writes_the_synthetic_storm(tmp_path: Path) -> None:
+    from model.data.synthetic import SITE_GRID_MAPPING, StormGenerator
+    from model.radar_io import read_scans
+
+    slots = [at(12, 0), at(12, 6), at(12, 12)]
+    written = launcher.FrameSource((16, 20), seed=5, first_slot=at(12, 0)).write(tmp_path, slots)
+    assert [p.name for p in written] == ["scan_20260701T1200Z.nc", "scan_20260701T1206Z.nc", "scan_20260701T1212Z.nc"]
+    sequence = read_scans(written)
+    first_index = int(at(12, 0).timestamp()) // 60
+    expected = StormGenerator(np.random.default_rng([5, first_index]), 16, 20).frames(3)
+    np.testing.assert_array_equal(sequence.dbz, expected)
+    assert sequence.grid.grid_mapping["grid_mapping_name"] == SITE_GRID_MAPPING["grid_mapping_name"]
+    np.testing.assert_array_equal(sequence.x, (np.arange(20) - 9.5) * 1000.0)
+    np.testing.assert_array_equal(sequence.y, (7.5 - np.arange(16)) * 1000.0)  # row 0 is north
+
+
+def test_feed_child_primes_history_continues_and_resumes(tmp_path: Path) -> None:
+    from model.radar_io import read_scans
+
+    feed_dir = tmp_path / "feed"
+    argv = [
+        sys.executable,
+        "-m",
+        "service.launcher",
+        "feed",
+        "--feed-dir",
+        str(feed_dir),
+        "--speed",
+        "360",
+        "--grid",
+        "16x20",
+        "--history",
+        "4",
+    ]  # a 6-minute slot per second
+
+    def run_until(count: int) -> list[Path]:
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: len(list(feed_dir.glob("scan_*.nc"))) >= count, timeout=60)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0  # SIGTERM is an orderly stop
+        return sorted(feed_dir.glob("scan_*.nc"))
+
+    started = launcher.dt.datetime.now(UTC)
+    first_run = run_until(6)
+    # Four history slots at once, the last of them the slot the feed started in; then one per slot.
+    assert (
+        launcher.floor_slot(started, STEP)
+        <= read_scans(first_run[:4]).times[-1].astype(object).replace(tzinfo=UTC)
+        <= launcher.floor_slot(launcher.dt.datetime.now(UTC), STEP)
+    )
+    sequence = read_scans(first_run)  # a valid CF sequence: 6-minute cadence, no gaps
+    assert sequence.dbz.shape == (len(first_run), 16, 20)
+    assert set(np.diff(sequence.times).astype(int)) == {360}
+
+    second_run = run_until(len(first_run) + 2)
+    assert second_run[: len(first_run)] == first_run  # the same directory, continued after its newest scan
+    assert set(np.diff(read_scans(second_run).times).astype(int)) == {360}
