@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from service.logs import configure_logging
 from service.metrics import ApiMetrics
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from service.problems import install_problem_handlers
+from service.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from service.routes import include_routers
 from service.routes.health import WorkerProbe
 from service.schemas import ExecuteRequest, ForecastJSONRequest, ForecastJSONResult, ProblemDetails
@@ -61,8 +61,26 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for name, definition in model_schema.pop("$defs", {}).items():
             components.setdefault(name, definition)
         components.setdefault(model.__name__, model_schema)
+    _errors_as_problems(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _errors_as_problems(schema: dict[str, Any]) -> None:
+    """Every error answer is problem+json: document it so (FastAPI's 422 says application/json)."""
+    problem = {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400:
+                    response["content"] = {PROBLEM_MEDIA_TYPE: problem}
+            responses.setdefault("422", {"description": "Invalid parameter", "content": {PROBLEM_MEDIA_TYPE: problem}})
+            responses.setdefault(
+                "default", {"description": "Error (RFC 9457 problem details)", "content": {PROBLEM_MEDIA_TYPE: problem}}
+            )
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
