@@ -63,6 +63,7 @@ class RadarScans:
         self.input_length = int(input_length)
         self.total_length = int(input_length + output_length)
         self.seed = int(seed)
+        self.timestep_minutes = float(timestep_minutes)
         self.scaling: Scaling = dict(scaling)  # type: ignore[assignment]
         if unknown := set(split_pattern) - set(SPLITS):
             raise ValueError(f"split_pattern may only name {SPLITS}, got {sorted(unknown)}")

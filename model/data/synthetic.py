@@ -290,6 +290,7 @@ class SyntheticRadar:
     """
 
     channels = 1
+    timestep_minutes = TIMESTEP_MINUTES
 
     def __init__(
         self,
