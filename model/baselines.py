@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -125,7 +126,12 @@ def estimate_motion(frames: np.ndarray, *, zerovalue: float, **lk_options: Any) 
     frames = np.maximum(frames, zerovalue)
     options = dict(lk_options)  # copy: the caller's dict is not ours to change
     options.setdefault("decl_scale", int(np.clip(min(frames.shape[1:]) // 16, 2, 20)))
-    return pysteps.motion.lucaskanade.dense_lucaskanade(frames, **options)
+    with warnings.catch_warnings():
+        # Few tracked features (small, sparse digits) make pysteps' outlier test warn about a
+        # singular covariance; it then keeps the vectors, which is the right outcome.
+        warnings.filterwarnings("ignore", message="Singular matrix", category=UserWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
+        return pysteps.motion.lucaskanade.dense_lucaskanade(frames, **options)
 
 
 def extrapolation(
