@@ -462,6 +462,22 @@ def child_env(options: StackOptions, *, redis_url: str, api_keys: str) -> dict[s
     return env
 
 
+def resolve_paths(env: dict[str, str]) -> dict[str, str]:
+    """Make relative path settings absolute: the children run inside the data directory."""
+    env = dict(env)
+    for name in ("NOWCAST_CHECKPOINT", "NOWCAST_FEED_DIR"):
+        if env.get(name):
+            env[name] = str(Path(env[name]).expanduser().resolve())
+    return env
+
+
+def checkpoint_path(env: dict[str, str]) -> Path:
+    """The checkpoint the worker will load: NOWCAST_CHECKPOINT, else the shipped one."""
+    from workers.settings import SHIPPED_CHECKPOINT  # pydantic only; no torch, no Celery
+
+    return Path(env["NOWCAST_CHECKPOINT"]) if env.get("NOWCAST_CHECKPOINT") else SHIPPED_CHECKPOINT
+
+
 def stack_specs(options: StackOptions, env: dict[str, str], *, node_name: str) -> list[ChildSpec]:
     """The worker, beat, feed and API children (Redis is started before these)."""
     python, data_dir = options.python, options.data_dir
@@ -563,6 +579,14 @@ def run_stack(options: StackOptions) -> int:
         (data_dir / sub).mkdir(parents=True, exist_ok=True)
     if not port_is_free(options.host, options.port):
         raise CLIError(f"port {options.port} on {options.host} is in use; pass --port")
+    options.base_env = resolve_paths(options.base_env)
+    checkpoint = checkpoint_path(options.base_env)
+    if not checkpoint.is_file():
+        # /readyz would never turn green: say why now instead of after the ready timeout.
+        raise CLIError(
+            f"checkpoint {checkpoint} not found: train one (nowcast train) or set NOWCAST_CHECKPOINT to a "
+            "checkpoint file"
+        )
 
     supervisor = Supervisor(log_dir=data_dir / "logs", echo=None if options.quiet else sys.stderr)
     with data_dir_lock(data_dir) as lock, supervisor.signals_stop():

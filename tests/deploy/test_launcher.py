@@ -272,6 +272,31 @@ def test_main_refuses_a_busy_port(tmp_path: Path) -> None:
             launcher.main(["--port", str(port), "--data-dir", str(tmp_path)])
 
 
+def test_main_refuses_a_missing_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOWCAST_CHECKPOINT", str(tmp_path / "nope.pt"))
+    with pytest.raises(CLIError) as error:
+        launcher.main(["--port", str(launcher.free_port()), "--data-dir", str(tmp_path / "var")])
+    assert str(error.value) == (
+        f"checkpoint {tmp_path / 'nope.pt'} not found: train one (nowcast train) or set NOWCAST_CHECKPOINT "
+        "to a checkpoint file"
+    )
+    assert not (tmp_path / "var" / "run").exists()  # nothing started, no lock taken
+
+
+def test_relative_paths_are_resolved_for_children(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.settings import SHIPPED_CHECKPOINT
+
+    monkeypatch.chdir(tmp_path)
+    env = launcher.resolve_paths({"NOWCAST_CHECKPOINT": "models/x.pt", "NOWCAST_FEED_DIR": "feed", "OTHER": "y"})
+    assert env == {
+        "NOWCAST_CHECKPOINT": str(tmp_path / "models/x.pt"),
+        "NOWCAST_FEED_DIR": str(tmp_path / "feed"),
+        "OTHER": "y",
+    }
+    assert launcher.checkpoint_path(env) == tmp_path / "models/x.pt"
+    assert launcher.checkpoint_path({}) == SHIPPED_CHECKPOINT
+
+
 @pytest.mark.parametrize(
     ("argv", "message"), [(["--speed", "0"], "--speed must be positive"), (["--port", "0"], "--port must be 1-65535")]
 )
