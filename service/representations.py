@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ import xarray as xr
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from service.problems import Problem
+
+# netCDF-C and HDF5 are not thread-safe, and the API reads and writes netCDF from its threadpool:
+# without this lock, concurrent uploads crash the process (SIGBUS seen under the load test).
+NETCDF_LOCK = threading.RLock()
 
 NETCDF = "application/x-netcdf"
 JSON = "application/json"
@@ -127,7 +132,7 @@ def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
     max_values : int
         Largest L*H*W served as JSON; above it, 406 ``json-too-large``.
     """
-    with xr.open_dataset(path, engine="netcdf4", decode_timedelta=False) as ds:
+    with NETCDF_LOCK, xr.open_dataset(path, engine="netcdf4", decode_timedelta=False) as ds:
         field = _reflectivity(ds, path)
         if field.ndim != 3:
             raise Problem(500, "product-unreadable", f"{path.name}: reflectivity is not (time, y, x)")

@@ -283,3 +283,26 @@ def test_form_without_file_or_with_unknown_fields(client: TestClient, auth: dict
                     field="file")
     # A form-urlencoded body is not multipart: 415.
     _assert_problem(client.post("/forecast", data={"file": "text"}, headers=auth), 415, "unsupported-media-type")
+
+
+def test_json_all_nan_frame_is_named(client: TestClient, auth: dict, nothing_left: None) -> None:
+    body = _json_body()
+    body["frames"][3] = [[None] * 7 for _ in range(6)]
+    problem = _assert_problem(client.post("/forecast", json=body, headers=auth), 422, "all-nan-scan",
+                              field="frames[3]")
+    assert problem["detail"].startswith("frames: scan at 2026-01-01T12:18Z has no valid data")
+
+
+def test_concurrent_submissions_are_all_accepted(client: TestClient, auth: dict, store: redis.Redis) -> None:
+    """netCDF I/O is serialised in the API: concurrent uploads once crashed the process (SIGBUS)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def submit(seed: int) -> int:
+        body = _json_body()
+        body["frames"] = echo_field(5, 6, 7, seed=seed).round(2).tolist()
+        return client.post("/forecast", json=body, headers=auth).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(submit, range(16)))
+    assert codes == [201] * 16
+    assert jobs.list_jobs(store)[1] == 16 and store.llen("gpu") == 16
