@@ -1,26 +1,30 @@
 // Reflectivity colour scale of the quicklook PNGs, and times as a forecaster reads them.
 //
-// REFLECTIVITY_SCALE lists the lower bound of each colour class in dBZ. The PNG renderer
-// (workers/products.py) must draw with the same classes, or the legend lies; rain rates are
-// derived with Marshall-Palmer Z = 200 R^1.6 (DESIGN section 2), the convention of pysteps.
+// REFLECTIVITY_SCALE lists the lower bound of each colour class in dBZ: the 5 dBZ classes from 5 to
+// 75 dBZ that the PNG renderer draws with (workers/products.py, REFLECTIVITY_LEVELS and
+// REFLECTIVITY_COLOURS, the NWS reflectivity palette). Change both together, or the legend lies;
+// tests/viewer checks that they agree. Below 5 dBZ the quicklook is white (no echo). Rain rates
+// come from Marshall-Palmer Z = 200 R^1.6 (DESIGN section 2), the convention of pysteps.
 
 export const MARSHALL_PALMER_A = 200.0;
 export const MARSHALL_PALMER_B = 1.6;
 
-/** Colour classes: echoes >= dbz (and below the next bound) are drawn in `color`. */
+/** Colour classes: echoes >= dbz (and below the next bound, the last one up to 75) in `color`. */
 export const REFLECTIVITY_SCALE = Object.freeze([
-  { dbz: 5, color: "#9be1f5" },
-  { dbz: 10, color: "#4fb3ea" },
-  { dbz: 15, color: "#2467d4" },
-  { dbz: 20, color: "#3fd36a" },
-  { dbz: 25, color: "#1f9e3c" },
-  { dbz: 30, color: "#0f6b25" },
-  { dbz: 35, color: "#f6e43c" },
-  { dbz: 40, color: "#f2a81d" },
-  { dbz: 45, color: "#e8571c" },
-  { dbz: 50, color: "#c81e1e" },
-  { dbz: 55, color: "#8f0d3c" },
-  { dbz: 60, color: "#d24fe0" },
+  { dbz: 5, color: "#04e9e7" },
+  { dbz: 10, color: "#019ff4" },
+  { dbz: 15, color: "#0300f4" },
+  { dbz: 20, color: "#02fd02" },
+  { dbz: 25, color: "#01c501" },
+  { dbz: 30, color: "#008e00" },
+  { dbz: 35, color: "#fdf802" },
+  { dbz: 40, color: "#e5bc00" },
+  { dbz: 45, color: "#fd9500" },
+  { dbz: 50, color: "#fd0000" },
+  { dbz: 55, color: "#d40000" },
+  { dbz: 60, color: "#bc0000" },
+  { dbz: 65, color: "#f800fd" },
+  { dbz: 70, color: "#9854c6" },
 ]);
 
 /**

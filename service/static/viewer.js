@@ -62,6 +62,11 @@ export function buildFrames(product, withObserved) {
   return frames;
 }
 
+/** A job id short enough for a list: "forecast-473fb0f1…"; slot ids (22 characters) stay whole. */
+export function shortId(id) {
+  return id.length > 24 ? `${id.slice(0, 17)}\u2026` : id;
+}
+
 function sourceLabel(source) {
   if (source === "predrnn") return "PredRNN";
   if (source === "extrapolation") return "Extrapolation fallback";
@@ -236,7 +241,7 @@ function showProductMeta(product, title) {
   const version = product.modelVersion ? ` (${String(product.modelVersion).slice(0, 12)})` : "";
   $("product-model").textContent = `${product.model ?? (product.source === "extrapolation" ? "optical flow" : "—")}${version}`;
   const job = $("product-job");
-  job.textContent = product.id.length > 24 ? `${product.id.slice(0, 16)}…` : product.id;
+  job.textContent = shortId(product.id);
   job.title = product.id;
 }
 
@@ -275,8 +280,9 @@ function renderJobs(jobs, onShow) {
       const item = element("li", `run status-${job.status}`);
       item.dataset.jobId = job.id;
       const head = element("div", "run-head");
-      head.append(element("span", "run-id mono", job.id.slice(0, 12)), statusPill(job.status),
-        element("span", "run-time", formatClock(job.created)));
+      const id = element("span", "run-id mono", shortId(job.id));
+      id.title = job.id;
+      head.append(id, statusPill(job.status), element("span", "run-time", formatClock(job.created)));
       const bar = element("progress", "run-progress");
       bar.max = 100;
       bar.value = job.progress;
@@ -360,7 +366,7 @@ class Viewer {
     $("back-to-latest").hidden = isLatest || !this.latest;
     const title = isLatest
       ? "Latest scheduled nowcast"
-      : product.kind === "nowcast" ? `Scheduled nowcast ${formatClock(product.referenceTime)}` : `On-demand forecast ${product.id.slice(0, 12)}`;
+      : product.kind === "nowcast" ? `Scheduled nowcast ${formatClock(product.referenceTime)}` : `On-demand forecast ${shortId(product.id)}`;
     showProductMeta(product, title);
     this.player.load(product);
   }
@@ -419,7 +425,7 @@ class Viewer {
     let delay = POLL_MIN_S;
     const terminal = new Set(["successful", "failed", "dismissed", "skipped"]);
     while (!terminal.has(job.status)) {
-      this.uploadStatus(`Job ${job.id.slice(0, 12)}: ${job.status}${job.message ? ` (${job.message})` : ""}`, { progress: job.progress });
+      this.uploadStatus(`Job ${shortId(job.id)}: ${job.status}${job.message ? ` (${job.message})` : ""}`, { progress: job.progress });
       await new Promise((resolve) => window.setTimeout(resolve, delay * 1000));
       const answer = await fetchJob(job.id);
       job = answer.job;
@@ -428,11 +434,11 @@ class Viewer {
     $("upload-status").dataset.status = job.status;
     this.refresh();
     if (job.status === "successful") {
-      this.uploadStatus(`Job ${job.id.slice(0, 12)} finished: successful.`, { progress: 100 });
+      this.uploadStatus(`Job ${shortId(job.id)} finished: successful.`, { progress: 100 });
       $("upload-links").replaceChildren(...resultLinks(job, (picked) => this.showProduct(picked, false)).childNodes);
       this.showProduct(job, false);
     } else {
-      this.uploadStatus(`Job ${job.id.slice(0, 12)} ${job.status}: ${job.message || "no reason given"}`, { error: true });
+      this.uploadStatus(`Job ${shortId(job.id)} ${job.status}: ${job.message || "no reason given"}`, { error: true });
     }
   }
 }

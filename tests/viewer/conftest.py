@@ -1,0 +1,147 @@
+"""A running stack for the viewer's browser test, and a headless Debian chromium to look at it.
+
+The stack is the real thing: the private redis-server of the session (its own database), a real
+prefork ``celery worker`` with a tiny random PredRNN checkpoint (4 scans in, 3 lead times out), and
+the real app under uvicorn on a free loopback port. Two scheduled slots are run through the worker
+before the browser opens: one successful (12:30, a feed of moving blobs) and one skipped (14:00,
+the feed is stale by then).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from playwright.sync_api import Browser, sync_playwright
+
+from tests.utils.redis_server import RedisServer, free_port
+from tests.utils.worker_process import WorkerProcess
+from tests.workers.conftest import FEED_START, write_blob_feed, write_tiny_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "artifacts" / "viewer"
+CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium, never a browser Playwright downloads; no network, no first-run or sync chatter.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+]
+
+DB = 11  # this package's Redis database (service tests use 9, worker tests 3 and 5)
+INPUT_SCANS, LEAD_STEPS = 4, 3
+SUCCESSFUL_SLOT = FEED_START + dt.timedelta(minutes=30)  # 2026-03-01 12:30, the newest feed scan
+SKIPPED_SLOT = FEED_START + dt.timedelta(hours=2)  # 14:00: newest scan 90 min old, stale
+
+
+@dataclass
+class Stack:
+    base_url: str
+    api_key: str
+    store: redis.Redis
+    tmp: Path
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        return httpx.get(f"{self.base_url}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def _wait_for_job(store: redis.Redis, job_id: str, timeout: float = 120.0) -> None:
+    from workers import jobs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = jobs.get_job(store, job_id=job_id)
+        if record is not None and record.status in ("successful", "failed", "skipped"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{job_id} did not finish in {timeout} s: {jobs.get_job(store, job_id=job_id)}")
+
+
+def _start_api(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited early:\n{log_path.read_text(errors='replace')[-4000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"uvicorn did not answer /healthz in 60 s:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
+@pytest.fixture(scope="package")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    import torch
+
+    from workers import jobs
+    from workers.celery_app import create_app
+    from workers.settings import WorkerSettings
+
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("viewer-stack")
+    data_dir = tmp / "var"
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
+    store = redis.Redis.from_url(url)
+    store.flushdb()
+    checkpoint = write_tiny_checkpoint(tmp / "tiny.pt", input_length=INPUT_SCANS, output_length=LEAD_STEPS)
+    write_blob_feed(data_dir / "feed", FEED_START, 6)  # 12:00 .. 12:30
+
+    settings_env = {
+        "NOWCAST_CHECKPOINT": str(checkpoint),
+        "NOWCAST_INPUT_SCANS": str(INPUT_SCANS),
+        "NOWCAST_LEAD_STEPS": str(LEAD_STEPS),
+        "NOWCAST_PRECISION": "fp32",
+    }
+    worker = WorkerProcess(redis_url=url, data_dir=data_dir, env=settings_env, log_path=tmp / "worker.log")
+    api_key = secrets.token_urlsafe(24)
+    api_env = {
+        **os.environ, **settings_env,
+        "NOWCAST_REDIS_URL": url, "NOWCAST_DATA_DIR": str(data_dir), "NOWCAST_DEVICE": "cpu",
+        "NOWCAST_API_KEYS": api_key, "NOWCAST_ENVIRONMENT": "production", "NOWCAST_LOG_FORMAT": "text",
+        "NOWCAST_RETRY_AFTER_SECONDS": "1",
+        "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+    }
+    port = free_port()
+    api: subprocess.Popen | None = None
+    celery = create_app(WorkerSettings(redis_url=url, data_dir=data_dir))
+    try:
+        worker.start()
+        api = _start_api(api_env, port, tmp / "api.log")
+        for slot in (SUCCESSFUL_SLOT, SKIPPED_SLOT):
+            celery.send_task("workers.tasks.nowcast", args=[slot.isoformat().replace("+00:00", "Z")], queue="gpu")
+        for slot in (SUCCESSFUL_SLOT, SKIPPED_SLOT):
+            _wait_for_job(store, jobs.nowcast_job_id(slot))
+        yield Stack(base_url=f"http://127.0.0.1:{port}", api_key=api_key, store=store, tmp=tmp)
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(timeout=15)
+        worker.stop()
+        celery.close()
+        store.flushdb()
+        store.close()
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (Debian chromium for the viewer test)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()

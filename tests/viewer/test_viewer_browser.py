@@ -1,0 +1,223 @@
+"""The viewer in a real headless chromium against the running stack (tests/viewer/conftest.py).
+
+The page loads the latest nowcast, the animation advances, the slider picks a frame, the slots and
+jobs panels show what the API says, and an upload through the form ends in a finished job shown
+on the page. Screenshots (laptop and phone) land in artifacts/viewer/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect
+
+from tests.viewer.conftest import (
+    ARTIFACTS,
+    FEED_START,
+    INPUT_SCANS,
+    SKIPPED_SLOT,
+    SUCCESSFUL_SLOT,
+    Stack,
+)
+from tests.workers.conftest import write_blob_feed
+from workers import jobs
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+LATEST_ID = jobs.nowcast_job_id(SUCCESSFUL_SLOT)  # nowcast-20260301T1230Z
+SKIPPED_ID = jobs.nowcast_job_id(SKIPPED_SLOT)
+LAPTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@contextmanager
+def open_viewer(browser: Browser, stack: Stack, viewport: dict[str, int]) -> Iterator[Page]:
+    """The page in a fresh browser context, once it shows the latest nowcast; no JS errors allowed."""
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{stack.base_url}/viewer")
+    expect(page.locator("#product-job")).to_have_text(LATEST_ID, timeout=20_000)
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture()
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    with open_viewer(browser, stack, LAPTOP) as page:
+        yield page
+
+
+def frame_index(page: Page) -> int:
+    return int(page.locator("#frame-img").get_attribute("data-frame-index") or "-1")
+
+
+def displayed_pixels_sha256(page: Page) -> str:
+    """sha256 of the RGBA pixels of the frame on screen, read back through a canvas in the page."""
+    # Hashed in the page: shipping 700 k numbers through the protocol takes half a minute.
+    return page.evaluate(
+        """async () => {
+            const img = document.querySelector('#frame-img');
+            const canvas = document.createElement('canvas');
+            canvas.width = img.naturalWidth;
+            canvas.height = img.naturalHeight;
+            const context = canvas.getContext('2d');
+            context.drawImage(img, 0, 0);
+            const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+            const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', pixels));
+            return Array.from(digest, (byte) => byte.toString(16).padStart(2, '0')).join('');
+        }"""
+    )
+
+
+def test_page_shows_the_latest_nowcast_with_its_metadata(page: Page, stack: Stack) -> None:
+    expect(page.locator("#product-title")).to_have_text("Latest scheduled nowcast")
+    expect(page.locator("#product-reference")).to_have_text("2026-03-01 12:30 UTC")
+    expect(page.locator("#product-source")).to_have_text("PredRNN")
+    expect(page.locator("#frame-img")).to_be_visible()
+    # The API serves forecast lead times only, so the page says observed scans are missing.
+    expect(page.locator("#observed-note")).to_have_text(
+        "Observed scans are not available from the API: forecast frames only."
+    )
+    expect(page.locator("#frame-slider")).to_have_attribute("max", "2")  # +6, +12, +18 min
+    expect(page.locator("#frame-kind")).to_have_text("Forecast")
+    expect(page.locator("#legend-scale li")).to_have_count(14)
+
+
+def test_animation_advances_and_pauses(page: Page) -> None:
+    expect(page.locator("#play-toggle")).to_have_attribute("aria-pressed", "true", timeout=10_000)
+    seen = {frame_index(page)}
+    for _ in range(2):
+        previous = frame_index(page)
+        expect(page.locator("#frame-img")).not_to_have_attribute("data-frame-index", str(previous), timeout=10_000)
+        seen.add(frame_index(page))
+    assert len(seen) == 3
+    page.click("#play-toggle")
+    expect(page.locator("#play-toggle")).to_have_attribute("aria-pressed", "false")
+    paused_at = frame_index(page)
+    page.wait_for_timeout(2_000)  # three frame periods
+    assert frame_index(page) == paused_at
+
+
+def test_slider_selects_a_frame_and_shows_the_api_png(page: Page, stack: Stack) -> None:
+    page.locator("#frame-slider").fill("0")
+    expect(page.locator("#lead-time")).to_have_text("+6 min")
+    expect(page.locator("#play-toggle")).to_have_attribute("aria-pressed", "false")  # dragging pauses
+    first = page.locator("#frame-img").get_attribute("src")
+
+    page.locator("#frame-slider").fill("2")
+    expect(page.locator("#lead-time")).to_have_text("+18 min")
+    expect(page.locator("#valid-time")).to_have_text("2026-03-01 12:48 UTC")
+    expect(page.locator("#frame-img")).to_have_attribute("data-frame-index", "2")
+    assert page.locator("#frame-img").get_attribute("src") != first
+    png = stack.get(f"/jobs/{LATEST_ID}/results", params={"f": "png", "lead": 18})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    # The frame on screen is exactly that PNG, pixel for pixel (the worker draws opaque RGB images).
+    expected = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGBA"))
+    assert expected.shape == (384, 448, 4)
+    assert displayed_pixels_sha256(page) == hashlib.sha256(expected.tobytes()).hexdigest()
+
+
+def test_slots_panel_shows_success_and_the_skip_reason(page: Page, stack: Stack) -> None:
+    skipped = stack.get(f"/jobs/{SKIPPED_ID}").json()
+    assert skipped["status"] == "skipped" and skipped["message"]
+    row = page.locator(f"#slots-list li[data-job-id='{SKIPPED_ID}']")
+    expect(row.locator(".pill")).to_have_text("skipped")
+    expect(row.locator(".run-time")).to_have_text("14:00Z")
+    expect(row.locator(".run-message")).to_have_text(skipped["message"])
+    latest = page.locator(f"#slots-list li[data-job-id='{LATEST_ID}']")
+    expect(latest.locator(".pill")).to_have_text("successful")
+    expect(latest.locator(".run-source")).to_have_text("PredRNN")
+
+
+def test_upload_ends_in_a_finished_job_on_the_page(browser: Browser, stack: Stack) -> None:
+    scans = write_blob_feed(stack.tmp / "upload", FEED_START, INPUT_SCANS, seed=7)
+    for viewport, name in ((LAPTOP, "laptop"), (PHONE, "phone")):
+        with open_viewer(browser, stack, viewport) as page:
+            if name == "laptop":
+                page.fill("#api-key", stack.api_key)
+                page.set_input_files("#upload-files", [str(path) for path in scans])
+                page.click("#upload-submit")
+                status = page.locator("#upload-status")
+                expect(status).to_have_attribute("data-status", "successful", timeout=120_000)
+                job_id = status.get_attribute("data-job-id") or ""
+                listed = stack.get("/jobs", params={"kind": "forecast"}).json()["jobs"]
+                assert [job["jobID"] for job in listed] == [job_id]
+                assert listed[0]["status"] == "successful"
+                short = f"{job_id[:17]}\u2026"  # ids are "forecast-<sha256>"
+                expect(page.locator("#upload-message")).to_have_text(f"Job {short} finished: successful.")
+                expect(page.locator("#product-title")).to_have_text(f"On-demand forecast {short}")
+                expect(page.locator("#product-job")).to_have_attribute("title", job_id)
+                row = page.locator(f"#jobs-list li[data-job-id='{job_id}']")
+                expect(row.locator(".pill")).to_have_text("successful", timeout=10_000)
+                expect(page.locator("#lead-time")).not_to_have_text("—")
+                assert page.evaluate("localStorage.getItem('nowcast.apiKey')") == stack.api_key
+                page.locator("#frame-slider").fill("1")
+                expect(page.locator("#lead-time")).to_have_text("+12 min")
+            else:
+                page.locator("#frame-slider").fill("1")
+                expect(page.locator("#lead-time")).to_have_text("+12 min")
+                # One column on a phone: nothing wider than the screen.
+                assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            page.wait_for_timeout(500)  # the frame's image decoded before the picture is taken
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"viewer-{name}.png"), full_page=True)
+    assert (ARTIFACTS / "viewer-laptop.png").stat().st_size > 10_000
+
+
+def test_upload_with_a_wrong_key_shows_the_problem(page: Page, stack: Stack) -> None:
+    scans = write_blob_feed(stack.tmp / "upload-bad-key", FEED_START, INPUT_SCANS, seed=8)
+    page.fill("#api-key", "not-the-key-" + "x" * 20)
+    page.uncheck("#remember-key")
+    page.set_input_files("#upload-files", [str(path) for path in scans])
+    page.click("#upload-submit")
+    expect(page.locator("#upload-message")).to_contain_text("Rejected (401)")
+    expect(page.locator("#upload-message")).to_have_class("error")
+    assert page.evaluate("localStorage.getItem('nowcast.apiKey')") is None
+
+
+def test_legend_matches_the_quicklook_colour_scale(page: Page) -> None:
+    from workers.products import REFLECTIVITY_COLOURS, REFLECTIVITY_LEVELS
+
+    scale = page.evaluate("import('./viewer/static/scale.js').then((m) => m.REFLECTIVITY_SCALE)")
+    assert [entry["dbz"] for entry in scale] == REFLECTIVITY_LEVELS[:-1]
+    assert [entry["color"] for entry in scale] == REFLECTIVITY_COLOURS
+    rates = page.locator("#legend-scale .rate").all_inner_texts()
+    assert rates[:4] == ["0.07", "0.15", "0.32", "0.65"]  # 5..20 dBZ, Marshall-Palmer
+
+
+def test_time_and_frame_helpers(page: Page) -> None:
+    results = page.evaluate(
+        """async () => {
+            const s = await import('./viewer/static/scale.js');
+            const v = await import('./viewer/static/viewer.js');
+            const product = { id: 'nowcast-20260301T1230Z', referenceTime: s.parseTime('nowcast-20260301T1230Z'),
+                              inputScans: 2, timestep: 6, leads: [6, 12] };
+            return {
+                rate40: s.dbzToRainRate(40),
+                leads: [s.formatLead(-12), s.formatLead(0), s.formatLead(30)],
+                naive: s.parseTime('2026-03-01T12:30:00').toISOString(),
+                frames: v.buildFrames(product, true).map((f) => [f.kind, f.lead, s.formatUtc(f.validTime)]),
+                forecastOnly: v.buildFrames(product, false).length,
+            };
+        }"""
+    )
+    assert results["rate40"] == pytest.approx(11.53, abs=0.01)
+    assert results["leads"] == ["\u221212 min", "\u00b10 min", "+30 min"]
+    assert results["naive"] == "2026-03-01T12:30:00.000Z"
+    assert results["frames"] == [
+        ["observed", -6, "2026-03-01 12:24 UTC"],
+        ["observed", 0, "2026-03-01 12:30 UTC"],
+        ["forecast", 6, "2026-03-01 12:36 UTC"],
+        ["forecast", 12, "2026-03-01 12:42 UTC"],
+    ]
+    assert results["forecastOnly"] == 2
+
