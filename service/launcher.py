@@ -574,6 +574,7 @@ def _out(line: str) -> None:
 
 def run_stack(options: StackOptions) -> int:
     """Start everything, wait for /readyz, supervise until a signal or a death; 0 on a clean stop."""
+    started = time.monotonic()
     data_dir = options.data_dir = options.data_dir.resolve()
     for sub in ("beat", "feed", "logs"):
         (data_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -616,6 +617,7 @@ def run_stack(options: StackOptions) -> int:
                 progress=lambda: _readyz_summary(base),
                 interval=1.0,
             )
+            logger.info("stack ready in %.1f s", time.monotonic() - started)
             _announce(base, data_dir)
             dead = supervisor.supervise()
             if dead is not None:
@@ -628,7 +630,9 @@ def run_stack(options: StackOptions) -> int:
             logger.error("%s", exc)
             return 1
         finally:
+            stopping = time.monotonic()
             supervisor.stop_all()
+            logger.info("stack stopped in %.1f s", time.monotonic() - stopping)
 
 
 def _start_redis(supervisor: Supervisor, data_dir: Path) -> str:
