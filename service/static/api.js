@@ -23,7 +23,7 @@ export function apiUrl(path) {
 /** An HTTP error with the RFC 9457 problem details the API sends (title, detail). */
 export class ApiError extends Error {
   constructor(status, title, detail, url) {
-    super(detail ? `${title}: ${detail}` : title);
+    super(`${status} ${title}${detail ? `: ${detail}` : ""}`);
     this.name = "ApiError";
     this.status = status;
     this.title = title;
@@ -58,7 +58,7 @@ function authHeaders() {
 }
 
 async function problemFrom(response) {
-  let title = `${response.status} ${response.statusText}`.trim();
+  let title = response.statusText || "HTTP error";
   let detail = "";
   try {
     const body = await response.json();

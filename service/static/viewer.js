@@ -379,6 +379,14 @@ class Viewer {
     const form = $("upload-form");
     const keyInput = $("api-key");
     keyInput.value = storedApiKey();
+    // A deployment may key the reads too (read_requires_key): a typed key then unlocks the lists
+    // at once, without waiting for an upload.
+    keyInput.addEventListener("change", () => {
+      if ($("remember-key").checked && keyInput.value.trim()) {
+        storeApiKey(keyInput.value.trim());
+        this.refresh();
+      }
+    });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.upload();
@@ -412,7 +420,7 @@ class Viewer {
       $("upload-status").dataset.jobId = job.id;
       await this.follow(job);
     } catch (error) {
-      const text = error instanceof ApiError ? `Rejected (${error.status}): ${error.message}` : `Upload failed: ${error.message}`;
+      const text = error instanceof ApiError ? `Rejected: ${error.message}` : `Upload failed: ${error.message}`;
       this.uploadStatus(text, { error: true });
     } finally {
       submit.disabled = false;

@@ -49,6 +49,7 @@ class Stack:
     api_key: str
     store: redis.Redis
     tmp: Path
+    api_env: dict[str, str]
 
     def get(self, path: str, **kwargs: object) -> httpx.Response:
         return httpx.get(f"{self.base_url}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
@@ -126,7 +127,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
             celery.send_task("workers.tasks.nowcast", args=[slot.isoformat().replace("+00:00", "Z")], queue="gpu")
         for slot in (SUCCESSFUL_SLOT, SKIPPED_SLOT):
             _wait_for_job(store, jobs.nowcast_job_id(slot))
-        yield Stack(base_url=f"http://127.0.0.1:{port}", api_key=api_key, store=store, tmp=tmp)
+        yield Stack(base_url=f"http://127.0.0.1:{port}", api_key=api_key, store=store, tmp=tmp, api_env=api_env)
     finally:
         if api is not None:
             api.terminate()
@@ -145,3 +146,16 @@ def browser() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+
+
+@pytest.fixture()
+def keyed_reads_url(stack: Stack) -> Iterator[str]:
+    """A second API process over the same Redis and data, with ``read_requires_key`` on."""
+    port = free_port()
+    env = {**stack.api_env, "NOWCAST_READ_REQUIRES_KEY": "true"}
+    api = _start_api(env, port, stack.tmp / "api-keyed.log")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        api.terminate()
+        api.wait(timeout=15)

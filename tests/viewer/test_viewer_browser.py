@@ -179,9 +179,26 @@ def test_upload_with_a_wrong_key_shows_the_problem(page: Page, stack: Stack) -> 
     page.uncheck("#remember-key")
     page.set_input_files("#upload-files", [str(path) for path in scans])
     page.click("#upload-submit")
-    expect(page.locator("#upload-message")).to_contain_text("Rejected (401)")
+    expect(page.locator("#upload-message")).to_contain_text("Rejected: 401 ")
     expect(page.locator("#upload-message")).to_have_class("error")
     assert page.evaluate("localStorage.getItem('nowcast.apiKey')") is None
+
+
+def test_keyed_reads_open_with_the_typed_key(browser: Browser, stack: Stack, keyed_reads_url: str) -> None:
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    try:
+        page.goto(f"{keyed_reads_url}/viewer")  # the page itself stays open
+        expect(page.locator("#connection")).to_contain_text("API problem: 401 ")
+        expect(page.locator("#connection")).to_have_class("connection error")
+        page.fill("#api-key", stack.api_key)
+        page.locator("#api-key").dispatch_event("change")
+        expect(page.locator("#product-job")).to_have_text(LATEST_ID, timeout=20_000)
+        expect(page.locator("#frame-img")).to_be_visible()  # the PNGs are fetched with the key too
+        expect(page.locator("#connection")).to_have_class("connection")
+        expect(page.locator(f"#slots-list li[data-job-id='{SKIPPED_ID}'] .pill")).to_have_text("skipped")
+    finally:
+        context.close()
 
 
 def test_legend_matches_the_quicklook_colour_scale(page: Page) -> None:
