@@ -1,6 +1,6 @@
 // The forecaster's page: the latest nowcast as an animation, recent slots and jobs, an upload form.
 //
-// Data flow: refresh() polls the slot and job lists every REFRESH_MS; the player shows one product
+// Data flow: refresh() polls the slot and job lists every refreshMs() (30 s by default); the player shows one product
 // (the latest successful nowcast, or a job the user picked) as frames: observed scans before the
 // reference time, forecast lead times after it. Each frame's PNG is fetched once into a blob URL.
 // All text from the API goes in through textContent, never innerHTML.
@@ -28,7 +28,15 @@ import {
   formatUtc,
 } from "./scale.js";
 
-const REFRESH_MS = 30_000;
+/**
+ * How often the lists are polled: 30 s, or `?refresh=SECONDS` in the page URL (2 s to 10 min), for
+ * a wall display that should follow faster, or a test.
+ */
+export function refreshMs(search) {
+  const seconds = Number(new URLSearchParams(search).get("refresh"));
+  if (!Number.isFinite(seconds) || seconds <= 0) return 30_000;
+  return Math.round(Math.min(600, Math.max(2, seconds)) * 1000);
+}
 const FRAME_MS = 700;
 const END_DWELL_TICKS = 3; // hold the last frame a little before looping
 const IMAGE_CONCURRENCY = 3;
@@ -323,7 +331,7 @@ class Viewer {
   async start() {
     renderLegend();
     await this.refresh();
-    window.setInterval(() => this.refresh(), REFRESH_MS);
+    window.setInterval(() => this.refresh(), refreshMs(window.location.search));
   }
 
   setConnection(text, ok) {

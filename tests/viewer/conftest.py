@@ -50,6 +50,7 @@ class Stack:
     store: redis.Redis
     tmp: Path
     api_env: dict[str, str]
+    redis_url: str
 
     def get(self, path: str, **kwargs: object) -> httpx.Response:
         return httpx.get(f"{self.base_url}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
@@ -127,7 +128,8 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
             celery.send_task("workers.tasks.nowcast", args=[slot.isoformat().replace("+00:00", "Z")], queue="gpu")
         for slot in (SUCCESSFUL_SLOT, SKIPPED_SLOT):
             _wait_for_job(store, jobs.nowcast_job_id(slot))
-        yield Stack(base_url=f"http://127.0.0.1:{port}", api_key=api_key, store=store, tmp=tmp, api_env=api_env)
+        yield Stack(base_url=f"http://127.0.0.1:{port}", api_key=api_key, store=store, tmp=tmp, api_env=api_env,
+                    redis_url=url)
     finally:
         if api is not None:
             api.terminate()

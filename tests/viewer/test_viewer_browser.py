@@ -7,6 +7,7 @@ on the page. Screenshots (laptop and phone) land in artifacts/viewer/.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 from collections.abc import Iterator
@@ -201,6 +202,27 @@ def test_keyed_reads_open_with_the_typed_key(browser: Browser, stack: Stack, key
         context.close()
 
 
+def test_new_slots_appear_without_a_reload(browser: Browser, stack: Stack) -> None:
+    from workers.celery_app import create_app
+    from workers.settings import WorkerSettings
+
+    slot = SKIPPED_SLOT + dt.timedelta(minutes=6)  # 14:06, stale too: the latest product stays
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    celery = create_app(WorkerSettings(redis_url=stack.redis_url, data_dir=stack.tmp / "var"))
+    try:
+        page.goto(f"{stack.base_url}/viewer?refresh=2")
+        expect(page.locator("#product-job")).to_have_text(LATEST_ID, timeout=20_000)
+        celery.send_task("workers.tasks.nowcast", args=[slot.isoformat().replace("+00:00", "Z")], queue="gpu")
+        row = page.locator(f"#slots-list li[data-job-id='{jobs.nowcast_job_id(slot)}']")
+        expect(row.locator(".pill")).to_have_text("skipped", timeout=60_000)
+        expect(row.locator(".run-time")).to_have_text("14:06Z")
+        expect(page.locator("#product-job")).to_have_text(LATEST_ID)
+    finally:
+        celery.close()
+        context.close()
+
+
 def test_legend_matches_the_quicklook_colour_scale(page: Page) -> None:
     from workers.products import REFLECTIVITY_COLOURS, REFLECTIVITY_LEVELS
 
@@ -221,6 +243,7 @@ def test_time_and_frame_helpers(page: Page) -> None:
             return {
                 rate40: s.dbzToRainRate(40),
                 leads: [s.formatLead(-12), s.formatLead(0), s.formatLead(30)],
+                refresh: ['', '?refresh=5', '?refresh=0.1', '?refresh=99999', '?refresh=x'].map(v.refreshMs),
                 naive: s.parseTime('2026-03-01T12:30:00').toISOString(),
                 frames: v.buildFrames(product, true).map((f) => [f.kind, f.lead, s.formatUtc(f.validTime)]),
                 forecastOnly: v.buildFrames(product, false).length,
@@ -230,6 +253,7 @@ def test_time_and_frame_helpers(page: Page) -> None:
     assert results["rate40"] == pytest.approx(11.53, abs=0.01)
     assert results["leads"] == ["\u221212 min", "\u00b10 min", "+30 min"]
     assert results["naive"] == "2026-03-01T12:30:00.000Z"
+    assert results["refresh"] == [30_000, 5_000, 2_000, 600_000, 30_000]
     assert results["frames"] == [
         ["observed", -6, "2026-03-01 12:24 UTC"],
         ["observed", 0, "2026-03-01 12:30 UTC"],
