@@ -139,9 +139,7 @@ class TrainConfig:
         top_level = {"name", "seed"} | set(sections)
         unknown = sorted(set(values) - top_level)
         if unknown:
-            raise TrainConfigError(
-                f"{origin}: unknown top-level key(s) {unknown}; valid: {sorted(top_level)}"
-            )
+            raise TrainConfigError(f"{origin}: unknown top-level key(s) {unknown}; valid: {sorted(top_level)}")
         if not isinstance(values.get("name"), str) or not values["name"]:
             raise TrainConfigError(f"{origin}: 'name' must be a non-empty string")
         built: dict[str, Any] = {"name": values["name"], "seed": values.get("seed", 1)}
@@ -266,9 +264,7 @@ def build_source(data: DataConfig) -> Any:
     try:
         return factory(**dict(data.options))
     except TypeError as exc:
-        raise TrainConfigError(
-            f"[data] options {data.options} do not fit source {data.source!r} ({exc})"
-        ) from exc
+        raise TrainConfigError(f"[data] options {data.options} do not fit source {data.source!r} ({exc})") from exc
 
 
 def check_source(source: Any, model: PredRNNConfig) -> None:
@@ -318,9 +314,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def init_distributed(device_name: str) -> tuple[DistContext, torch.device]:
     """Join the torchrun job described by the environment, if any (gloo on CPU, nccl on CUDA)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    context = DistContext(
-        int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0"))
-    )
+    context = DistContext(int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     device = resolve_device(device_name, context.local_rank)
     if context.enabled and not dist.is_initialized():
         if device.type == "cuda":
@@ -384,9 +378,7 @@ def prepare_run_dir(out_dir: Path, resume: bool) -> None:
             raise CLIError(f"--resume: {out_dir / LAST} not found (nothing to resume)")
         return
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise CLIError(
-            f"{out_dir} already exists and is not empty; pass --resume to continue it or choose --out"
-        )
+        raise CLIError(f"{out_dir} already exists and is not empty; pass --resume to continue it or choose --out")
 
 
 def _append_history(path: Path, row: dict[str, Any]) -> None:
@@ -509,20 +501,48 @@ def validation_mse(
 
 
 def evaluate_test_split(
-    model: PredRNN, source: Any, config: TrainConfig, device: torch.device
-) -> dict | None:
-    """Score on the test split with model.evaluate (paper protocol or nowcast skill), if installed."""
-    try:
-        from model import evaluate
-    except ImportError:
-        log.warning("model.evaluate is not available: skipping the test-split evaluation")
-        return None
-    scorer = getattr(evaluate, "evaluate_model", None)
-    if scorer is None:
-        log.warning("model.evaluate has no evaluate_model(): skipping the test-split evaluation")
-        return None
+    model: PredRNN, source: Any, *, batch_size: int, device: torch.device, precision: str = "fp32"
+) -> dict[str, Any]:
+    """Score ``model`` and persistence on every sequence of the test split (model/metrics.py).
+
+    The paper protocol (per-frame MSE, MAE, SSIM, PSNR; reference §1.8) always; for sources with a
+    physical scaling (radar, dBZ) also the nowcast skill per lead time (CSI, POD, FAR, bias, FSS,
+    MAE / RMSE in dBZ). Persistence is the last context frame repeated (model.baselines).
+
+    Returns
+    -------
+    dict
+        ``{"model": {"paper": ..., "nowcast": ...}, "persistence": {...}}``, JSON-safe (NaN -> None).
+    """
+    from model.baselines import forecast_model_space
+    from model.metrics import PaperScores, SkillScores, json_safe
+    from model.radar import model_to_dbz
+
+    config = model.config
+    scaling = source.scaling
+    physical = scaling["kind"] != "identity"
+    scores: dict[str, dict[str, Any]] = {}
+    for name in ("model", "persistence"):
+        scores[name] = {"paper": PaperScores.init(config.output_length)}
+        if physical:
+            scores[name]["nowcast"] = SkillScores.init(config.output_length)
     model.eval()
-    return scorer(model, source, split="test", batch_size=config.data.eval_batch_size, device=device)
+    for batch in source.eval_batches("test", batch_size):
+        frames = np.ascontiguousarray(batch, dtype=np.float32)
+        context, truth = frames[:, : config.input_length], frames[:, config.input_length :]
+        with _autocast(device, precision):
+            predicted = model.forecast(torch.from_numpy(context).to(device), config.output_length)
+        forecasts = {
+            "model": predicted.float().cpu().numpy(),
+            "persistence": forecast_model_space("persistence", context, config.output_length, scaling),
+        }
+        for name, forecast in forecasts.items():
+            scores[name]["paper"].accum(truth, forecast)
+            if physical:  # skill on the first channel, in dBZ
+                scores[name]["nowcast"].accum(
+                    model_to_dbz(truth[:, :, 0], scaling), model_to_dbz(forecast[:, :, 0], scaling)
+                )
+    return json_safe({name: {k: v.compute() for k, v in parts.items()} for name, parts in scores.items()})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -629,13 +649,8 @@ def _check_resumable(payload: dict[str, Any], path: Path, config: TrainConfig) -
     if differences:
         raise CLIError(f"--resume: {path} was trained with other settings: {differences}")
     # OneCycle's shape is fixed by the run length it was built with.
-    if (
-        config.optim.lr_schedule == "onecycle"
-        and saved["optim"]["max_iterations"] != config.optim.max_iterations
-    ):
-        raise CLIError(
-            f"--resume: [optim] max_iterations cannot change under lr_schedule = 'onecycle' ({path})"
-        )
+    if config.optim.lr_schedule == "onecycle" and saved["optim"]["max_iterations"] != config.optim.max_iterations:
+        raise CLIError(f"--resume: [optim] max_iterations cannot change under lr_schedule = 'onecycle' ({path})")
 
 
 def _one_update(
@@ -803,9 +818,7 @@ def _loop(
         mask_true = torch.from_numpy(mask[rows]).to(device)
         terms = _one_update(net, optimizer, frames, mask_true, device, precision)
         if config.optim.reverse_input:
-            reversed_terms = _one_update(
-                net, optimizer, torch.flip(frames, dims=[1]), mask_true, device, precision
-            )
+            reversed_terms = _one_update(net, optimizer, torch.flip(frames, dims=[1]), mask_true, device, precision)
             terms = (terms + reversed_terms) / 2
         if scheduler is not None:
             scheduler.step()
@@ -814,9 +827,7 @@ def _loop(
             terms /= context.world_size
         loss, mse, decouple = (float(v) for v in terms.tolist())
         if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"iteration {iteration}: loss is {loss}; lower [optim] lr or check the data"
-            )
+            raise FloatingPointError(f"iteration {iteration}: loss is {loss}; lower [optim] lr or check the data")
         state.iteration = iteration
         state.running.add(loss, mse, decouple)
         window_iterations += 1
@@ -824,11 +835,7 @@ def _loop(
         signum = stop.agreed(context, device)
         final = iteration == stop_at
         evaluated = signum is None and (iteration % run.eval_interval == 0 or final)
-        valid_mse = (
-            _validate(config, out_dir, model, source, state, context, device, precision)
-            if evaluated
-            else None
-        )
+        valid_mse = _validate(config, out_dir, model, source, state, context, device, precision) if evaluated else None
         if iteration % run.display_interval == 0 or evaluated:
             now = time.monotonic()
             rate = window_iterations / max(now - window_start, 1e-9)
@@ -839,9 +846,7 @@ def _loop(
         if context.is_main and (iteration % run.checkpoint_interval == 0 or signum is not None or final):
             _save(config, out_dir / LAST, model, optimizer, scheduler, rng, state, source, context)
         if signum is not None:
-            log.warning(
-                "stopped at iteration %d by %s; resume with --resume", iteration, signal.Signals(signum).name
-            )
+            log.warning("stopped at iteration %d by %s; resume with --resume", iteration, signal.Signals(signum).name)
             break
     if context.enabled:
         _check_replicas_identical(model, context)
@@ -876,9 +881,7 @@ def _validate(
             "iter %d valid MSE/frame %.3f%s",
             state.iteration,
             value,
-            " (best so far: best.pt)"
-            if improved
-            else f" (best {state.best_valid_mse:.3f} at {state.best_iteration})",
+            " (best so far: best.pt)" if improved else f" (best {state.best_valid_mse:.3f} at {state.best_iteration})",
         )
         if improved:
             state.best_valid_mse, state.best_iteration = value, state.iteration
@@ -979,26 +982,40 @@ def _check_replicas_identical(model: PredRNN, context: DistContext) -> None:
         raise RuntimeError(f"DDP replicas diverged: weights sha256 by rank {digests}")
 
 
-def _final_test(config: TrainConfig, out_dir: Path, source: Any, device: torch.device) -> dict | None:
+def _final_test(config: TrainConfig, out_dir: Path, source: Any, device: torch.device) -> dict[str, Any]:
     """Evaluate best.pt (chosen on valid) on the test split; write test_metrics.json."""
     try:
         model, meta = load_checkpoint(out_dir / BEST)
     except CheckpointError as exc:
         raise CLIError(str(exc)) from exc
-    results = evaluate_test_split(model.to(device), source, config, device)
-    if results is None:
-        return None
+    precision, _ = _effective_cuda_options(config.run, device)
+    started = time.monotonic()
+    results = evaluate_test_split(
+        model.to(device), source, batch_size=config.data.eval_batch_size, device=device, precision=precision
+    )
     document = {
         "preset": config.name,
         "checkpoint": str(out_dir / BEST),
         "iteration": meta.get("iteration"),
         "weights_sha256": meta.get("weights_sha256"),
+        "selected_on": meta.get("selected_on"),
         "split": "test",
+        "seconds": round(time.monotonic() - started, 1),
         "results": results,
     }
     path = out_dir / "test_metrics.json"
-    path.write_text(json.dumps(document, indent=2, default=float) + "\n", encoding="utf-8")
-    log.info("test-split evaluation of %s written to %s", BEST, path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    paper = results["model"]["paper"]["mean"]
+    log.info(
+        "test split (best.pt, iteration %s): MSE/frame %.2f SSIM %.4f (persistence MSE/frame %.2f) -> %s",
+        meta.get("iteration"),
+        paper["mse"],
+        paper["ssim"],
+        results["persistence"]["paper"]["mean"]["mse"],
+        path,
+    )
     return document
 
 
@@ -1012,25 +1029,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         type=Path,
-        help="a preset, e.g. model/configs/mnist_v2_cpu.toml "
-        "(optional with --resume: the run's own config is used)",
+        help="a preset, e.g. model/configs/mnist_v2_cpu.toml (optional with --resume: the run's own config is used)",
     )
     parser.add_argument("--out", type=Path, help="run directory (default runs/<preset name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    parser.add_argument(
-        "--device", default="auto", help="auto | cpu | cuda | cuda:N (torchrun: the local rank)"
-    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (torchrun: the local rank)")
     parser.add_argument(
         "--max-iterations", type=int, help="stop after this iteration (schedules keep the preset's length)"
     )
-    parser.add_argument(
-        "--precision", choices=["fp32", "bf16"], help="override [run] precision (bf16: CUDA autocast)"
-    )
+    parser.add_argument("--precision", choices=["fp32", "bf16"], help="override [run] precision (bf16: CUDA autocast)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
     parser.add_argument("--no-test", action="store_true", help="skip the test-split evaluation at the end")
-    parser.add_argument(
-        "--eval-only", action="store_true", help="only evaluate --out/best.pt on the test split"
-    )
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate --out/best.pt on the test split")
     return parser
 
 
@@ -1064,8 +1074,8 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = args.out or Path("runs") / config.name
         if args.eval_only:
             _, device = init_distributed(args.device)
-            result = _final_test(config, out_dir, build_source(config.data), device)
-            return 0 if result is not None else 1
+            _final_test(config, out_dir, build_source(config.data), device)
+            return 0
         return train(
             config,
             out_dir,

@@ -392,6 +392,53 @@ def test_cuda_options_are_no_ops_with_a_warning_on_cpu(tmp_path: Path, caplog: p
     assert_same_run_state(tmp_path / "plain" / "last.pt", tmp_path / "flags" / "last.pt")
 
 
+def test_test_split_is_scored_once_at_the_end_with_best_pt(tmp_path: Path) -> None:
+    source = _RecordsSplits()
+    run = tmp_path / "run"
+    assert train(tiny_config(run={"test_at_end": True}), run, device="cpu", source=source) == 0
+    assert source.requested == ["valid", "valid", "test"]  # iterations 4 and 8, then the report
+    document = json.loads((run / "test_metrics.json").read_text())
+    best = read_checkpoint(run / "best.pt")["meta"]
+    assert (document["split"], document["iteration"], document["selected_on"]) == ("test", best["iteration"], "valid")
+    assert document["weights_sha256"] == best["weights_sha256"]
+    assert set(document["results"]) == {"model", "persistence"}
+    assert "nowcast" not in document["results"]["model"]  # frames without units: paper protocol only
+
+    # The same numbers by hand: best.pt's forecasts of all 6 test sequences, scored in one batch.
+    from model.metrics import PaperScores
+
+    model, _ = load_checkpoint(run / "best.pt")
+    test = np.concatenate(list(MovingSquares().eval_batches("test", 100)))
+    expected = PaperScores.init(3)
+    expected.accum(test[:, 3:], model.forecast(torch.from_numpy(test[:, :3]), 3).numpy())
+    paper = document["results"]["model"]["paper"]
+    assert paper["per_frame"]["mse"] == pytest.approx(expected.compute()["per_frame"]["mse"], rel=1e-12)
+    persistence = PaperScores.init(3)
+    persistence.accum(test[:, 3:], np.repeat(test[:, 2:3], 3, axis=1))
+    assert document["results"]["persistence"]["paper"]["per_frame"]["mse"] == pytest.approx(
+        persistence.compute()["per_frame"]["mse"], rel=1e-12)
+
+
+def test_eval_only_scores_nowcast_skill_for_a_physical_source(tmp_path: Path) -> None:
+    config = tiny_config(data={"options": {"radar": True}}, optim={"max_iterations": 2})
+    preset = _write_toml(tmp_path / "radar.toml", config)
+    run = tmp_path / "run"
+    assert nowcast_main(["train", "--config", str(preset), "--out", str(run), "--device", "cpu", "--no-test"]) == 0
+    assert not (run / "test_metrics.json").exists()
+    # Without --config the run's own config.json is used.
+    assert nowcast_main(["train", "--out", str(run), "--device", "cpu", "--eval-only"]) == 0
+    results = json.loads((run / "test_metrics.json").read_text())["results"]
+    for name in ("model", "persistence"):
+        nowcast = results[name]["nowcast"]
+        assert nowcast["lead_steps"] == [1, 2, 3]
+        assert set(nowcast["csi"]) >= {"20dBZ", "30dBZ", "40dBZ"}
+        assert len(nowcast["csi"]["30dBZ"]) == 3
+    # Persistence of a 3 x 3 square of 60 dBZ moving one pixel diagonally per scan: at lead 1 it
+    # overlaps its last position in 2 x 2 pixels, so 4 of 9 echo pixels are hit.
+    assert results["persistence"]["nowcast"]["pod"]["40dBZ"][0] == pytest.approx(4 / 9, rel=1e-12)
+    assert results["persistence"]["nowcast"]["far"]["40dBZ"][0] == pytest.approx(5 / 9, rel=1e-12)
+
+
 # ------------------------------------------------------------------------------------------------
 # DistributedDataParallel on CPU (gloo, two processes through torchrun)
 # ------------------------------------------------------------------------------------------------

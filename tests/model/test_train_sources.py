@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from model.radar import IDENTITY_SCALING, Scaling
+from model.radar import DEFAULT_SCALING, IDENTITY_SCALING, Scaling
 
 _SPLIT_OFFSETS = {"valid": 1_000_003, "test": 2_000_003}
 
@@ -32,6 +32,7 @@ class MovingSquares:
         seed: int = 0,
         eval_sequences: int = 6,
         delay_s: float = 0.0,
+        radar: bool = False,
     ) -> None:
         self.input_length = input_length
         self.total_length = total_length
@@ -42,7 +43,8 @@ class MovingSquares:
         self.seed = seed
         self.eval_sequences = eval_sequences
         self.delay_s = delay_s  # makes each training batch slow, so a test can signal mid-run
-        self.scaling: Scaling = IDENTITY_SCALING
+        # radar=True: the values are dBZ in model space (a physical source: nowcast skill is scored)
+        self.scaling: Scaling = DEFAULT_SCALING if radar else IDENTITY_SCALING
 
     def _sequences(self, rng: np.random.Generator, count: int) -> np.ndarray:
         frames = np.zeros((count, self.total_length, 1, self.height, self.width), dtype=np.float32)
