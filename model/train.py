@@ -263,8 +263,8 @@ def build_source(data: DataConfig) -> Any:
             raise TrainConfigError(f"[data] source: {exc}") from exc
     try:
         return factory(**dict(data.options))
-    except TypeError as exc:
-        raise TrainConfigError(f"[data] options {data.options} do not fit source {data.source!r} ({exc})") from exc
+    except (TypeError, ValueError) as exc:  # wrong option names, or data missing / not in the layout
+        raise TrainConfigError(f"[data] source {data.source!r} with options {data.options}: {exc}") from exc
 
 
 def check_source(source: Any, model: PredRNNConfig) -> None:
@@ -279,7 +279,9 @@ def check_source(source: Any, model: PredRNNConfig) -> None:
     for name, value in expected.items():
         actual = getattr(source, name, None)
         if actual != value:
-            raise TrainConfigError(f"[data] source gives {name} = {actual}, but [model] implies {value}")
+            raise TrainConfigError(
+                f"[data] source gives {name} = {actual}, but [model] implies {value}; make them agree"
+            )
 
 
 @dataclass(frozen=True)

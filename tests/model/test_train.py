@@ -24,7 +24,7 @@ from model.cli import CLIError
 from model.cli import main as nowcast_main
 from model.predrnn import PredRNN
 from model.sampling import sampling_mask
-from model.train import TrainConfig, TrainConfigError, load_config, train
+from model.train import TrainConfig, TrainConfigError, build_source, check_source, load_config, train
 from tests.model.test_train_sources import MovingSquares
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +135,34 @@ def test_every_preset_loads_and_the_cpu_ablations_differ_in_one_thing_each() -> 
     assert cpu.sampling.r_sampling_step_2 == round(0.6 * cpu.optim.max_iterations)
     assert configs["radar_v2_cpu"].model.input_length == 10
     assert configs["radar_v2_cpu"].model.output_length == 10
+
+
+def test_preset_sources_fit_their_models_or_name_the_missing_data(tmp_path: Path) -> None:
+    for name in ("mnist_v2", "mnist_v2_cpu", "mnist_v1_cpu", "radar_v2_cpu"):
+        config = load_config(CONFIGS / f"{name}.toml")
+        check_source(build_source(config.data), config.model)
+    for name, missing in (("kth_v2", "data/kth"), ("radar_v2", "data/radar")):
+        config = load_config(CONFIGS / f"{name}.toml")
+        config.data.options["root"] = str(tmp_path / missing)
+        expected = f"source '{config.data.source}' with options .*{tmp_path / missing}"
+        with pytest.raises(TrainConfigError, match=expected):
+            build_source(config.data)
+
+
+@pytest.mark.parametrize("preset", ["mnist_v2_cpu", "radar_v2_cpu"])
+def test_cpu_presets_run_end_to_end_on_their_real_sources_at_toy_size(tmp_path: Path, preset: str) -> None:
+    """Two iterations of the preset's recipe, shrunk to 4 channels and 2 valid / test sequences."""
+    config = load_config(CONFIGS / f"{preset}.toml")
+    config.model.num_hidden = [4, 4]
+    config.optim.max_iterations = 2
+    config.data.eval_batch_size = 2
+    config.data.options |= {"valid_sequences": 2, "test_sequences": 2}
+    config.optim.batch_size = 2
+    assert train(config, tmp_path / "run", device="cpu") == 0
+    results = json.loads((tmp_path / "run" / "test_metrics.json").read_text())["results"]
+    assert results["model"]["paper"]["sequences"] == 2
+    assert len(results["model"]["paper"]["per_frame"]["mse"]) == 10
+    assert ("nowcast" in results["model"]) == (preset == "radar_v2_cpu")
 
 
 @pytest.mark.parametrize(
