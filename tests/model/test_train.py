@@ -501,3 +501,18 @@ def test_torchrun_two_cpu_processes_keep_identical_replicas(tmp_path: Path) -> N
     single = read_checkpoint(tmp_path / "single" / "last.pt")
     for key, tensor in single["state_dict"].items():
         torch.testing.assert_close(ddp["state_dict"][key], tensor, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_autocast_and_compile_train_and_save_an_uncompiled_model(tmp_path: Path) -> None:
+    fp32 = tiny_config(optim={"max_iterations": 4})
+    fast = copy.deepcopy(fp32)
+    fast.run.precision, fast.run.compile = "bf16", True
+    assert train(fp32, tmp_path / "fp32", device="cuda") == 0
+    assert train(fast, tmp_path / "bf16", device="cuda") == 0
+    model, meta = load_checkpoint(tmp_path / "bf16" / "best.pt")  # plain keys: no "_orig_mod." prefix
+    assert meta["train_config"]["run"]["precision"] == "bf16"
+    last = {k: float(v) for k, v in training_rows(tmp_path / "bf16" / "history.csv")[-1].items() if k == "mse"}
+    reference = {k: float(v) for k, v in training_rows(tmp_path / "fp32" / "history.csv")[-1].items() if k == "mse"}
+    assert last["mse"] == pytest.approx(reference["mse"], rel=0.05)
