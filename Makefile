@@ -25,7 +25,8 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(PY) -m model.demo
 
-test: setup
+# browser-deps installs Debian's chromium for the viewer's browser test (tests/viewer).
+test: setup browser-deps
 	$(PY) -m pytest
 
 lint: setup
@@ -35,7 +36,7 @@ clean-venv:
 	rm -rf $(VENV)
 
 # The viewer's browser test (tests/viewer) drives Debian's chromium through Playwright; Playwright's
-# own browser download is never used. Hook this into `test` (it needs root or sudo for apt-get).
+# own browser download is never used. `test` depends on it (it needs root or sudo for apt-get).
 .PHONY: browser-deps
 browser-deps: setup
 	@test -x /usr/bin/chromium || { \
