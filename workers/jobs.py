@@ -54,12 +54,16 @@ class JobRecord:
     message: str = ""  # human-readable state; the reason when failed or skipped
     steps: int = 0  # lead steps requested
     input_path: str | None = None  # uploaded input (forecast) or the feed directory (nowcast)
-    products: dict[str, Any] = field(default_factory=dict)  # netcdf, png {lead minutes: path}, gif
+    # netcdf, png {lead minutes: path}, gif, obs_png {minutes before reference_time: path}
+    products: dict[str, Any] = field(default_factory=dict)
     source: str | None = None  # "predrnn" | "extrapolation": what produced the product
     model_version: str | None = None  # checkpoint sha256 (model_version())
     attempts: int = 0  # deliveries that started work (retries and redeliveries included)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     slot: str | None = None  # scheduled runs: the scan time, ISO-8601 UTC
+    reference_time: str | None = None  # the last input scan's time, ISO-8601 UTC (set with the product)
+    model: str | None = None  # what made the product, e.g. "PredRNN-v2" or the extrapolation method
+    timestep_minutes: int | None = None  # minutes between scans and between lead times
     owner: str | None = None  # who submitted it (API key id); None for scheduled runs
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,7 +10,8 @@ Both run one job through the same steps (DESIGN §4):
    ``max_attempts`` instead of looping;
 5. read and validate the input (nowcast: the newest complete sequence ending at the slot, or
    ``skipped`` with the reason), forecast (PredRNN, else extrapolation), write the products
-   atomically, record ``successful`` with paths and timings.
+   atomically (netCDF, forecast and observed quicklooks), record ``successful`` with the paths,
+   the reference time, the model, the cadence and the timings.
 
 Bad input fails at once; transient errors (Redis, disk) are retried with exponential backoff up to
 ``max_attempts``. Tasks return a small JSON document; arrays never travel through Redis.
@@ -277,8 +278,11 @@ def _forecast_and_write(
     message = "forecast written"
     if forecast.fallback_reason:
         message = f"forecast written by extrapolation fallback ({forecast.fallback_reason})"
+    reference = sequence.times[-1].astype(dt.datetime).replace(tzinfo=dt.UTC)
     return _finish(r, job_id, status="successful", message=message, progress=100, products=products,
-                   source=forecast.source, timings={k: round(v, 4) for k, v in timings.items()})
+                   source=forecast.source, model=forecast.model_name, timestep_minutes=settings.timestep_minutes,
+                   reference_time=reference.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   timings={k: round(v, 4) for k, v in timings.items()})
 
 
 # ------------------------------------------------------------------------------------------- tasks

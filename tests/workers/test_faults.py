@@ -72,7 +72,8 @@ def test_child_killed_mid_forecast_completes_exactly_once(private_redis: RedisSe
         assert record.attempts == 2  # the killed attempt and the one that completed
         product_dir = data_dir / "products" / job_id
         assert sorted(p.name for p in product_dir.iterdir()) == [
-            "animation.gif", "forecast.nc", "lead_006.png", "lead_012.png", "lead_018.png"]  # no partial file
+            "animation.gif", "forecast.nc", "lead_006.png", "lead_012.png", "lead_018.png",
+            "obs_000.png", "obs_006.png", "obs_012.png", "obs_018.png"]  # no partial file
         with xr.open_dataset(product_dir / "forecast.nc", engine="netcdf4") as ds:
             assert ds["reflectivity"].shape == (LEAD_STEPS, *GRID)
         log = worker.log_text()
@@ -118,6 +119,8 @@ def test_jobs_queued_across_a_redis_restart_are_not_lost(private_redis: RedisSer
             record = wait_for(r, job_id, ("successful", "failed"))
             assert record.status == "successful", record.message
             assert record.source == "extrapolation"
+            assert record.model == "pysteps Lucas-Kanade + semi-Lagrangian extrapolation"
+            assert record.model_version == jobs.NO_CHECKPOINT
             assert "extrapolation fallback" in record.message and "absent.pt" in record.message
             with xr.open_dataset(record.products["netcdf"], engine="netcdf4") as ds:
                 assert ds.attrs["source"] == "extrapolation"

@@ -63,13 +63,15 @@ def test_products_netcdf_pngs_gif_and_colour_scale(tmp_path: Path) -> None:
     product_dir.mkdir(parents=True)
     (product_dir / ".forecast.nc.x1.tmp").write_bytes(b"partial")  # left by a killed attempt
     assert [p.name for p in remove_partial_files(product_dir)] == [".forecast.nc.x1.tmp"]
-    products = write_products(product_dir, forecast, sequence, lead_minutes=[6.0, 12.0],
+    products = write_products(product_dir, forecast, sequence, lead_minutes=[6.0, 12.0], observed_scans=3,
                               extra_attrs={"job_id": "job"})
     assert products == {"netcdf": str(product_dir / "forecast.nc"),
                         "png": {"6": str(product_dir / "lead_006.png"), "12": str(product_dir / "lead_012.png")},
-                        "gif": str(product_dir / "animation.gif")}
+                        "gif": str(product_dir / "animation.gif"),
+                        "obs_png": {str(m): str(product_dir / f"obs_{m:03d}.png") for m in (0, 6, 12)}}
     assert sorted(p.name for p in product_dir.iterdir()) == ["animation.gif", "forecast.nc", "lead_006.png",
-                                                             "lead_012.png"]
+                                                             "lead_012.png", "obs_000.png", "obs_006.png",
+                                                             "obs_012.png"]
     with xr.open_dataset(products["netcdf"], engine="netcdf4") as ds:
         np.testing.assert_array_equal(ds["reflectivity"].values, forecast.dbz)
         assert ds.attrs["job_id"] == "job" and "fallback_reason" not in ds.attrs
@@ -80,10 +82,27 @@ def test_products_netcdf_pngs_gif_and_colour_scale(tmp_path: Path) -> None:
         assert (253, 149, 0) in colours or (253, 0, 0) in colours
     with Image.open(products["gif"]) as gif:
         assert gif.n_frames == 2 and gif.info["loop"] == 0
+    # Observed scans: the same figure and colour scale as the forecast frames, one per input scan.
+    # The 50 dBZ cell of the last scan (12:18) falls in the 45-50 or 50-55 dBZ colour too.
+    with Image.open(products["obs_png"]["0"]) as latest, Image.open(products["png"]["6"]) as forecast_png:
+        assert latest.size == forecast_png.size and latest.mode == "RGB"
+        colours = {tuple(c[1]) for c in latest.getcolors(maxcolors=100000)}
+        assert (253, 149, 0) in colours or (253, 0, 0) in colours
+        # The colour bar (the right 108 columns) and the axes are pixel for pixel the forecast's; the
+        # title (rows 55-88) says "observed scan".
+        colour_bar, title = (340, 0, 448, 384), (0, 55, 448, 88)
+        assert latest.crop(colour_bar).tobytes() == forecast_png.crop(colour_bar).tobytes()
+        assert latest.crop(title).tobytes() != forecast_png.crop(title).tobytes()
+        below_map = (0, 300, 340, 384)  # the x axis labels
+        assert latest.crop(below_map).tobytes() == forecast_png.crop(below_map).tobytes()
+    assert [Image.open(products["obs_png"][m]).tobytes() != Image.open(products["obs_png"]["0"]).tobytes()
+            for m in ("6", "12")] == [True, True]  # the cells moved between scans
+    assert list(write_products(tmp_path / "p3", forecast, sequence, lead_minutes=[6.0, 12.0])["obs_png"]) == [
+        "18", "12", "6", "0"]  # 4 scans, fewer than the default of 6: all of them
     cmap, norm = reflectivity_colormap()
     assert cmap.N == 14 and list(norm.boundaries) == list(range(5, 80, 5))
     without = write_products(tmp_path / "p2", forecast, sequence, lead_minutes=[6.0, 12.0], quicklooks=False)
-    assert without["png"] == {} and without["gif"] is None
+    assert without["png"] == {} and without["gif"] is None and without["obs_png"] == {}
     assert [p.name for p in (tmp_path / "p2").iterdir()] == ["forecast.nc"]
 
 
