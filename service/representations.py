@@ -8,7 +8,8 @@ product_response(media_type, job, ...)  -> a Starlette Response for the chosen r
 ``?f=netcdf|json|png`` wins over ``Accept``. ``Accept`` is parsed with its q-values; ``*/*`` and
 ``application/*`` mean the default netCDF and ``image/*`` means PNG, so browsers and curl get the
 netCDF file. The API never renders: PNGs are the quicklooks the worker wrote
-(``products/<job_id>/lead_<MMM>.png``), and JSON is read from the netCDF product with xarray,
+(``products/<job_id>/lead_<MMM>.png``; ``?lead=0``, ``-6``, ... are the observed input scans,
+``obs_<MMM>.png``), and JSON is read from the netCDF product with xarray,
 refused with 406 above ``json_max_values`` cells so a 1024 x 1024 x 20 product does not become
 a 200 MB JSON document.
 """
@@ -184,21 +185,32 @@ def _plain(value: Any) -> Any:
 
 
 def png_path(products: dict[str, Any], product_dir: Path, lead: int) -> Path | None:
-    """The quicklook PNG for ``lead`` minutes, from the job record or the products directory."""
-    recorded = (products.get("png") or {}) if isinstance(products, dict) else {}
-    candidate = recorded.get(str(lead)) or recorded.get(lead)  # type: ignore[call-overload]
+    """The quicklook PNG for ``lead`` minutes, from the job record or the products directory.
+
+    ``lead`` > 0 is a forecast frame (``products.png``, ``lead_<MMM>.png``); ``lead`` <= 0 is the
+    observed scan ``-lead`` minutes before the reference time (``products.obs_png``, ``obs_<MMM>.png``).
+    """
+    key, name = ("png", f"lead_{lead:03d}.png") if lead > 0 else ("obs_png", f"obs_{-lead:03d}.png")
+    recorded = (products.get(key) or {}) if isinstance(products, dict) else {}
+    candidate = recorded.get(str(abs(lead)))
     if candidate and Path(candidate).is_file():
         return Path(candidate)
-    fallback = product_dir / f"lead_{lead:03d}.png"
+    fallback = product_dir / name
     return fallback if fallback.is_file() else None
 
 
+def _minutes(names: Any) -> set[int]:
+    return {int(k) for k in names if str(k).isdigit()}
+
+
 def available_png_leads(products: dict[str, Any], product_dir: Path) -> list[int]:
-    """Lead times (minutes) that have a quicklook, ascending."""
-    leads = {int(k) for k in ((products.get("png") or {}) if isinstance(products, dict) else {})}
-    suffixes = (p.stem.removeprefix("lead_") for p in product_dir.glob("lead_*.png"))
-    leads |= {int(s) for s in suffixes if s.isdigit()}
-    return sorted(leads)
+    """Lead times (minutes) that have a quicklook, ascending: observed scans <= 0, forecasts > 0."""
+    products = products if isinstance(products, dict) else {}
+    forecast = _minutes(products.get("png") or {})
+    forecast |= _minutes(p.stem.removeprefix("lead_") for p in product_dir.glob("lead_*.png"))
+    observed = _minutes(products.get("obs_png") or {})
+    observed |= _minutes(p.stem.removeprefix("obs_") for p in product_dir.glob("obs_*.png"))
+    return sorted({-m for m in observed} | {m for m in forecast if m > 0})
 
 
 def product_response(
@@ -229,7 +241,9 @@ def product_response(
         return JSONResponse(document, headers=headers)
     product_dir = netcdf_path.parent
     leads = available_png_leads(products, product_dir)
-    chosen = lead if lead is not None else (leads[0] if leads else None)
+    # Without ?lead= the first forecast frame, as before observed scans were served.
+    forecast_leads = [m for m in leads if m > 0]
+    chosen = lead if lead is not None else (forecast_leads[0] if forecast_leads else None)
     found = png_path(products, product_dir, chosen) if chosen is not None else None
     if found is None:
         raise Problem(
@@ -241,7 +255,7 @@ def product_response(
     return FileResponse(
         found,
         media_type=PNG,
-        filename=f"{job_id}_lead_{chosen:03d}.png",
+        filename=f"{job_id}_lead_{chosen:03d}.png" if chosen > 0 else f"{job_id}_obs_{-chosen:03d}.png",
         headers=headers,
         content_disposition_type="inline",
     )

@@ -21,7 +21,8 @@ Format = Literal["netcdf", "json", "png"]
 
 RESULT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The forecast product: CF netCDF (default), JSON, or one lead time as PNG",
+        "description": "The forecast product: CF netCDF (default), JSON, or one lead time as PNG "
+        "(`lead` <= 0: an observed input scan)",
         "content": {
             NETCDF: {"schema": {"type": "string", "format": "binary"}},
             JSON: {"schema": {"$ref": "#/components/schemas/ForecastJSONResult"}},

@@ -64,8 +64,22 @@ class StatusInfo(BaseModel):
     steps: int | None = Field(None, description="Number of lead times requested")
     source: str | None = Field(None, description="`predrnn`, or `extrapolation` when the fallback ran")
     slot: str | None = Field(None, description="Scan time of a scheduled nowcast (ISO-8601 UTC)")
+    reference_time: dt.datetime | None = Field(
+        None, description="Time of the last input scan (UTC): lead times count from it; once successful"
+    )
+    model: str | None = Field(
+        None, description="What made the product: `PredRNN-v2`, or the extrapolation method of the fallback"
+    )
+    model_version: str | None = Field(
+        None, description="sha256 of the checkpoint the job runs with (`no-checkpoint` when there is none)"
+    )
+    timestep_minutes: int | None = Field(None, description="Minutes between scans and between lead times")
     lead_times: list[int] | None = Field(
-        None, description="Lead times (minutes) of the product, once successful"
+        None,
+        description=(
+            "Minutes from `reference_time` that have a PNG (`results?f=png&lead=...`), ascending, once "
+            "successful: <= 0 are the observed input scans (0 = the last), > 0 the forecast"
+        ),
     )
     links: list[Link] = []
 
@@ -85,6 +99,8 @@ class StatusInfo(BaseModel):
                     "updated": "2026-01-01T12:06:03Z",
                     "progress": 0,
                     "steps": 20,
+                    "model_version": "5f0c2a4e9b7d1c3a6e8f0b2d4c6a8e0f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b",
+                    "timestep_minutes": 6,
                     "links": [
                         {
                             "href": "/jobs/forecast-3f1c9a0e2b7d4c55a1e2",

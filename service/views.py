@@ -51,18 +51,24 @@ def status_info(request: Request, record: Any) -> StatusInfo:
         steps=data.get("steps"),
         source=data.get("source") or None,
         slot=data.get("slot") or None,
+        reference_time=data.get("reference_time") or None,
+        model=data.get("model") or None,
+        model_version=data.get("model_version") or None,
+        timestep_minutes=data.get("timestep_minutes"),
         lead_times=_lead_times(data),
         links=job_links(request, data["job_id"], data["status"]),
     )
 
 
 def _lead_times(data: dict[str, Any]) -> list[int] | None:
-    """Lead times with a quicklook, from the record's ``products.png`` keys (minutes)."""
+    """Minutes with a quicklook, from the record: observed scans (``products.obs_png``, minutes before
+    the reference time) as 0, -6, ..., forecasts (``products.png``) as 6, 12, ...; ascending."""
     if data.get("status") != "successful":
         return None
-    png = (data.get("products") or {}).get("png") or {}
-    leads = sorted(int(k) for k in png if str(k).lstrip("-").isdigit())
-    return leads or None
+    products = data.get("products") or {}
+    observed = {-int(k) for k in products.get("obs_png") or {} if str(k).isdigit()}
+    forecast = {int(k) for k in products.get("png") or {} if str(k).isdigit() and int(k) > 0}
+    return sorted(observed | forecast) or None
 
 
 def retry_after(status: str, seconds: int) -> dict[str, str]:

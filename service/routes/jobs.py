@@ -23,6 +23,14 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 NOT_FOUND = {404: problem_openapi("No job with this id", "job-not-found", 404)}
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Jobs to skip (newest first)")]
+Lead = Annotated[
+    int | None,
+    Query(
+        ge=-100_000,
+        le=100_000,
+        description="PNG lead time, minutes; 0, -6, ... are the observed scans before the reference time",
+    ),
+]
 
 
 def page_links(
@@ -121,8 +129,12 @@ def get_job_results(
     job: JobDep,
     settings: SettingsDep,
     f: Annotated[Format | None, Query(description="Representation; wins over Accept")] = None,
-    lead: Annotated[int | None, Query(ge=-100_000, le=100_000, description="PNG lead time, minutes")] = None,
+    lead: Lead = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    """The forecast: CF netCDF by default, JSON or PNG (``?lead=30``) by ``Accept`` or ``?f=``."""
+    """The forecast: CF netCDF by default, JSON or PNG (``?lead=30``) by ``Accept`` or ``?f=``.
+
+    As PNG, ``lead`` <= 0 gives the observed scan ``-lead`` minutes before the reference time
+    (``lead=0`` is the last input scan); ``lead_times`` in the job's statusInfo lists every PNG.
+    """
     return result_response(job, settings, accept=accept, f=f, lead=lead)

@@ -13,7 +13,7 @@ from service.deps import JobStoreDep, SettingsDep
 from service.logs import set_job_id
 from service.problems import Problem, problem_openapi
 from service.results import RESULT_RESPONSES, Format, result_response
-from service.routes.jobs import Limit, Offset, page_links
+from service.routes.jobs import Lead, Limit, Offset, page_links
 from service.schemas import JobList
 from service.views import root, status_info
 from workers import jobs
@@ -25,7 +25,7 @@ LATEST_WINDOW = 240
 _COMPACT = re.compile(r"^(\d{8})T(\d{4})Z?$")
 
 FormatQuery = Annotated[Format | None, Query(description="Representation; wins over Accept")]
-LeadQuery = Annotated[int | None, Query(ge=-100_000, le=100_000, description="PNG lead time, minutes")]
+LeadQuery = Lead
 AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 
 

@@ -57,9 +57,14 @@ def write_single_file(path: Path, count: int = 10, height: int = 16, width: int 
     return path
 
 
+OBSERVED_TAG = 100  # observed PNGs encode 100 + minutes before the reference time
+
+
 def finish_job(store, *, job_id: str, product_dir: Path, lead_steps: int = 3, step_minutes: int = 6,
-               height: int = 16, width: int = 20, source: str = "predrnn") -> np.ndarray:
-    """Write a real product (netCDF + PNG per lead) and mark the job successful, as a worker would."""
+               height: int = 16, width: int = 20, source: str = "predrnn", observed_scans: int = 3) -> np.ndarray:
+    """Write a real product (netCDF, PNG per lead, PNG per observed scan) and mark the job successful,
+    as a worker would. Reference time 12:54Z; observed PNGs ``obs_000``, ``obs_006``, ... encode
+    ``OBSERVED_TAG`` + minutes before it."""
     forecast = echo_field(lead_steps, height, width, seed=7)
     forecast[0, 0, 0] = np.nan  # a no-data cell must come back as null in JSON
     leads = [step_minutes * (k + 1) for k in range(lead_steps)]
@@ -74,8 +79,14 @@ def finish_job(store, *, job_id: str, product_dir: Path, lead_steps: int = 3, st
         path = product_dir / f"lead_{lead:03d}.png"
         path.write_bytes(png_bytes(lead))
         png[str(lead)] = str(path)
+    observed = {}
+    for k in range(observed_scans):
+        path = product_dir / f"obs_{k * step_minutes:03d}.png"
+        path.write_bytes(png_bytes(OBSERVED_TAG + k * step_minutes))
+        observed[str(k * step_minutes)] = str(path)
     jobs.update_job(store, job_id=job_id, status="successful", progress=100, message="done", source=source,
-                    finished=jobs.utc_now_iso(), products={"netcdf": str(netcdf), "png": png})
+                    finished=jobs.utc_now_iso(), products={"netcdf": str(netcdf), "png": png, "obs_png": observed},
+                    reference_time="2026-01-01T12:54:00Z", model="PredRNN-v2", timestep_minutes=step_minutes)
     return forecast
 
 

@@ -93,7 +93,11 @@ def test_submit_poll_and_fetch_every_representation(stack: tuple[str, WorkerProc
             time.sleep(0.3)
         info = status.json()
         assert info["status"] == "successful", (info, worker.log_text()[-3000:])
-        assert info["progress"] == 100 and info["source"] == "predrnn" and info["lead_times"] == [6, 12, 18]
+        assert info["progress"] == 100 and info["source"] == "predrnn"
+        # 4 input scans (12:06 .. 12:24) drawn as observed PNGs, then 3 lead times.
+        assert info["lead_times"] == [-18, -12, -6, 0, 6, 12, 18]
+        assert info["reference_time"] == "2026-01-01T12:24:00Z" and info["timestep_minutes"] == 6
+        assert info["model"] == "PredRNN-v2" and len(info["model_version"]) == 64
 
         netcdf = client.get(f"{location}/results")
         assert netcdf.status_code == 200 and netcdf.headers["content-type"] == "application/x-netcdf"
@@ -115,6 +119,9 @@ def test_submit_poll_and_fetch_every_representation(stack: tuple[str, WorkerProc
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
         image = Image.open(io.BytesIO(png.content))
         assert image.format == "PNG" and image.size[0] > 20
+        observed = client.get(f"{location}/results", params={"f": "png", "lead": -18})
+        assert observed.status_code == 200 and observed.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(observed.content)).size == image.size  # same figure as the forecast
 
         # The same input again: the existing job, no second run.
         again = client.post("/forecast", files=files, data={"steps": "3"}, headers={"X-API-Key": API_KEY})

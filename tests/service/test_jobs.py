@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.settings import ApiSettings
-from tests.service.builders import finish_job, png_bytes
+from tests.service.builders import OBSERVED_TAG, finish_job, png_bytes
 from workers import jobs
 
 
@@ -47,7 +47,11 @@ def test_status_of_a_finished_job_has_no_retry_after_and_links_results(
     response = client.get(f"/jobs/{job_id}")
     assert "retry-after" not in response.headers
     body = response.json()
-    assert body["status"] == "successful" and body["lead_times"] == [6, 12, 18] and body["source"] == "predrnn"
+    assert body["status"] == "successful" and body["source"] == "predrnn"
+    # Every minute with a PNG: the observed scans (<= 0) then the forecast, from the reference time.
+    assert body["lead_times"] == [-12, -6, 0, 6, 12, 18]
+    assert body["reference_time"] == "2026-01-01T12:54:00Z" and body["timestep_minutes"] == 6
+    assert body["model"] == "PredRNN-v2" and body["model_version"] == "v"
     hrefs = {link["type"]: link["href"] for link in body["links"] if link["rel"] != "self"}
     assert hrefs == {
         "application/x-netcdf": f"/jobs/{job_id}/results",
@@ -130,9 +134,33 @@ def test_results_netcdf_json_png(client: TestClient, store: redis.Redis, setting
     assert png.content == png_bytes(12) and Image.open(io.BytesIO(png.content)).getpixel((0, 0)) == 12
     first = client.get(f"/jobs/{job_id}/results", params={"f": "png"})
     assert first.content == png_bytes(6)  # no lead: the first lead time
-    missing = client.get(f"/jobs/{job_id}/results", params={"f": "png", "lead": 30})
-    assert missing.status_code == 404 and missing.json()["code"] == "lead-not-available"
-    assert missing.json()["field"] == "lead" and "[6, 12, 18]" in missing.json()["detail"]
+    for lead in (30, -18, -3):  # past the forecast, before the observed scans, off the cadence
+        missing = client.get(f"/jobs/{job_id}/results", params={"f": "png", "lead": lead})
+        assert missing.status_code == 404 and missing.json()["code"] == "lead-not-available"
+        assert missing.json()["field"] == "lead" and "[-12, -6, 0, 6, 12, 18]" in missing.json()["detail"]
+
+
+def test_observed_scans_are_png_at_lead_zero_and_below(
+    client: TestClient, store: redis.Redis, settings: ApiSettings
+) -> None:
+    job_id = _job(store)
+    finish_job(store, job_id=job_id, product_dir=settings.product_dir(job_id))
+    for minutes_before in (0, 6, 12):
+        png = client.get(f"/jobs/{job_id}/results", params={"f": "png", "lead": -minutes_before})
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert png.content == png_bytes(OBSERVED_TAG + minutes_before)
+        assert png.headers["content-disposition"] == f'inline; filename="{job_id}_obs_{minutes_before:03d}.png"'
+    # Found on disk by name too (a record written before obs_png was recorded).
+    jobs.update_job(store, job_id=job_id, products={"netcdf": str(settings.product_dir(job_id) / "forecast.nc")})
+    assert client.get(f"/jobs/{job_id}/results", params={"f": "png", "lead": -6}).content == png_bytes(106)
+    assert client.get(f"/jobs/{job_id}/results", params={"f": "png"}).content == png_bytes(6)  # still lead 6
+
+
+def test_status_fields_before_the_worker_sets_them(client: TestClient, store: redis.Redis) -> None:
+    body = client.get(f"/jobs/{_job(store)}").json()
+    assert body["model_version"] == "v"  # known from submission
+    assert body["reference_time"] is None and body["model"] is None and body["lead_times"] is None
+    assert body["timestep_minutes"] is None
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from service.settings import ApiSettings
-from tests.service.builders import echo_field, finish_job, png_bytes, scan_times
+from tests.service.builders import OBSERVED_TAG, echo_field, finish_job, png_bytes, scan_times
 from workers import jobs
 
 
@@ -33,6 +33,13 @@ def test_slots_latest_and_one_slot(client: TestClient, store: redis.Redis, setti
     latest = client.get("/nowcasts/latest", params={"f": "png", "lead": 18})
     assert latest.status_code == 200 and latest.content == png_bytes(18)
     assert latest.headers["content-location"] == "/nowcasts/20260101T1200Z"
+    observed = client.get("/nowcasts/latest", params={"f": "png", "lead": -6})
+    assert observed.status_code == 200 and observed.content == png_bytes(OBSERVED_TAG + 6)
+    one_slot = client.get("/nowcasts/20260101T1200Z", params={"f": "png", "lead": 0})
+    assert one_slot.status_code == 200 and one_slot.content == png_bytes(OBSERVED_TAG)
+    assert client.get("/nowcasts/20260101T1200Z", params={"f": "png", "lead": -30}).json()["code"] == (
+        "lead-not-available")
+    assert slots["jobs"][1]["lead_times"] == [-12, -6, 0, 6, 12, 18]
     assert client.get("/nowcasts/latest").headers["content-type"] == "application/x-netcdf"
 
     for spelling in ("20260101T1200Z", "2026-01-01T12:00:00Z", "2026-01-01T12:00"):
