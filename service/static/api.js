@@ -2,7 +2,7 @@
 //
 // Every response is normalised here (normalizeJob, asList) so that the rest of the page reads one
 // shape: { id, kind, status, progress, message, created, updated, finished, source, model,
-// referenceTime, leads, ... }. The API follows OGC API - Processes statusInfo (jobID, status, ...)
+// modelVersion, referenceTime, timestep, leads (forecast minutes), observedLeads (<= 0), ... }. The API follows OGC API - Processes statusInfo (jobID, status, ...)
 // plus the job-store fields of docs/contracts.md (kind, steps, products, source, slot, ...).
 
 import { parseTime } from "./scale.js";
@@ -90,16 +90,28 @@ export function asList(body, keys = ["jobs", "nowcasts", "slots", "items", "resu
   return [];
 }
 
+/**
+ * The minutes of a product that have a PNG: forecast lead times (> 0) and observed scans (<= 0,
+ * minutes from the reference time). `observed` is null when the answer does not say, so the player
+ * has to ask the API.
+ */
 function leadsOf(raw, timestep) {
-  // Preferred: the rendered PNGs the worker recorded ({lead_minutes: path}).
+  const numbers = (values) => values.map(Number).filter(Number.isFinite).sort((a, b) => a - b);
+  // statusInfo: lead_times lists every PNG, observed scans (<= 0) and forecast (> 0).
+  if (Array.isArray(raw.lead_times) && raw.lead_times.length > 0) {
+    const listed = numbers(raw.lead_times);
+    return { forecast: listed.filter((m) => m > 0), observed: listed.filter((m) => m <= 0) };
+  }
+  // A job-store record: {lead minutes: path} and {minutes before the reference time: path}.
   const png = raw.products?.png;
   if (png && typeof png === "object" && Object.keys(png).length > 0) {
-    return Object.keys(png).map(Number).filter(Number.isFinite).sort((a, b) => a - b);
+    const observed = numbers(Object.keys(raw.products.obs_png ?? {})).map((m) => -m).sort((a, b) => a - b);
+    return { forecast: numbers(Object.keys(png)), observed };
   }
-  const explicit = raw.lead_times ?? raw.lead_minutes ?? raw.lead_time;
-  if (Array.isArray(explicit) && explicit.length > 0) return explicit.map(Number);
+  const explicit = raw.lead_time_minutes ?? raw.lead_minutes;
+  if (Array.isArray(explicit) && explicit.length > 0) return { forecast: numbers(explicit), observed: null };
   const steps = Number(raw.steps ?? raw.inputs?.steps ?? DEFAULT_LEAD_STEPS);
-  return Array.from({ length: steps }, (_, i) => (i + 1) * timestep);
+  return { forecast: Array.from({ length: steps }, (_, i) => (i + 1) * timestep), observed: null };
 }
 
 /** One job record (statusInfo or job store), whatever spelling, in the viewer's shape. */
@@ -110,6 +122,7 @@ export function normalizeJob(raw) {
   const slot = raw.slot ?? raw.scan_time ?? (kind === "nowcast" ? id : null);
   const referenceTime = parseTime(raw.forecast_reference_time ?? raw.reference_time ?? slot ?? "");
   const progress = Number(raw.progress ?? (raw.status === "successful" ? 100 : 0));
+  const leads = leadsOf(raw, timestep);
   return {
     id,
     kind,
@@ -126,7 +139,8 @@ export function normalizeJob(raw) {
     slot,
     referenceTime,
     timestep,
-    leads: leadsOf(raw, timestep),
+    leads: leads.forecast,
+    observedLeads: leads.observed,
     inputScans: Number(raw.input_scans ?? DEFAULT_INPUT_SCANS),
     links: Array.isArray(raw.links) ? raw.links : [],
   };
@@ -176,9 +190,9 @@ export function forecastPngUrl(jobId, lead) {
 }
 
 /**
- * URL of the PNG of an observed input scan `minutesBefore` >= 0 before the reference time.
- * Asked of the API as a non-positive lead time of the same results resource (lead=0 is the
- * last observed scan); an API that does not offer it answers 4xx and the page shows forecasts only.
+ * URL of the PNG of an observed input scan `minutesBefore` >= 0 before the reference time: a
+ * non-positive lead time of the same results resource (lead=0 is the last observed scan). The
+ * job's statusInfo lists them in lead_times; a product without them answers 404.
  */
 export function observedPngUrl(jobId, minutesBefore) {
   return apiUrl(`/jobs/${encodeURIComponent(jobId)}/results?f=png&lead=${-minutesBefore}`);

@@ -42,6 +42,8 @@ const END_DWELL_TICKS = 3; // hold the last frame a little before looping
 const IMAGE_CONCURRENCY = 3;
 const POLL_MIN_S = 1;
 const POLL_MAX_S = 10;
+// Observed frames asked for when the API does not list them (the workers draw the last six scans).
+const PROBED_OBSERVED_SCANS = 6;
 
 const $ = (id) => document.getElementById(id);
 
@@ -49,25 +51,40 @@ const $ = (id) => document.getElementById(id);
 // Frames of one product
 
 /**
- * The frames of a product in display order.
+ * The frames of a product in display order: the observed scans, oldest first, then the forecast.
  * @param {object} product normalised job (api.normalizeJob)
- * @param {boolean} withObserved whether the API serves the observed input scans
+ * @param {number[]} observedLeads minutes (<= 0) from the reference time that have an observed PNG
  * @returns {{kind: "observed"|"forecast", lead: number, url: string, validTime: Date|null}[]}
  */
-export function buildFrames(product, withObserved) {
+export function buildFrames(product, observedLeads) {
   const frames = [];
   const validAt = (lead) =>
     product.referenceTime ? new Date(product.referenceTime.getTime() + lead * 60_000) : null;
-  if (withObserved) {
-    for (let k = product.inputScans - 1; k >= 0; k -= 1) {
-      const minutesBefore = k * product.timestep;
-      frames.push({ kind: "observed", lead: -minutesBefore, url: observedPngUrl(product.id, minutesBefore), validTime: validAt(-minutesBefore) });
-    }
+  for (const lead of [...observedLeads].filter((m) => m <= 0).sort((a, b) => a - b)) {
+    frames.push({ kind: "observed", lead, url: observedPngUrl(product.id, -lead), validTime: validAt(lead) });
   }
   for (const lead of product.leads) {
     frames.push({ kind: "forecast", lead, url: forecastPngUrl(product.id, lead), validTime: validAt(lead) });
   }
   return frames;
+}
+
+/**
+ * The job id a page URL asks for (`/viewer?job=<id>`), or null.
+ * @param {string} search the page's location.search
+ */
+export function requestedJob(search) {
+  const id = new URLSearchParams(search).get("job")?.trim();
+  return id ? id : null;
+}
+
+/** `search` with `?job=` set to `jobId`, or removed for null; other parameters (refresh) are kept. */
+export function searchWithJob(search, jobId) {
+  const params = new URLSearchParams(search);
+  if (jobId) params.set("job", jobId);
+  else params.delete("job");
+  const text = params.toString();
+  return text ? `?${text}` : "";
 }
 
 /** A job id short enough for a list: "forecast-473fb0f1…"; slot ids (22 characters) stay whole. */
@@ -125,17 +142,24 @@ class Player {
     this.loadAbort = new AbortController();
     const { signal } = this.loadAbort;
 
-    // One probe decides whether the API serves observed scans (lead <= 0) for this product.
-    const analysis = await fetchImage(observedPngUrl(product.id, 0), { signal }).catch(() => null);
-    if (signal.aborted) { if (analysis) URL.revokeObjectURL(analysis); return; }
-    this.frames = buildFrames(product, analysis !== null);
+    // The statusInfo lists the observed scans (lead_times <= 0). A record that does not say
+    // (a product document) gets one probe of lead 0 and, when it answers, the usual half hour.
+    let observed = product.observedLeads;
+    let probed = null;
+    if (observed === null) {
+      probed = await fetchImage(observedPngUrl(product.id, 0), { signal }).catch(() => null);
+      if (signal.aborted) { if (probed) URL.revokeObjectURL(probed); return; }
+      const count = probed === null ? 0 : Math.min(product.inputScans, PROBED_OBSERVED_SCANS);
+      observed = Array.from({ length: count }, (_, i) => -(count - 1 - i) * product.timestep);
+    }
+    this.frames = buildFrames(product, observed);
     this.images = new Array(this.frames.length).fill(undefined);
-    if (analysis !== null) this.images[this.frames.findIndex((f) => f.kind === "observed" && f.lead === 0)] = analysis;
-    const note = $("observed-note");
-    note.hidden = analysis !== null;
-    note.textContent = analysis === null ? "Observed scans are not available from the API: forecast frames only." : "";
-
+    if (probed !== null) this.images[this.frames.findIndex((f) => f.kind === "observed" && f.lead === 0)] = probed;
     const observedCount = this.frames.filter((f) => f.kind === "observed").length;
+    const note = $("observed-note");
+    note.hidden = observedCount > 0;
+    note.textContent = observedCount > 0 ? "" : "No observed scans for this product: forecast frames only.";
+
     this.slider.max = String(Math.max(0, this.frames.length - 1));
     // The track is grey over the observed part and coloured over the forecast part.
     const split = this.frames.length > 1 ? (100 * Math.max(0, observedCount - 0.5)) / (this.frames.length - 1) : 0;
@@ -246,7 +270,9 @@ function showProductMeta(product, title) {
   const source = $("product-source");
   source.textContent = sourceLabel(product.source);
   source.className = `badge source-${product.source ?? "unknown"}`;
-  const version = product.modelVersion ? ` (${String(product.modelVersion).slice(0, 12)})` : "";
+  // The checkpoint's sha256 names the model only when the model ran (not under the fallback).
+  const version = product.modelVersion && product.source !== "extrapolation"
+    ? ` (${String(product.modelVersion).slice(0, 12)})` : "";
   $("product-model").textContent = `${product.model ?? (product.source === "extrapolation" ? "optical flow" : "—")}${version}`;
   const job = $("product-job");
   job.textContent = shortId(product.id);
@@ -322,7 +348,9 @@ class Viewer {
   constructor() {
     this.player = new Player();
     this.latestId = null;
-    this.viewingLatest = true;
+    // /viewer?job=<id> opens that job instead of the latest nowcast (and waits for it to finish).
+    this.pendingJobId = requestedJob(window.location.search);
+    this.viewingLatest = this.pendingJobId === null;
     this.refreshing = false;
     $("back-to-latest").addEventListener("click", () => this.showLatest());
     this.setupUpload();
@@ -349,6 +377,7 @@ class Viewer {
         fetchJobs().catch((error) => ({ error })),
       ]);
       const failures = [slots, jobs].filter((part) => part.error).map((part) => part.error.message);
+      if (this.pendingJobId !== null) await this.openJob(this.pendingJobId);
       if (!slots.error) renderSlots(slots, (slot) => this.showProduct(slot, false));
       if (!jobs.error) renderJobs(jobs, (job) => this.showProduct(job, false));
       if (!slots.error) {
@@ -359,6 +388,7 @@ class Viewer {
           this.latest = latest;
           if (this.viewingLatest) this.showProduct(latest, true);
         }
+        $("back-to-latest").hidden = this.viewingLatest || !this.latest;
       }
       if (failures.length) this.setConnection(`API problem: ${failures.join("; ")}`, false);
       else this.setConnection(`Updated ${new Date().toISOString().slice(11, 19)}Z`, true);
@@ -369,8 +399,48 @@ class Viewer {
     }
   }
 
+  /**
+   * Show the job of a `?job=` link: in the player once successful; until then its status, looked at
+   * again on every refresh; a failed, unknown or unreadable job is reported and no longer polled.
+   */
+  async openJob(jobId) {
+    this.viewingLatest = false;
+    $("back-to-latest").hidden = !this.latest;
+    $("product-title").textContent = `Job ${shortId(jobId)}`;
+    const placeholder = $("frame-placeholder");
+    try {
+      const { job } = await fetchJob(jobId);
+      if (this.pendingJobId !== jobId) return; // the user picked something else meanwhile
+      if (job.status === "successful") {
+        this.pendingJobId = null;
+        this.showProduct(job, false);
+        return;
+      }
+      showProductMeta(job, job.kind === "nowcast" ? "Scheduled nowcast" : `On-demand forecast ${shortId(job.id)}`);
+      const unfinished = job.status === "accepted" || job.status === "running";
+      if (!unfinished) this.pendingJobId = null;
+      placeholder.textContent = unfinished
+        ? `Job ${shortId(job.id)} is ${job.status} (${job.progress}%): shown here when it finishes.`
+        : `Job ${shortId(job.id)} ${job.status}: ${job.message || "no reason given"}`;
+    } catch (error) {
+      // 401 (keyed reads, no key yet) and network trouble may pass: keep trying on refresh.
+      if (error instanceof ApiError && error.status === 404) this.pendingJobId = null;
+      $("product-job").textContent = shortId(jobId);
+      $("product-job").title = jobId;
+      placeholder.textContent = error instanceof ApiError && error.status === 404
+        ? `No job ${jobId}.`
+        : `Could not load job ${shortId(jobId)}: ${error.message}`;
+    }
+    placeholder.hidden = false;
+    $("frame-img").hidden = true;
+  }
+
   showProduct(product, isLatest) {
+    this.pendingJobId = null;
     this.viewingLatest = isLatest;
+    // The address names what is shown, so it can be bookmarked or sent to a colleague.
+    const search = searchWithJob(window.location.search, isLatest ? null : product.id);
+    if (search !== window.location.search) window.history.replaceState(null, "", `${window.location.pathname}${search}`);
     $("back-to-latest").hidden = isLatest || !this.latest;
     const title = isLatest
       ? "Latest scheduled nowcast"

@@ -80,16 +80,23 @@ def displayed_pixels_sha256(page: Page) -> str:
 
 
 def test_page_shows_the_latest_nowcast_with_its_metadata(page: Page, stack: Stack) -> None:
+    info = stack.get(f"/jobs/{LATEST_ID}").json()
+    assert info["lead_times"] == [-18, -12, -6, 0, 6, 12, 18] and info["model"] == "PredRNN-v2"
     expect(page.locator("#product-title")).to_have_text("Latest scheduled nowcast")
     expect(page.locator("#product-reference")).to_have_text("2026-03-01 12:30 UTC")
     expect(page.locator("#product-source")).to_have_text("PredRNN")
+    expect(page.locator("#product-model")).to_have_text(f"PredRNN-v2 ({info['model_version'][:12]})")
     expect(page.locator("#frame-img")).to_be_visible()
-    # The API serves forecast lead times only, so the page says observed scans are missing.
-    expect(page.locator("#observed-note")).to_have_text(
-        "Observed scans are not available from the API: forecast frames only."
-    )
-    expect(page.locator("#frame-slider")).to_have_attribute("max", "2")  # +6, +12, +18 min
-    expect(page.locator("#frame-kind")).to_have_text("Forecast")
+    # The four input scans come first, labelled observed, then the three forecast frames.
+    expect(page.locator("#observed-note")).to_be_hidden()
+    expect(page.locator("#frame-slider")).to_have_attribute("max", "6")  # -18 .. 0 observed, +6 .. +18
+    for index, kind, lead, valid in ((0, "Observed", "\u221218 min", "12:12"), (3, "Observed", "\u00b10 min", "12:30"),
+                                     (4, "Forecast", "+6 min", "12:36")):
+        page.locator("#frame-slider").fill(str(index))
+        expect(page.locator("#frame-kind")).to_have_text(kind)
+        expect(page.locator("#frame-kind")).to_have_class(f"frame-kind {kind.lower()}")
+        expect(page.locator("#lead-time")).to_have_text(lead)
+        expect(page.locator("#valid-time")).to_have_text(f"2026-03-01 {valid} UTC")
     expect(page.locator("#legend-scale li")).to_have_count(14)
 
 
@@ -109,22 +116,29 @@ def test_animation_advances_and_pauses(page: Page) -> None:
 
 
 def test_slider_selects_a_frame_and_shows_the_api_png(page: Page, stack: Stack) -> None:
-    page.locator("#frame-slider").fill("0")
+    page.locator("#frame-slider").fill("4")
     expect(page.locator("#lead-time")).to_have_text("+6 min")
     expect(page.locator("#play-toggle")).to_have_attribute("aria-pressed", "false")  # dragging pauses
     first = page.locator("#frame-img").get_attribute("src")
 
-    page.locator("#frame-slider").fill("2")
+    page.locator("#frame-slider").fill("6")
     expect(page.locator("#lead-time")).to_have_text("+18 min")
     expect(page.locator("#valid-time")).to_have_text("2026-03-01 12:48 UTC")
-    expect(page.locator("#frame-img")).to_have_attribute("data-frame-index", "2")
+    expect(page.locator("#frame-img")).to_have_attribute("data-frame-index", "6")
     assert page.locator("#frame-img").get_attribute("src") != first
-    png = stack.get(f"/jobs/{LATEST_ID}/results", params={"f": "png", "lead": 18})
-    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
-    # The frame on screen is exactly that PNG, pixel for pixel (the worker draws opaque RGB images).
-    expected = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGBA"))
-    assert expected.shape == (384, 448, 4)
-    assert displayed_pixels_sha256(page) == hashlib.sha256(expected.tobytes()).hexdigest()
+    # The frame on screen is exactly the API's PNG, pixel for pixel (the worker draws opaque RGB
+    # images): a forecast frame, and an observed scan (lead <= 0).
+    for lead in (18, -12):
+        if lead < 0:
+            page.locator("#frame-slider").fill("1")
+            expect(page.locator("#frame-kind")).to_have_text("Observed")
+            expect(page.locator("#frame-img")).to_have_attribute("alt", "Radar reflectivity, observed, valid "
+                                                                        "2026-03-01 12:18 UTC")
+        png = stack.get(f"/jobs/{LATEST_ID}/results", params={"f": "png", "lead": lead})
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        expected = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGBA"))
+        assert expected.shape == (384, 448, 4)
+        assert displayed_pixels_sha256(page) == hashlib.sha256(expected.tobytes()).hexdigest()
 
 
 def test_slots_panel_shows_success_and_the_skip_reason(page: Page, stack: Stack) -> None:
@@ -161,10 +175,14 @@ def test_upload_ends_in_a_finished_job_on_the_page(browser: Browser, stack: Stac
                 expect(row.locator(".pill")).to_have_text("successful", timeout=10_000)
                 expect(page.locator("#lead-time")).not_to_have_text("—")
                 assert page.evaluate("localStorage.getItem('nowcast.apiKey')") == stack.api_key
-                page.locator("#frame-slider").fill("1")
+                # The page's address now names the job (a link to send); the valid times are known.
+                assert page.evaluate("location.search") == f"?job={job_id}"
+                expect(page.locator("#product-reference")).to_have_text("2026-03-01 12:18 UTC")
+                page.locator("#frame-slider").fill("5")  # 4 observed scans, then +6, +12, +18
                 expect(page.locator("#lead-time")).to_have_text("+12 min")
+                expect(page.locator("#valid-time")).to_have_text("2026-03-01 12:30 UTC")
             else:
-                page.locator("#frame-slider").fill("1")
+                page.locator("#frame-slider").fill("5")
                 expect(page.locator("#lead-time")).to_have_text("+12 min")
                 # One column on a phone: nothing wider than the screen.
                 assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
@@ -238,6 +256,7 @@ def test_time_and_frame_helpers(page: Page) -> None:
         """async () => {
             const s = await import('./viewer/static/scale.js');
             const v = await import('./viewer/static/viewer.js');
+            const a = await import('./viewer/static/api.js');
             const product = { id: 'nowcast-20260301T1230Z', referenceTime: s.parseTime('nowcast-20260301T1230Z'),
                               inputScans: 2, timestep: 6, leads: [6, 12] };
             return {
@@ -245,8 +264,17 @@ def test_time_and_frame_helpers(page: Page) -> None:
                 leads: [s.formatLead(-12), s.formatLead(0), s.formatLead(30)],
                 refresh: ['', '?refresh=5', '?refresh=0.1', '?refresh=99999', '?refresh=x'].map(v.refreshMs),
                 naive: s.parseTime('2026-03-01T12:30:00').toISOString(),
-                frames: v.buildFrames(product, true).map((f) => [f.kind, f.lead, s.formatUtc(f.validTime)]),
-                forecastOnly: v.buildFrames(product, false).length,
+                frames: v.buildFrames(product, [0, -6]).map((f) => [f.kind, f.lead, s.formatUtc(f.validTime)]),
+                forecastOnly: v.buildFrames(product, []).length,
+                observedUrl: v.buildFrames(product, [-6])[0].url.replace(location.origin, ''),
+                job: ['?job=forecast-abc&refresh=5', '?job=', '', '?refresh=5'].map(v.requestedJob),
+                search: [v.searchWithJob('?refresh=5', 'nowcast-x'), v.searchWithJob('?job=a&refresh=5', null),
+                         v.searchWithJob('?job=a', null)],
+                normalized: ((j) => [j.leads, j.observedLeads, j.timestep, j.model, s.formatUtc(j.referenceTime)])(
+                    a.normalizeJob({ jobID: 'forecast-abc', kind: 'forecast', status: 'successful',
+                                     lead_times: [12, -6, 0, 6], timestep_minutes: 6, model: 'PredRNN-v2',
+                                     reference_time: '2026-03-01T12:18:00Z' })),
+                unknownObserved: a.normalizeJob({ jobID: 'x', lead_time_minutes: [6] }).observedLeads,
             };
         }"""
     )
@@ -261,4 +289,37 @@ def test_time_and_frame_helpers(page: Page) -> None:
         ["forecast", 12, "2026-03-01 12:42 UTC"],
     ]
     assert results["forecastOnly"] == 2
+    assert results["observedUrl"] == "/jobs/nowcast-20260301T1230Z/results?f=png&lead=-6"
+    assert results["job"] == ["forecast-abc", None, None, None]
+    assert results["search"] == ["?refresh=5&job=nowcast-x", "?refresh=5", ""]
+    assert results["normalized"] == [[6, 12], [-6, 0], 6, "PredRNN-v2", "2026-03-01 12:18 UTC"]
+    assert results["unknownObserved"] is None
+
+
+def test_job_link_opens_that_job_and_back_to_latest(browser: Browser, stack: Stack) -> None:
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        # A job's own link: that product in the player, not as "the latest".
+        page.goto(f"{stack.base_url}/viewer?job={LATEST_ID}")
+        expect(page.locator("#product-title")).to_have_text("Scheduled nowcast 12:30Z", timeout=20_000)
+        expect(page.locator("#product-job")).to_have_text(LATEST_ID)
+        expect(page.locator("#frame-slider")).to_have_attribute("max", "6")
+        page.locator("#frame-slider").fill("0")
+        expect(page.locator("#frame-kind")).to_have_text("Observed")
+        expect(page.locator("#frame-img")).to_be_visible()
+        expect(page.locator("#back-to-latest")).to_be_visible()
+        # An unknown job says so, and the latest nowcast is one click away; the address follows.
+        page.goto(f"{stack.base_url}/viewer?job=forecast-nope&refresh=5")
+        expect(page.locator("#frame-placeholder")).to_have_text("No job forecast-nope.", timeout=20_000)
+        expect(page.locator("#product-title")).to_have_text("Job forecast-nope")
+        page.locator("#back-to-latest").click()
+        expect(page.locator("#product-title")).to_have_text("Latest scheduled nowcast")
+        expect(page.locator("#product-job")).to_have_text(LATEST_ID)
+        assert page.evaluate("location.search") == "?refresh=5"
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
 
