@@ -189,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  job      {job_url}\n"
             f"  results  {job_url}/results   (netCDF; Accept: application/json or image/png)\n"
             f"  viewer   {handle.base_url}/viewer\n"
+            f"  this job {handle.base_url}/viewer?job={status.get('jobID')}\n"
         )
         sys.stdout.flush()
         if args.once:

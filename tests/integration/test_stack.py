@@ -244,4 +244,5 @@ def test_demo_once_submits_and_reports(tmp_path: Path, stack_env: tuple[dict[str
     assert f"  job      {base}/jobs/{job_id}" in lines
     assert f"  results  {base}/jobs/{job_id}/results   (netCDF; Accept: application/json or image/png)" in lines
     assert f"  viewer   {base}/viewer" in lines
+    assert f"  this job {base}/viewer?job={job_id}" in lines
     assert processes_with_marker(marker, data_dir=data_dir) == []
