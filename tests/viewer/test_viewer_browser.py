@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -119,13 +120,16 @@ def test_slider_selects_a_frame_and_shows_the_api_png(page: Page, stack: Stack) 
     page.locator("#frame-slider").fill("4")
     expect(page.locator("#lead-time")).to_have_text("+6 min")
     expect(page.locator("#play-toggle")).to_have_attribute("aria-pressed", "false")  # dragging pauses
+    # The player fetches each PNG once and sets src when it has arrived: wait for it, don't race it.
+    expect(page.locator("#frame-img")).to_have_attribute("src", re.compile(r".+"))
     first = page.locator("#frame-img").get_attribute("src")
 
     page.locator("#frame-slider").fill("6")
     expect(page.locator("#lead-time")).to_have_text("+18 min")
     expect(page.locator("#valid-time")).to_have_text("2026-03-01 12:48 UTC")
     expect(page.locator("#frame-img")).to_have_attribute("data-frame-index", "6")
-    assert page.locator("#frame-img").get_attribute("src") != first
+    expect(page.locator("#frame-img")).not_to_have_attribute("src", first)
+    expect(page.locator("#frame-img")).to_have_attribute("src", re.compile(r".+"))
     # The frame on screen is exactly the API's PNG, pixel for pixel (the worker draws opaque RGB
     # images): a forecast frame, and an observed scan (lead <= 0).
     for lead in (18, -12):
