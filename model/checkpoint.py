@@ -99,6 +99,11 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
+    # mkstemp creates 0600; give the file the mode a plain open() would, so that a worker running
+    # as another user (the non-root user of the images) can read what the trainer wrote.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)

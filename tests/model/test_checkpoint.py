@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -38,6 +40,9 @@ def test_round_trip_is_exact_and_self_describing(tmp_path):
         assert torch.equal(value, loaded.state_dict()[key])
     assert loaded_meta["code_version"]
     assert not list(tmp_path.joinpath("run").glob(".*"))  # no temp file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any other file, not 0600
 
 
 def test_tampered_weights_are_detected(tmp_path):
