@@ -95,3 +95,16 @@ def test_missing_files_and_mismatched_hyperparameters(tmp_path, checkpoint):
                     "--input", tmp_path / "in.npy", "--steps", 1, "--output", tmp_path / "o.npy")
     assert wrong.returncode == 2 and "do not fit the hyperparameters" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+
+
+def test_a_grid_the_model_cannot_take_is_reported(tmp_path):
+    torch.manual_seed(0)
+    fixed_grid = PredRNN(PredRNNConfig(num_hidden=[8], input_length=3, output_length=2, layer_norm=True,
+                                       height=16, width=16))
+    save_checkpoint(tmp_path / "ln.pt", fixed_grid)
+    np.save(tmp_path / "in.npy", np.zeros((3, 1, 24, 24), np.float32))
+    result = nowcast("predict", "--checkpoint", tmp_path / "ln.pt", "--input", tmp_path / "in.npy", "--steps", 1,
+                     "--output", tmp_path / "out.npy")
+    assert result.returncode == 2
+    assert "in.npy" in result.stderr and "only takes 16x16 grids" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.npy").exists()
