@@ -30,6 +30,8 @@ from typing import Any
 
 import redis
 
+from model.radar_io import file_sha256
+
 KEY_PREFIX = "nowcast:"
 JOB_KINDS = ("forecast", "nowcast")
 JOB_STATUSES = ("accepted", "running", "successful", "failed", "dismissed", "skipped")
@@ -292,11 +294,7 @@ def model_version(checkpoint_path: str | Path) -> str:
         return NO_CHECKPOINT
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _VERSION_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
         _VERSION_CACHE.clear()  # one checkpoint per process in practice; keep the cache tiny
-        _VERSION_CACHE[key] = digest.hexdigest()
+        _VERSION_CACHE[key] = file_sha256(path)
     return _VERSION_CACHE[key]
 

@@ -20,7 +20,6 @@ Bad input fails at once; transient errors (Redis, disk) are retried with exponen
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
 import socket
@@ -34,7 +33,7 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from model.radar_io import RadarInputError, RadarSequence, read_scans
+from model.radar_io import RadarInputError, RadarSequence, file_sha256, read_scans
 from workers import jobs
 from workers.celery_app import app
 from workers.feeds import FeedNotReady, FeedSkip, select_sequence
@@ -107,14 +106,6 @@ def _take_lock(r: redis.Redis, job_id: str, owner: str, ttl_s: int) -> bool:
     return holder is None and jobs.acquire_lock(r, job_id=job_id, owner=owner, ttl_s=ttl_s)
 
 
-def _file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def summary(record: jobs.JobRecord, *, duplicate: bool = False) -> dict[str, Any]:
     """The task's return value: small JSON, never arrays."""
     netcdf = record.products.get("netcdf") if record.products else None
@@ -123,7 +114,7 @@ def summary(record: jobs.JobRecord, *, duplicate: bool = False) -> dict[str, Any
         "status": record.status,
         "message": record.message,
         "output": netcdf,
-        "sha256": _file_sha256(netcdf) if netcdf and Path(netcdf).is_file() else None,
+        "sha256": file_sha256(netcdf) if netcdf and Path(netcdf).is_file() else None,
         "source": record.source,
         "timings": record.timings,
         "attempts": record.attempts,
