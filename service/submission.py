@@ -65,6 +65,16 @@ SUBMISSION_ERRORS: dict[int | str, dict[str, Any]] = {
     503: problem_openapi("The queue (Redis) is unavailable", "queue-unavailable", 503),
 }
 
+# Every endpoint that submits a forecast job (POST /forecast, the OGC execution) answers alike.
+SUBMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": StatusInfo, "description": "The same input was submitted before: the existing job"},
+    201: {
+        "description": "Job created and queued; `Location` points at its status",
+        "headers": {"Location": {"schema": {"type": "string"}, "description": "/jobs/{jobID}"}},
+    },
+    **SUBMISSION_ERRORS,
+}
+
 _ERROR_CODES: dict[type[radar_io.RadarInputError], str] = {
     radar_io.NotNetCDFError: "not-netcdf",
     radar_io.MissingVariableError: "missing-variable",

@@ -9,7 +9,7 @@ from service.problems import Problem
 from service.representations import JSON
 from service.schemas import StatusInfo
 from service.submission import (
-    SUBMISSION_ERRORS,
+    SUBMISSION_RESPONSES,
     is_json,
     parse_json_request,
     read_json_body,
@@ -48,14 +48,7 @@ _MULTIPART_SCHEMA = {
             },
         }
     },
-    responses={
-        200: {"model": StatusInfo, "description": "The same input was submitted before: the existing job"},
-        201: {
-            "description": "Job created and queued; `Location` points at its status",
-            "headers": {"Location": {"schema": {"type": "string"}, "description": "/jobs/{jobID}"}},
-        },
-        **SUBMISSION_ERRORS,
-    },
+    responses=SUBMISSION_RESPONSES,
 )
 async def submit_forecast(
     request: Request,

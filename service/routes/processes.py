@@ -27,7 +27,7 @@ from service.schemas import (
     StatusInfo,
 )
 from service.submission import (
-    SUBMISSION_ERRORS,
+    SUBMISSION_RESPONSES,
     parse_json_request,
     read_json_body,
     require_json,
@@ -169,14 +169,7 @@ def describe_process(request: Request, settings: SettingsDep) -> ProcessDescript
             "content": {JSON: {"schema": {"$ref": "#/components/schemas/ExecuteRequest"}}},
         }
     },
-    responses={
-        200: {"model": StatusInfo, "description": "The same input was submitted before: the existing job"},
-        201: {
-            "description": "Job created; `Location` points at its status",
-            "headers": {"Location": {"schema": {"type": "string"}, "description": "/jobs/{jobID}"}},
-        },
-        **SUBMISSION_ERRORS,
-    },
+    responses=SUBMISSION_RESPONSES,
 )
 async def execute(
     request: Request,
