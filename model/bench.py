@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from model.cli import CLIError
-from model.predict import precision_context, resolve_precision
+from model.precision import autocast, resolve
 from model.predrnn import PredRNN, PredRNNConfig, flops_per_step
 from model.sampling import SamplingConfig, sampling_mask
 
@@ -86,7 +86,7 @@ def bench_inference(model: PredRNN, batch: int, grid: tuple[int, int], steps: in
     context = torch.rand(batch, model.config.input_length, model.config.channels, *grid, device=device)
 
     def run() -> None:
-        with precision_context(precision, device):
+        with autocast(precision, device):
             model.forecast(context, steps, fused=fused)
 
     times = time_calls(run, warmup, repeats, device)
@@ -108,7 +108,7 @@ def bench_train(model: PredRNN, batch: int, grid: tuple[int, int], precision: st
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with precision_context(precision, device):
+        with autocast(precision, device):
             _, loss = model(frames, mask)
         loss.total.backward()
         optimizer.step()
@@ -164,7 +164,7 @@ def main(argv: list[str]) -> int:
                                height=grid[0], width=grid[1])
         model = PredRNN(config)
     model = model.to(device)
-    precision = resolve_precision(args.precision, device)
+    precision = resolve(args.precision, device)
     log.info("bench %s: %s on %s, grid %s, batch %d, %s", args.mode, config.num_hidden, device,
              args.grid, args.batch, precision)
     if args.mode == "inference":

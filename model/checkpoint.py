@@ -63,7 +63,8 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     for key in sorted(state_dict):
         tensor = state_dict[key].detach().cpu().contiguous()
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        # reshape(-1): a channels_last 1x1 kernel counts as contiguous yet keeps a stride != 1.
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 

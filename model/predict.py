@@ -9,10 +9,8 @@ number for number with other implementations. For .nc (CF radar scans in dBZ) se
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 
 from model.checkpoint import CheckpointError, config_from_official_flags, load_checkpoint, load_official
 from model.cli import CLIError
+from model.precision import autocast, resolve
 from model.predrnn import PredRNN
 
 log = logging.getLogger(__name__)
@@ -90,39 +89,12 @@ def read_npy_frames(path: Path) -> tuple[np.ndarray, int]:
     return frames.astype(np.float32, copy=False), rank
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' means bf16 on CUDA or on CPUs with native bf16 (AVX512-BF16 / AMX), else fp32."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16"
-    capability = torch.backends.cpu.get_cpu_capability()
-    return "bf16" if "AMX" in capability.upper() or _cpu_has_bf16() else "fp32"
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-@contextlib.contextmanager
-def precision_context(precision: str, device: torch.device) -> Iterator[None]:
-    if precision == "bf16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-            yield
-    else:
-        yield
-
-
 def run_forecast(model: PredRNN, frames: np.ndarray, steps: int, precision: str, device: torch.device,
                  fused: bool = False) -> np.ndarray:
     """frames (B, T, C, H, W) float32 -> (B, steps, C, H, W) float32, unclipped."""
     model = model.to(device)
     context = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-    with precision_context(precision, device):
+    with autocast(precision, device):
         predicted = model.forecast(context, steps, fused=fused)
     return predicted.float().cpu().numpy()
 
@@ -136,14 +108,14 @@ def main(argv: list[str]) -> int:
         from model.radar_io import predict_netcdf  # CF netCDF in dBZ, written as a CF product
 
         model, meta = load_model(args)
-        return predict_netcdf(model, meta, args, resolve_precision(args.precision, device), device)
+        return predict_netcdf(model, meta, args, resolve(args.precision, device), device)
     if args.output.suffix != ".npy":
         raise CLIError(f"{args.output}: output must end in .npy or .nc")
     frames, rank = read_npy_frames(args.input)
     model, meta = load_model(args)
     if frames.shape[2] != model.config.channels:
         raise CLIError(f"{args.input}: has {frames.shape[2]} channel(s), the model takes {model.config.channels}")
-    precision = resolve_precision(args.precision, device)
+    precision = resolve(args.precision, device)
     started = time.perf_counter()
     try:
         predicted = run_forecast(model, frames, args.steps, precision, device, args.fused)

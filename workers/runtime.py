@@ -78,7 +78,7 @@ def get_model(settings: WorkerSettings) -> LoadedModel:
     Raises ``model.checkpoint.CheckpointError`` when the file is missing or unusable.
     """
     from model.checkpoint import CheckpointError, load_checkpoint
-    from model.predict import resolve_precision
+    from model.precision import resolve as resolve_precision
 
     sha256 = jobs.model_version(settings.checkpoint)
     if sha256 == jobs.NO_CHECKPOINT:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from model import precision
 from model.checkpoint import load_checkpoint, read_checkpoint
 from model.cli import CLIError
 from model.cli import main as nowcast_main
@@ -173,7 +174,7 @@ def test_cpu_presets_run_end_to_end_on_their_real_sources_at_toy_size(tmp_path: 
         ("[optim]\nlr_schedule = 'cosine'\n", "[optim] lr_schedule must be 'constant' or 'onecycle'"),
         ("[sampling]\nkind = 'always'\n", "[sampling]: sampling kind must be 'rss', 'ss' or 'none', not 'always'"),
         ("[model]\nnum_hidden = [8, 16]\n", "[model]: num_hidden must be non-empty with equal widths, got [8, 16]"),
-        ("[run]\nprecision = 'fp16'\n", "[run] precision must be 'fp32' or 'bf16'"),
+        ("[run]\nprecision = 'fp16'\n", "[run] precision must be 'fp32', 'bf16' or 'auto'"),
         ("[run]\ncompile = 1\n", "[run] compile: expected bool, got 1"),
         ("epochs = 3\n", "unknown top-level key(s) ['epochs']"),
         ("[optim\n", "not valid TOML"),
@@ -236,8 +237,10 @@ def test_one_iteration_is_forward_then_time_reversed_update_with_the_same_mask(t
         {"model": {"version": "v1"}, "sampling": {"kind": "ss", "sampling_stop_iter": 6,
                                                    "sampling_changing_rate": 0.15},
          "optim": {"lr_schedule": "onecycle", "reverse_input": False}},
+        # bf16 autocast where this CPU has it natively (fp32 elsewhere), NHWC weights and Adam state.
+        {"run": {"precision": "auto", "channels_last": True}},
     ],
-    ids=["v2-rss-constant", "v1-ss-onecycle"],
+    ids=["v2-rss-constant", "v1-ss-onecycle", "v2-auto-precision-channels-last"],
 )
 def test_n_iterations_equal_half_then_resume_then_half(tmp_path: Path, overrides: dict) -> None:
     config = tiny_config(**overrides)
@@ -407,17 +410,38 @@ def test_progress_log_history_csv_and_loss_curve(tmp_path: Path, caplog: pytest.
     assert json.loads((run / "config.json").read_text()) == tiny_config().to_dict()
 
 
-def test_cuda_options_are_no_ops_with_a_warning_on_cpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_bf16_without_native_support_and_compile_on_cpu_fall_back_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # an AVX2-only CPU
     plain = tiny_config(optim={"max_iterations": 2})
     cuda_flags = copy.deepcopy(plain)
     cuda_flags.run.precision, cuda_flags.run.compile = "bf16", True
     with caplog.at_level(logging.WARNING, logger="model.train"):
         assert train(cuda_flags, tmp_path / "flags", device="cpu") == 0
     messages = [r.getMessage() for r in caplog.records]
-    assert "precision bf16 is a CUDA option: training in fp32 on cpu" in messages
+    assert "precision bf16: cpu has no native bf16 (emulated, far slower): training in fp32" in messages
     assert "torch.compile is a CUDA option here: running eagerly on cpu" in messages
     assert train(plain, tmp_path / "plain", device="cpu") == 0
     assert_same_run_state(tmp_path / "plain" / "last.pt", tmp_path / "flags" / "last.pt")
+
+
+@pytest.mark.skipif(not precision.cpu_has_native_bf16(), reason="needs a CPU with AMX or AVX512-BF16")
+def test_bf16_autocast_on_a_cpu_with_native_bf16_follows_the_fp32_loss(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fp32 = tiny_config()
+    fast = tiny_config(run={"precision": "bf16", "channels_last": True})
+    assert train(fp32, tmp_path / "fp32", device="cpu") == 0
+    with caplog.at_level(logging.INFO, logger="model.train"):
+        assert train(fast, tmp_path / "bf16", device="cpu") == 0
+    assert any("cpu (bf16, channels_last, 1 threads)" in r.getMessage() for r in caplog.records)
+    reference = [float(r["mse"]) for r in training_rows(tmp_path / "fp32" / "history.csv")]
+    reduced = [float(r["mse"]) for r in training_rows(tmp_path / "bf16" / "history.csv")]
+    assert reduced != reference  # autocast really ran: bf16 rounding changes the numbers...
+    assert reduced == pytest.approx(reference, rel=0.05)  # ...but not the loss curve
+    _, meta = load_checkpoint(tmp_path / "bf16" / "best.pt")
+    assert meta["train_config"]["run"]["precision"] == "bf16"
 
 
 def test_test_split_is_scored_once_at_the_end_with_best_pt(tmp_path: Path) -> None:
