@@ -6,11 +6,16 @@ number in README can be reproduced by rerunning the command stored beside it.
 
     nowcast bench --mode inference --num-hidden 128,128,128,128 --grid 64x64 --batch 1 --json out.json
     nowcast bench --mode train --num-hidden 64,64 --grid 64x64 --batch 8 --json out.json
+    nowcast bench --mode train --num-hidden 32,32 --batch 8 --precision auto --channels-last --baseline
+
+``--baseline`` first times the straightforward implementation of the same model in the same
+process (float32, NCHW, three gate convolutions per layer) and reports the speedup over it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import logging
@@ -132,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
     parser.add_argument("--fused", action="store_true", help="inference: two gate convolutions per layer, not three")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC weights (oneDNN's preferred layout)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also time plain fp32 NCHW three-convolution steps in this run; report the speedup")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -165,14 +173,26 @@ def main(argv: list[str]) -> int:
         model = PredRNN(config)
     model = model.to(device)
     precision = resolve(args.precision, device)
-    log.info("bench %s: %s on %s, grid %s, batch %d, %s", args.mode, config.num_hidden, device,
-             args.grid, args.batch, precision)
-    if args.mode == "inference":
-        result = bench_inference(model, args.batch, grid, args.output_length, precision,
-                                 args.warmup, args.repeats, device, args.fused)
-        result["gflops_per_s"] = result["gflop"] / result["median_s"]
-    else:
-        result = bench_train(model, args.batch, grid, precision, args.warmup, args.repeats, device)
+    log.info("bench %s: %s on %s, grid %s, batch %d, %s%s%s", args.mode, config.num_hidden, device, args.grid,
+             args.batch, precision, ", channels_last" if args.channels_last else "", ", fused" if args.fused else "")
+
+    def measure(net: PredRNN, precision: str, fused: bool) -> dict[str, Any]:
+        if args.mode == "inference":
+            result = bench_inference(net, args.batch, grid, args.output_length, precision,
+                                     args.warmup, args.repeats, device, fused)
+            result["gflops_per_s"] = result["gflop"] / result["median_s"]
+            return result
+        return bench_train(net, args.batch, grid, precision, args.warmup, args.repeats, device)
+
+    baseline = None
+    if args.baseline:  # a copy: training steps change the weights
+        baseline = measure(copy.deepcopy(model), "fp32", False)
+        log.info("baseline (fp32, NCHW, three gate convolutions): median %.4f s", baseline["median_s"])
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    result = measure(model, precision, args.fused)
+    if baseline is not None:
+        result["speedup_over_baseline"] = baseline["median_s"] / result["median_s"]
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -191,16 +211,20 @@ def main(argv: list[str]) -> int:
         "batch": args.batch,
         "precision": precision,
         "fused": args.fused,
+        "channels_last": args.channels_last,
         "device": str(device),
         "seed": args.seed,
         "parameters": model.num_parameters(),
         "machine": machine_info(),
         "result": result,
     }
+    if baseline is not None:
+        report["baseline"] = {"precision": "fp32", "channels_last": False, "fused": False, "result": baseline}
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
-    log.info("median %.4f s%s", result["median_s"],
-             f", {result['sequences_per_s']:.2f} sequences/s" if "sequences_per_s" in result else "")
+    log.info("median %.4f s%s%s", result["median_s"],
+             f", {result['sequences_per_s']:.2f} sequences/s" if "sequences_per_s" in result else "",
+             f", {result['speedup_over_baseline']:.2f}x the baseline" if baseline is not None else "")
     return 0
