@@ -3,7 +3,8 @@
 Interface
 ---------
 nowcast train --config model/configs/NAME.toml [--out DIR] [--resume] [--device auto|cpu|cuda]
-              [--max-iterations N] [--precision fp32|bf16|auto] [--compile] [--no-test] [--eval-only]
+              [--max-iterations N] [--precision fp32|bf16|auto] [--channels-last] [--compile] [--no-test]
+              [--eval-only]
 torchrun --standalone --nproc-per-node G -m model.cli train --config ...   (DistributedDataParallel)
 
 load_config(path) -> TrainConfig          a preset: PredRNNConfig + data + optim + sampling + run
