@@ -12,7 +12,7 @@ evaluate_model(model_or_forecaster, source, split="test", protocol=None, *, batc
 
 nowcast evaluate --truth T.npy --pred P.npy --protocol paper|nowcast --json OUT.json
     arrays (N, T, C, H, W) in [0, 1], scored as they are.
-nowcast evaluate --baseline persistence,extrapolation [--checkpoint CKPT] --data mnist|synthetic|radar|kth
+nowcast evaluate --baseline persistence,extrapolation [--checkpoint [NAME=]CKPT ...] --data mnist|synthetic|radar|kth
                  [--option KEY=VALUE ...] --json OUT.json
     runs each method on the source's test split.
 
@@ -405,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     given.add_argument("--context", type=Path, help="optional (N, T_in, C, H, W) .npy, for the sample strips")
     run = parser.add_argument_group("run methods on a test set")
     run.add_argument("--baseline", default="", help="persistence, extrapolation or both (comma-separated)")
-    run.add_argument("--checkpoint", type=Path, help="also score this PredRNN checkpoint")
+    run.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
+                     help="also score this PredRNN checkpoint (repeatable; NAME labels it, default 'predrnn', "
+                          "or the run directory's name when several are given)")
     run.add_argument("--data", help="mnist | synthetic | radar | kth, or any model.data source name")
     run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="source option, e.g. root=var/feed or test_sequences=300 (repeatable)")
@@ -444,6 +446,22 @@ def _main_arrays(args: argparse.Namespace, keep: tuple[int, ...]) -> int:
                                    args.json.with_name(f"{args.json.stem}_sample{index}.png"), scaling))
     log.info("wrote %s", ", ".join(map(str, written)))
     return 0
+
+
+def _checkpoint_labels(values: list[str]) -> dict[str, Path]:
+    """``--checkpoint [NAME=]PATH`` values -> {label: path}; labels must be unique."""
+    from model.cli import CLIError
+
+    labels: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            path = value
+            name = "predrnn" if len(values) == 1 else Path(path).resolve().parent.name
+        if name in labels:
+            raise CLIError(f"--checkpoint: two checkpoints labelled {name!r}; name them with NAME=PATH")
+        labels[name] = Path(path)
+    return labels
 
 
 def main(argv: list[str]) -> int:
@@ -485,14 +503,14 @@ def main(argv: list[str]) -> int:
         except ValueError as exc:
             raise CLIError(f"--baseline: {exc}") from exc
         methods[label] = forecaster
-    if args.checkpoint:
+    for label, path in _checkpoint_labels(args.checkpoint).items():
         from model.checkpoint import CheckpointError, load_checkpoint
 
         try:
-            model, _ = load_checkpoint(args.checkpoint)
+            model, _ = load_checkpoint(path)
         except CheckpointError as exc:
             raise CLIError(str(exc)) from exc
-        methods["predrnn"] = as_forecaster(model, scaling, args.device)[1]
+        methods[label] = as_forecaster(model, scaling, args.device)[1]
     try:
         results, scorers, kept = run_methods(methods, source, args.split, args.protocol,
                                              batch_size=args.batch_size, max_sequences=args.limit, keep=keep)

@@ -162,3 +162,30 @@ def test_checkpoint_cli_on_moving_mnist(tmp_path: Path) -> None:
     assert results["predrnn"]["protocol"] == "paper" and "nowcast" not in results["predrnn"]
     assert len(results["predrnn"]["paper"]["per_frame"]["ssim"]) == 10
     assert results["predrnn"]["paper"]["lpips"] is None
+
+
+def test_several_checkpoints_are_scored_side_by_side_under_their_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model.checkpoint import save_checkpoint
+    from model.predrnn import PredRNN, PredRNNConfig
+
+    paths = []
+    for seed, name in ((1, "v2"), (2, "v1")):
+        torch.manual_seed(seed)
+        (tmp_path / name).mkdir()
+        paths.append(tmp_path / name / "best.pt")
+        save_checkpoint(paths[-1], PredRNN(PredRNNConfig(version=name, num_hidden=[4], filter_size=3, patch_size=4,
+                                                         height=16, width=16, input_length=3, output_length=2)))
+    common = ["--data", "synthetic", "--option", "height=16", "--option", "width=16", "--option", "input_length=3",
+              "--option", "output_length=2", "--option", "test_sequences=2", "--protocol", "paper"]
+    out = tmp_path / "two.json"
+    assert nowcast(["evaluate", "--checkpoint", str(paths[0]), "--checkpoint", f"other={paths[1]}",
+                    *common, "--samples", "0", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert set(results) == {"v2", "other"}  # the run directory's name unless NAME= is given
+    assert results["v2"]["paper"]["mean"]["mse"] != results["other"]["paper"]["mean"]["mse"]
+    assert (tmp_path / "two_sample0.png").is_file()
+    assert nowcast(["evaluate", "--checkpoint", f"x={paths[0]}", "--checkpoint", f"x={paths[1]}", *common,
+                    "--json", str(out)]) == 2
+    assert "two checkpoints labelled 'x'; name them with NAME=PATH" in capsys.readouterr().err
