@@ -136,6 +136,11 @@ def test_every_preset_loads_and_the_cpu_ablations_differ_in_one_thing_each() -> 
     assert cpu.sampling.r_sampling_step_2 == round(0.6 * cpu.optim.max_iterations)
     assert configs["radar_v2_cpu"].model.input_length == 10
     assert configs["radar_v2_cpu"].model.output_length == 10
+    # radar_v2_cpu_3k is the shipped recipe trained longer: only the length and speed settings differ.
+    short, long = configs["radar_v2_cpu"].to_dict(), configs["radar_v2_cpu_3k"].to_dict()
+    assert long["optim"]["max_iterations"] == 3000
+    assert {**long, "name": short["name"], "run": short["run"],
+            "optim": {**long["optim"], "max_iterations": 1400}} == short
 
 
 def test_preset_sources_fit_their_models_or_name_the_missing_data(tmp_path: Path) -> None:
