@@ -82,6 +82,15 @@ class LossTerms(NamedTuple):
     decouple: torch.Tensor  # mean |cos(adapter(dC), adapter(dM))|; zero for v1
 
 
+class InferenceWeights(NamedTuple):
+    """One layer's weights for the fused inference path (SpatioTemporalLSTMCell.inference_weights)."""
+
+    temporal: torch.Tensor  # (4nh, C_in+nh, k, k): i, f, g, o over [x; h]
+    spatiotemporal: torch.Tensor  # (3nh, C_in+nh, k, k): i', f', g' over [x; m]
+    output: torch.Tensor  # conv_o (nh, 2nh, k, k) over [C_new; M_new]
+    fusion: torch.Tensor  # conv_last (nh, 2nh, 1, 1) over [C_new; M_new]
+
+
 def _conv_block(config: PredRNNConfig, c_in: int, c_out: int) -> nn.Sequential:
     """k x k conv without bias, optionally followed by LayerNorm over the actual (C, H/p, W/p)."""
     k = config.filter_size
@@ -105,19 +114,20 @@ class SpatioTemporalLSTMCell(nn.Module):
         self.conv_o = _conv_block(config, 2 * nh, nh)
         self.conv_last = nn.Conv2d(2 * nh, nh, 1, 1, 0, bias=False)
 
-    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gate weights regrouped for two convolutions instead of three (inference, no layer norm).
+    def inference_weights(self, dtype: torch.dtype, memory_format: torch.memory_format) -> InferenceWeights:
+        """This layer's weights regrouped for the fused inference path (no layer norm).
 
         The reference sums conv_x(x) and conv_h(h) for i, f, g, o and conv_x(x) and conv_m(m) for
         i', f', g'. A convolution over the concatenated inputs computes those sums inside the GEMM:
-        the same FLOPs, one call and no separate additions. Returns (temporal (4nh, C_in+nh, k, k),
-        spatiotemporal (3nh, C_in+nh, k, k)).
+        the same FLOPs, one call and no separate additions. Everything is cast to ``dtype`` and laid
+        out in ``memory_format`` here, once per forecast, not by autocast at every step.
         """
         nh = self.num_hidden
         w_x = self.conv_x[0].weight
         temporal = torch.cat((torch.cat((w_x[: 3 * nh], w_x[6 * nh :])), self.conv_h[0].weight), dim=1)
         spatiotemporal = torch.cat((w_x[3 * nh : 6 * nh], self.conv_m[0].weight), dim=1)
-        return temporal, spatiotemporal
+        weights = (temporal, spatiotemporal, self.conv_o[0].weight, self.conv_last.weight)
+        return InferenceWeights(*(w.to(dtype=dtype, memory_format=memory_format) for w in weights))
 
     def forward(
         self,
@@ -125,12 +135,12 @@ class SpatioTemporalLSTMCell(nn.Module):
         h: torch.Tensor,
         c: torch.Tensor,
         m: torch.Tensor,
-        fused: tuple[torch.Tensor, torch.Tensor] | None = None,
+        fused: InferenceWeights | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, C_in, h, w); h, c, m (B, nh, h, w). Returns H_new, C_new, M_new, dC, dM.
 
-        ``fused`` (from :meth:`fused_weights`) takes the two-convolution path: the same equations,
-        with the gate sums accumulated in another order, so equal to float rounding only.
+        ``fused`` (from :meth:`inference_weights`) takes the two-gate-convolution path: the same
+        equations, with the gate sums accumulated in another order, so equal to float rounding only.
         """
         nh = self.num_hidden
         if fused is None:
@@ -140,9 +150,14 @@ class SpatioTemporalLSTMCell(nn.Module):
             i_pre, f_pre, g_pre, o_pre = i_x + i_h, f_x + f_h, g_x + g_h, o_x + o_h
             i_pre_m, f_pre_m, g_pre_m = i_xm + i_m, f_xm + f_m, g_xm + g_m
         else:
-            conv = self.conv_x[0]
-            temporal = F.conv2d(torch.cat((x, h), 1), fused[0], None, conv.stride, conv.padding)
-            spatiotemporal = F.conv2d(torch.cat((x, m), 1), fused[1], None, conv.stride, conv.padding)
+            # Cast the inputs to the weights' dtype here: torch.cat would promote a bf16 x and a
+            # float32 m to float32, and autocast would then round them again inside every conv.
+            conv, dtype = self.conv_x[0], fused.temporal.dtype
+            x_low = x.to(dtype)
+            x_h = torch.cat((x_low, h.to(dtype)), 1)
+            x_m = torch.cat((x_low, m.to(dtype)), 1)
+            temporal = F.conv2d(x_h, fused.temporal, None, conv.stride, conv.padding)
+            spatiotemporal = F.conv2d(x_m, fused.spatiotemporal, None, conv.stride, conv.padding)
             i_pre, f_pre, g_pre, o_pre = torch.split(temporal, nh, dim=1)
             i_pre_m, f_pre_m, g_pre_m = torch.split(spatiotemporal, nh, dim=1)
 
@@ -161,8 +176,14 @@ class SpatioTemporalLSTMCell(nn.Module):
         m_new = f_tm * m + delta_m
 
         memory = torch.cat((c_new, m_new), dim=1)
-        o_t = torch.sigmoid(o_pre + self.conv_o(memory))
-        h_new = o_t * torch.tanh(self.conv_last(memory))
+        if fused is None:
+            o_t = torch.sigmoid(o_pre + self.conv_o(memory))
+            h_new = o_t * torch.tanh(self.conv_last(memory))
+        else:  # C and M stay float32 (they accumulate over every step); round once for both convs
+            memory = memory.to(fused.output.dtype)
+            conv = self.conv_o[0]
+            o_t = torch.sigmoid(o_pre + F.conv2d(memory, fused.output, None, conv.stride, conv.padding))
+            h_new = o_t * torch.tanh(F.conv2d(memory, fused.fusion))
         return h_new, c_new, m_new, delta_c, delta_m
 
 
@@ -201,7 +222,8 @@ class PredRNN(nn.Module):
         mask_true: torch.Tensor | None,
         keep_from: int,
         with_decouple: bool,
-        fused: bool = False,
+        fused: list[InferenceWeights] | None = None,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run ``steps`` recurrent steps over patch-space frames (B, T_avail, p*p*C, h, w).
 
@@ -209,18 +231,19 @@ class PredRNN(nn.Module):
         ``mask[t-1] * frame_t + (1 - mask[t-1]) * x_gen`` when a mask (B, steps-1) is given,
         else the given frame while one exists (the context) and the model's own output after.
         Returns the head outputs for steps t >= keep_from, stacked (B, steps-keep_from, ...),
-        and the decoupling loss (or None).
+        and the decoupling loss (or None). ``fused`` (one per layer) and ``memory_format`` (of the
+        recurrent states) are the inference levers of :meth:`forecast`.
         """
         b, t_avail, _, h, w = patches.shape
         nh = self.config.num_hidden[0]
-        zeros = patches.new_zeros(b, nh, h, w)
+        zeros = patches.new_zeros(b, nh, h, w).contiguous(memory_format=memory_format)
         hidden = [zeros] * self.num_layers
         cell = [zeros] * self.num_layers
         memory = zeros  # one M for the whole stack: it zigzags up the layers and on to the next step
         outputs: list[torch.Tensor] = []
         decouple: list[torch.Tensor] = []
         x_gen: torch.Tensor | None = None
-        weights = [lstm.fused_weights() if fused else None for lstm in self.cell_list]
+        weights = fused or [None] * self.num_layers
         for t in range(steps):
             if t == 0 or (mask_true is None and t < t_avail):
                 net = patches[:, t]
@@ -276,13 +299,23 @@ class PredRNN(nn.Module):
         return from_patches(predicted, p), LossTerms(total, mse, decouple)
 
     @torch.inference_mode()
-    def forecast(self, context: torch.Tensor, steps: int, fused: bool = False) -> torch.Tensor:
+    def forecast(
+        self, context: torch.Tensor, steps: int, fused: bool = False, channels_last: bool = False
+    ) -> torch.Tensor:
         """Predict ``steps`` frames after ``context`` (B, T_in, C, H, W) of any H and W.
 
         Ground truth for the context, the model's own output afterwards; H and W are zero-padded
         to a multiple of the patch size and cropped back. Returns (B, steps, C, H, W), unclipped.
-        ``fused=True`` runs two gate convolutions per layer instead of three (see
-        :meth:`SpatioTemporalLSTMCell.fused_weights`); not with layer norm, where it is ignored.
+        The defaults compute exactly what :meth:`forward` computes. Two levers change only the
+        order of float operations (README, Results > Speed, has what each gains):
+
+        - ``fused=True``: two gate convolutions per layer instead of three plus additions, with the
+          weights regrouped, cast to the autocast dtype and laid out once per call (see
+          :meth:`SpatioTemporalLSTMCell.inference_weights`). Ignored with layer norm, whose
+          per-convolution normalisation does not commute with the sum.
+        - ``channels_last=True``: frames, states and the fused weights in NHWC, the layout oneDNN's
+          CPU convolutions run natively (NCHW costs a reorder around every call). Without
+          ``fused``, convert the module too: ``model.to(memory_format=torch.channels_last)``.
         """
         if context.dim() != 5:
             raise ValueError(f"context must be (B, T, C, H, W), got shape {tuple(context.shape)}")
@@ -297,9 +330,17 @@ class PredRNN(nn.Module):
             raise ValueError(
                 f"this model uses layer norm and only takes {self.config.height}x{self.config.width} grids"
             )
-        patches = to_patches(padded, p)
-        fused = fused and not self.config.layer_norm
-        predicted, _ = self._unroll(patches, t_in - 1 + steps, None, t_in - 1, False, fused)
+        patches = to_patches(padded, p)  # (B, T, p*p*C, h, w)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:  # (B, T, h, w, C) in memory, so that every frame patches[:, t] is NHWC
+            patches = patches.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        weights = None
+        if fused and not self.config.layer_norm:
+            device_type = context.device.type
+            dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
+                     else self.conv_last.weight.dtype)
+            weights = [lstm.inference_weights(dtype, memory_format) for lstm in self.cell_list]
+        predicted, _ = self._unroll(patches, t_in - 1 + steps, None, t_in - 1, False, weights, memory_format)
         return from_patches(predicted, p)[..., :h, :w]
 
 

@@ -163,9 +163,37 @@ def test_bad_configs_are_rejected(bad):
         PredRNNConfig(**bad)
 
 
-def test_fused_gate_path_matches_the_reference_path():
-    model = tiny(layers=3).eval()
-    context = torch.rand(2, 3, 1, 20, 28)
+@pytest.mark.parametrize("fused,channels_last", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("version,layer_norm,grid", [("v2", False, (20, 28)), ("v2", False, (17, 23)),
+                                                     ("v1", False, (13, 9)), ("v2", True, (16, 24))])
+def test_inference_levers_match_the_plain_path(fused, channels_last, version, layer_norm, grid):
+    """The fused gates and NHWC layout reorder float sums only; odd grids go through the padding."""
+    model = tiny(version=version, layers=3, layer_norm=layer_norm, height=grid[0], width=grid[1]).eval()
+    context = torch.rand(2, 3, 1, *grid)
     reference = model.forecast(context, 4)
-    fused = model.forecast(context, 4, fused=True)
-    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+    if channels_last and not fused:  # the plain path uses the module's own weights
+        model = model.to(memory_format=torch.channels_last)
+    lever = model.forecast(context, 4, fused=fused, channels_last=channels_last)
+    assert lever.shape == reference.shape and lever.dtype == torch.float32
+    torch.testing.assert_close(lever, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_weights_are_prepared_in_the_autocast_dtype_and_layout():
+    cell = tiny(layers=1).cell_list[0]
+    weights = cell.inference_weights(torch.bfloat16, torch.channels_last)
+    assert weights.temporal.shape == (4 * 8, 16 + 8, 5, 5) and weights.spatiotemporal.shape == (3 * 8, 16 + 8, 5, 5)
+    for w in weights:
+        assert w.dtype == torch.bfloat16 and w.is_contiguous(memory_format=torch.channels_last)
+    assert cell.conv_x[0].weight.dtype == torch.float32  # the module itself is left alone
+    w_x = cell.conv_x[0].weight.to(torch.bfloat16)
+    assert torch.equal(weights.temporal[:, :16], torch.cat((w_x[:24], w_x[48:])))  # i, f, g, o from conv_x
+
+
+def test_fused_channels_last_forecast_under_bf16_autocast_stays_close_to_fp32():
+    model = tiny(layers=3).eval()
+    context = torch.rand(1, 3, 1, 32, 32)
+    reference = model.forecast(context, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lever = model.forecast(context, 4, fused=True, channels_last=True)
+    assert lever.dtype == torch.bfloat16
+    torch.testing.assert_close(lever.float(), reference, rtol=0.0, atol=0.02)
