@@ -86,13 +86,14 @@ def time_calls(fn, warmup: int, repeats: int, device: torch.device) -> list[floa
 
 
 def bench_inference(model: PredRNN, batch: int, grid: tuple[int, int], steps: int, precision: str,
-                    warmup: int, repeats: int, device: torch.device, fused: bool = False) -> dict[str, Any]:
+                    warmup: int, repeats: int, device: torch.device, fused: bool = False,
+                    channels_last: bool = False) -> dict[str, Any]:
     model.eval()
     context = torch.rand(batch, model.config.input_length, model.config.channels, *grid, device=device)
 
     def run() -> None:
         with autocast(precision, device):
-            model.forecast(context, steps, fused=fused)
+            model.forecast(context, steps, fused=fused, channels_last=channels_last)
 
     times = time_calls(run, warmup, repeats, device)
     step_count = model.config.input_length - 1 + steps
@@ -137,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
     parser.add_argument("--fused", action="store_true", help="inference: two gate convolutions per layer, not three")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC weights (oneDNN's preferred layout)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="NHWC weights, and for inference NHWC frames and states (oneDNN's preferred layout)")
     parser.add_argument("--baseline", action="store_true",
                         help="also time plain fp32 NCHW three-convolution steps in this run; report the speedup")
     parser.add_argument("--device", default="cpu")
@@ -176,21 +178,21 @@ def main(argv: list[str]) -> int:
     log.info("bench %s: %s on %s, grid %s, batch %d, %s%s%s", args.mode, config.num_hidden, device, args.grid,
              args.batch, precision, ", channels_last" if args.channels_last else "", ", fused" if args.fused else "")
 
-    def measure(net: PredRNN, precision: str, fused: bool) -> dict[str, Any]:
+    def measure(net: PredRNN, precision: str, fused: bool, channels_last: bool) -> dict[str, Any]:
         if args.mode == "inference":
             result = bench_inference(net, args.batch, grid, args.output_length, precision,
-                                     args.warmup, args.repeats, device, fused)
+                                     args.warmup, args.repeats, device, fused, channels_last)
             result["gflops_per_s"] = result["gflop"] / result["median_s"]
             return result
         return bench_train(net, args.batch, grid, precision, args.warmup, args.repeats, device)
 
     baseline = None
     if args.baseline:  # a copy: training steps change the weights
-        baseline = measure(copy.deepcopy(model), "fp32", False)
+        baseline = measure(copy.deepcopy(model), "fp32", False, False)
         log.info("baseline (fp32, NCHW, three gate convolutions): median %.4f s", baseline["median_s"])
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    result = measure(model, precision, args.fused)
+    result = measure(model, precision, args.fused, args.channels_last)
     if baseline is not None:
         result["speedup_over_baseline"] = baseline["median_s"] / result["median_s"]
     if args.profile:
@@ -198,7 +200,8 @@ def main(argv: list[str]) -> int:
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             if args.mode == "inference":
-                bench_inference(model, args.batch, grid, args.output_length, precision, 0, 1, device, args.fused)
+                bench_inference(model, args.batch, grid, args.output_length, precision, 0, 1, device, args.fused,
+                                args.channels_last)
             else:
                 bench_train(model, args.batch, grid, precision, 0, 1, device)
         log.info("\n%s", prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))

@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, help=".npy (raw output) or .nc (CF product)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                         help="fp32 (default, exact) | bf16 autocast | auto (bf16 where the hardware has it)")
-    parser.add_argument("--fused", action="store_true",
-                        help="two gate convolutions per layer instead of three: faster, equal to rounding")
+    parser.add_argument("--fused", action=argparse.BooleanOptionalAction,
+                        help="two gate convolutions per layer instead of three (default: on for bf16)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                        help="NHWC frames, states and weights (default: on for bf16)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     official = parser.add_argument_group("authors' checkpoints (names of their run.py flags)")
     official.add_argument("--official", action="store_true", help="the checkpoint is {'net_param': ...} from run.py")
@@ -90,12 +92,20 @@ def read_npy_frames(path: Path) -> tuple[np.ndarray, int]:
 
 
 def run_forecast(model: PredRNN, frames: np.ndarray, steps: int, precision: str, device: torch.device,
-                 fused: bool = False) -> np.ndarray:
-    """frames (B, T, C, H, W) float32 -> (B, steps, C, H, W) float32, unclipped."""
+                 fused: bool | None = None, channels_last: bool | None = None) -> np.ndarray:
+    """frames (B, T, C, H, W) float32 -> (B, steps, C, H, W) float32, unclipped.
+
+    ``fused`` and ``channels_last`` (see :meth:`PredRNN.forecast`) default to on for bf16, whose
+    numbers differ from fp32's anyway and which they make faster (README, Results > Speed),
+    and to off for fp32, which then equals ``forward`` bit for bit.
+    """
+    fast = precision == "bf16"
+    fused = fast if fused is None else fused
+    channels_last = fast if channels_last is None else channels_last
     model = model.to(device)
     context = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
     with autocast(precision, device):
-        predicted = model.forecast(context, steps, fused=fused)
+        predicted = model.forecast(context, steps, fused=fused, channels_last=channels_last)
     return predicted.float().cpu().numpy()
 
 
@@ -118,7 +128,7 @@ def main(argv: list[str]) -> int:
     precision = resolve(args.precision, device)
     started = time.perf_counter()
     try:
-        predicted = run_forecast(model, frames, args.steps, precision, device, args.fused)
+        predicted = run_forecast(model, frames, args.steps, precision, device, args.fused, args.channels_last)
     except ValueError as exc:  # e.g. a layer-norm model given another grid
         raise CLIError(f"{args.input}: {exc}") from exc
     elapsed = time.perf_counter() - started

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from model import precision
 from model.checkpoint import save_checkpoint, to_official
+from model.predict import run_forecast
 from model.predrnn import PredRNN, PredRNNConfig
 
 torch.set_num_threads(1)
@@ -108,3 +110,42 @@ def test_a_grid_the_model_cannot_take_is_reported(tmp_path):
     assert result.returncode == 2
     assert "in.npy" in result.stderr and "only takes 16x16 grids" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out.npy").exists()
+
+
+def test_auto_precision_resolves_to_bf16_only_with_native_bf16(tmp_path, checkpoint):
+    path, _, _ = checkpoint
+    np.save(tmp_path / "in.npy", np.random.default_rng(2).random((3, 1, 16, 16)).astype(np.float32))
+    expected = "bf16" if precision.cpu_has_native_bf16() else "fp32"  # README: AVX512-BF16 or AMX
+    outputs = {}
+    for choice in ("auto", expected):
+        result = nowcast("predict", "--checkpoint", path, "--input", tmp_path / "in.npy", "--steps", 2,
+                         "--precision", choice, "--output", tmp_path / f"{choice}.npy")
+        assert result.returncode == 0, result.stderr
+        assert f"({expected}, " in result.stderr  # the log line names the precision that ran
+        outputs[choice] = np.load(tmp_path / f"{choice}.npy")
+    np.testing.assert_array_equal(outputs["auto"], outputs[expected])
+
+
+def test_bf16_runs_fused_and_channels_last_unless_told_otherwise(checkpoint):
+    _, _, model = checkpoint
+    frames = np.random.default_rng(3).random((1, 3, 1, 16, 20)).astype(np.float32)
+    context = torch.from_numpy(frames)
+    cpu = torch.device("cpu")
+    with precision.autocast("bf16", cpu):
+        lean = model.forecast(context, 2, fused=True, channels_last=True).float().numpy()
+        plain = model.forecast(context, 2).float().numpy()
+    np.testing.assert_array_equal(run_forecast(model, frames, 2, "bf16", cpu), lean)
+    np.testing.assert_array_equal(run_forecast(model, frames, 2, "bf16", cpu, fused=False, channels_last=False), plain)
+    np.testing.assert_array_equal(run_forecast(model, frames, 2, "fp32", cpu), model.forecast(context, 2).numpy())
+    assert np.abs(lean - plain).max() < 0.02  # both bf16; only the order of the rounding differs
+
+
+def test_levers_can_be_switched_on_the_command_line(tmp_path, checkpoint):
+    path, _, model = checkpoint
+    frames = np.random.default_rng(4).random((3, 1, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "in.npy", frames)
+    result = nowcast("predict", "--checkpoint", path, "--input", tmp_path / "in.npy", "--steps", 2,
+                     "--precision", "fp32", "--fused", "--channels-last", "--output", tmp_path / "out.npy")
+    assert result.returncode == 0, result.stderr
+    expected = model.forecast(torch.from_numpy(frames)[None], 2)[0].numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-5, atol=1e-5)
