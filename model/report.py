@@ -104,7 +104,7 @@ def plot_curves(result: dict[str, Any], labels: list[str], png: Path, title: str
     a, b = (_smooth(v, window) for v in result["mse"])
     bottom.plot(iterations, [100 * (y - x) / x for x, y in zip(a, b, strict=True)], color="C2")
     bottom.axhline(0, color="k", lw=0.5)
-    bottom.set_ylabel(f"{labels[1]} vs {labels[0]} (%)")
+    bottom.set_ylabel("second - first (%)")
     bottom.set_xlabel("iteration")
     bottom.grid(alpha=0.3)
     figure.tight_layout()

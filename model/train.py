@@ -3,7 +3,7 @@
 Interface
 ---------
 nowcast train --config model/configs/NAME.toml [--out DIR] [--resume] [--device auto|cpu|cuda]
-              [--max-iterations N] [--precision fp32|bf16|auto] [--channels-last] [--compile] [--no-test]
+              [--max-iterations N] [--precision fp32|bf16|auto] [--[no-]channels-last] [--compile] [--no-test]
               [--eval-only]
 torchrun --standalone --nproc-per-node G -m model.cli train --config ...   (DistributedDataParallel)
 
@@ -1042,7 +1042,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--precision", choices=list(PRECISIONS),
                         help="override [run] precision (bf16 autocast on CUDA or a CPU with native bf16)")
-    parser.add_argument("--channels-last", action="store_true", help="override [run] channels_last with true")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                        help="override [run] channels_last (NHWC weights)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
     parser.add_argument("--no-test", action="store_true", help="skip the test-split evaluation at the end")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate --out/best.pt on the test split")
@@ -1063,8 +1064,8 @@ def _resolve_config(args: argparse.Namespace) -> TrainConfig:
         overrides["precision"] = args.precision
     if args.compile:
         overrides["compile"] = True
-    if args.channels_last:
-        overrides["channels_last"] = True
+    if args.channels_last is not None:
+        overrides["channels_last"] = args.channels_last
     if overrides:
         config.run = dataclasses.replace(config.run, **overrides)
     return config

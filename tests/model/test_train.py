@@ -545,3 +545,13 @@ def test_cuda_bf16_autocast_and_compile_train_and_save_an_uncompiled_model(tmp_p
     last = {k: float(v) for k, v in training_rows(tmp_path / "bf16" / "history.csv")[-1].items() if k == "mse"}
     reference = {k: float(v) for k, v in training_rows(tmp_path / "fp32" / "history.csv")[-1].items() if k == "mse"}
     assert last["mse"] == pytest.approx(reference["mse"], rel=0.05)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [([], (True, "auto")), (["--no-channels-last", "--precision", "fp32"],
+                                                                         (False, "fp32"))])
+def test_cli_flags_override_the_presets_layout_and_precision(flags: list[str], expected: tuple) -> None:
+    from model.train import _resolve_config, build_parser
+
+    args = build_parser().parse_args(["--config", str(CONFIGS / "mnist_v2_cpu.toml"), *flags])
+    run = _resolve_config(args).run
+    assert (run.channels_last, run.precision) == expected
