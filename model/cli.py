@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("model.data.synthetic:main", "write a synthetic radar feed as CF netCDF scans"),
     "evaluate": ("model.evaluate:main", "score predictions or baselines (paper or nowcast protocol)"),
     "train": ("model.train:main", "train a preset from model/configs (resumable)"),
+    "report": ("model.report:main", "compare training runs: loss curves, test scores"),
     "up": ("service.launcher:main", "run the whole stack locally: redis, API, worker, beat, feed"),
 }
 

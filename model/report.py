@@ -1,7 +1,7 @@
 """Compare finished training runs: loss curves of two runs, and test scores of several.
 
-    python -m model.report curves RUN_A RUN_B [--labels A,B] [--upto N] --json OUT.json --png OUT.png
-    python -m model.report scores RUN [RUN ...] --json OUT.json --md OUT.md --png OUT.png
+    nowcast report curves RUN_A RUN_B [--labels A,B] [--upto N] --json OUT.json --png OUT.png
+    nowcast report scores RUN [RUN ...] --json OUT.json --md OUT.md --png OUT.png
 
 ``curves`` reads each run's ``history.csv`` (nowcast train) and puts the training MSE of two runs of
 the same preset side by side, row by row, with the relative difference of the curves smoothed over
@@ -19,6 +19,7 @@ import csv
 import datetime as dt
 import json
 import logging
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -174,7 +175,7 @@ def plot_scores(entries: dict[str, Any], png: Path, title: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="nowcast report", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     curves = commands.add_parser("curves", help="training-loss curves of two runs of one preset")
     curves.add_argument("runs", nargs=2, type=Path)
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = "python -m model.report " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = shlex.join(["nowcast", "report", *(argv if argv is not None else sys.argv[1:])])
     document: dict[str, Any] = {"command": command, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     if args.command == "curves":
         labels = args.labels.split(",")
@@ -221,11 +222,3 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        sys.exit(main())
-    except CLIError as exc:
-        print(f"python -m model.report: error: {exc}", file=sys.stderr)  # noqa: T201
-        sys.exit(2)

@@ -63,8 +63,8 @@ def test_scores_table_lists_each_run_and_persistence_from_test_metrics(runs: dic
 def test_a_run_without_results_is_named_in_the_error(tmp_path: Path) -> None:
     with pytest.raises(CLIError, match=r"test_metrics.json: not found"):
         main(["scores", str(tmp_path), "--json", str(tmp_path / "x.json")])
-    result = subprocess.run([sys.executable, "-m", "model.report", "curves", str(tmp_path), str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "model.cli", "report", "curves", str(tmp_path), str(tmp_path),
                              "--json", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"python -m model.report: error: {tmp_path / 'history.csv'}: not found "
+    assert result.stderr.strip() == (f"nowcast report: error: {tmp_path / 'history.csv'}: not found "
                                      f"(is {tmp_path} a nowcast train run directory?)")
