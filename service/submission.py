@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -352,23 +353,24 @@ def enqueue(
 # ------------------------------------------------------------------------------------ request entry
 
 
-def _validate_and_enqueue_json(
-    request: ForecastJSONRequest,
+def _validate_and_enqueue(
+    stage_and_read: Callable[[Path], Any],
     steps: int,
     settings: ApiSettings,
     store: Any,
     celery: Any,
     owner: str | None,
 ) -> tuple[Any, bool]:
+    """Stage the input in a fresh directory, read it back as a validated sequence, enqueue it.
+
+    ``stage_and_read(staging)`` writes the request's scans under ``staging`` and returns
+    ``read_sequence``'s result; a Problem it raises rejects the request. The staging directory
+    never outlives the call: ``enqueue`` moves what it keeps to the job's own directory.
+    """
     model_version = current_model_version(Path(settings.checkpoint))
     staging = new_staging_dir(settings)
     try:
-        with NETCDF_LOCK:
-            frames_by_time = stage_json(staging, request, settings)
-            try:
-                sequence = read_sequence(staging, {str(staging / "input.nc"): "input.nc"}, settings)
-            except Problem as problem:
-                raise _frame_of(problem, frames_by_time) from problem
+        sequence = stage_and_read(staging)
         return enqueue(
             staging,
             sequence,
@@ -383,35 +385,28 @@ def _validate_and_enqueue_json(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _validate_and_enqueue_files(
-    uploads: list[tuple[str | None, BinaryIO]],
-    steps: int,
-    settings: ApiSettings,
-    store: Any,
-    celery: Any,
-    owner: str | None,
-) -> tuple[Any, bool]:
-    model_version = current_model_version(Path(settings.checkpoint))
-    staging = new_staging_dir(settings)
-    try:
+def _json_stager(request: ForecastJSONRequest, settings: ApiSettings) -> Callable[[Path], Any]:
+    def stage_and_read(staging: Path) -> Any:
+        with NETCDF_LOCK:
+            frames_by_time = stage_json(staging, request, settings)
+            try:
+                return read_sequence(staging, {str(staging / "input.nc"): "input.nc"}, settings)
+            except Problem as problem:
+                raise _frame_of(problem, frames_by_time) from problem
+
+    return stage_and_read
+
+
+def _upload_stager(uploads: list[tuple[str | None, BinaryIO]], settings: ApiSettings) -> Callable[[Path], Any]:
+    def stage_and_read(staging: Path) -> Any:
         names: dict[str, str] = {}
         for index, (filename, source) in enumerate(uploads):
             staged, shown = stage_upload(staging, index, filename, source)
             names[str(staged)] = shown
         with NETCDF_LOCK:
-            sequence = read_sequence(staging, names, settings)
-        return enqueue(
-            staging,
-            sequence,
-            steps=steps,
-            model_version=model_version,
-            settings=settings,
-            store=store,
-            celery=celery,
-            owner=owner,
-        )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            return read_sequence(staging, names, settings)
+
+    return stage_and_read
 
 
 async def read_json_body(request: Request, settings: ApiSettings) -> bytes:
@@ -472,7 +467,9 @@ async def submit_json_request(
 ) -> tuple[StatusInfo, bool]:
     """Submit already-parsed JSON frames; returns the job's statusInfo and whether it was created."""
     steps = check_steps(parsed.steps, settings)
-    record, created = await run_in_threadpool(_validate_and_enqueue_json, parsed, steps, settings, store, celery, owner)
+    record, created = await run_in_threadpool(
+        _validate_and_enqueue, _json_stager(parsed, settings), steps, settings, store, celery, owner
+    )
     return status_info(request, record), created
 
 
@@ -508,7 +505,7 @@ async def submit_multipart(
                 raise Problem(422, "not-a-file", "form field 'file' must be a file upload, not text", field="file")
             uploads.append((item.filename, item.file))
         record, created = await run_in_threadpool(
-            _validate_and_enqueue_files, uploads, steps, settings, store, celery, owner
+            _validate_and_enqueue, _upload_stager(uploads, settings), steps, settings, store, celery, owner
         )
     return status_info(request, record), created
 
