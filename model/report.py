@@ -125,6 +125,7 @@ def collect_scores(runs: list[Path]) -> dict[str, Any]:
             "iteration": document["iteration"],
             "weights_sha256": document["weights_sha256"],
             "selected_on": document["selected_on"],
+            "final_decouple": _final_decouple(run),
             "paper": results["model"]["paper"],
         }
         if persistence is None:
@@ -135,17 +136,32 @@ def collect_scores(runs: list[Path]) -> dict[str, Any]:
     return entries
 
 
+def _final_decouple(run: Path, rows: int = 10) -> float | None:
+    """Mean |cos(adapter(dC), adapter(dM))| over the last ``rows`` history rows; None for v1.
+
+    V2 logs the term whether or not it is in the loss (decouple_beta = 0 still measures it), so it
+    shows what the decoupling loss does to the two memories' increments.
+    """
+    config = _read_json(run / "config.json")
+    if config["model"]["version"] != "v2":
+        return None
+    values = [float(r["decouple"]) for r in _read_history(run) if r["decouple"]]
+    return statistics.fmean(values[-rows:]) if values else None
+
+
 def scores_markdown(entries: dict[str, Any]) -> str:
     lines = [
-        "| method | best iteration | test sequences | MSE/frame | MAE/frame | SSIM | PSNR |",
-        "|---|---|---|---|---|---|---|",
+        "| method | best iteration | test sequences | MSE/frame | MAE/frame | SSIM | PSNR | abs cos(dC, dM), last 10 log rows |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in entries.items():
         paper = entry["paper"]
         mean = paper["mean"]
+        decouple = entry.get("final_decouple")
         lines.append(
             f"| {name} | {entry.get('iteration', '-')} | {paper['sequences']:,} | {mean['mse']:.1f} | "
-            f"{mean['mae']:.1f} | {mean['ssim']:.3f} | {mean['psnr']:.2f} |"
+            f"{mean['mae']:.1f} | {mean['ssim']:.3f} | {mean['psnr']:.2f} | "
+            f"{'-' if decouple is None else f'{decouple:.4f}'} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -55,6 +55,11 @@ def test_scores_table_lists_each_run_and_persistence_from_test_metrics(runs: dic
     assert scores["persistence"]["paper"] == metrics["results"]["persistence"]["paper"]
     rows = md.read_text().splitlines()
     assert len(rows) == 5 and rows[4].startswith("| persistence | - |")
+    # V2 logs |cos(dC, dM)| (the last rows of its history, averaged); v1 has no such term.
+    history = [line.split(",") for line in (runs["plain"] / "history.csv").read_text().splitlines()[1:]]
+    logged = [float(row[3]) for row in history if row[3]]
+    assert scores["tiny"]["final_decouple"] == pytest.approx(sum(logged) / len(logged))
+    assert scores["tiny_v1"]["final_decouple"] is None and rows[3].endswith("| - |")
     mse = f"{metrics['results']['model']['paper']['mean']['mse']:.1f}"
     assert f"| tiny_v1 | {metrics['iteration']} |" in rows[3] and mse in rows[3]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
