@@ -151,7 +151,8 @@ def _final_decouple(run: Path, rows: int = 10) -> float | None:
 
 def scores_markdown(entries: dict[str, Any]) -> str:
     lines = [
-        "| method | best iteration | test sequences | MSE/frame | MAE/frame | SSIM | PSNR | abs cos(dC, dM), last 10 log rows |",
+        "| method | best iteration | test sequences | MSE/frame | MAE/frame | SSIM | PSNR "
+        "| abs cos(dC, dM), last 10 log rows |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in entries.items():
