@@ -3,8 +3,8 @@
 Interface
 ---------
 nowcast train --config model/configs/NAME.toml [--out DIR] [--resume] [--device auto|cpu|cuda]
-              [--max-iterations N] [--precision fp32|bf16|auto] [--[no-]channels-last] [--compile] [--no-test]
-              [--eval-only]
+              [--max-iterations N] [--seed N] [--precision fp32|bf16|auto] [--[no-]channels-last] [--compile]
+              [--no-test] [--eval-only]
 torchrun --standalone --nproc-per-node G -m model.cli train --config ...   (DistributedDataParallel)
 
 load_config(path) -> TrainConfig          a preset: PredRNNConfig + data + optim + sampling + run
@@ -1042,6 +1042,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--precision", choices=list(PRECISIONS),
                         help="override [run] precision (bf16 autocast on CUDA or a CPU with native bf16)")
+    parser.add_argument("--seed", type=int, help="override the preset's seed (initialisation, sampling masks)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                         help="override [run] channels_last (NHWC weights)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
@@ -1068,6 +1069,8 @@ def _resolve_config(args: argparse.Namespace) -> TrainConfig:
         overrides["channels_last"] = args.channels_last
     if overrides:
         config.run = dataclasses.replace(config.run, **overrides)
+    if args.seed is not None:  # a new trajectory: --resume refuses it unless it is the run's own seed
+        config.seed = args.seed
     return config
 
 

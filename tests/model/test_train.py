@@ -555,3 +555,17 @@ def test_cli_flags_override_the_presets_layout_and_precision(flags: list[str], e
     args = build_parser().parse_args(["--config", str(CONFIGS / "mnist_v2_cpu.toml"), *flags])
     run = _resolve_config(args).run
     assert (run.channels_last, run.precision) == expected
+
+
+def test_seed_flag_starts_another_trajectory_and_resume_keeps_to_it(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    config = _write_toml(tmp_path / "tiny.toml", tiny_config(optim={"max_iterations": 2}))
+    assert nowcast_main(["train", "--config", str(config), "--out", str(tmp_path / "s7"), "--seed", "7"]) == 0
+    assert nowcast_main(["train", "--config", str(config), "--out", str(tmp_path / "s3")]) == 0
+    assert json.loads((tmp_path / "s7" / "config.json").read_text())["seed"] == 7
+    seven, three = read_checkpoint(tmp_path / "s7" / "last.pt"), read_checkpoint(tmp_path / "s3" / "last.pt")
+    assert seven["meta"]["weights_sha256"] != three["meta"]["weights_sha256"]
+    # Resuming the seed-7 run under the preset's seed 3 would change its trajectory: refused.
+    assert nowcast_main(["train", "--config", str(config), "--out", str(tmp_path / "s7"), "--resume",
+                         "--max-iterations", "3"]) == 2
+    assert "trained with other settings: ['seed']" in capsys.readouterr().err
