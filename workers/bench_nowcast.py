@@ -105,6 +105,7 @@ def _child(method: str, settings_kwargs: dict[str, Any], steps: int, repeats: in
     """Runs in a spawned interpreter: cold run, warm runs, own peak RSS."""
     import torch
 
+    from model.precision import resolve as resolve_precision
     from workers.settings import WorkerSettings
 
     settings = WorkerSettings(**settings_kwargs)
@@ -114,7 +115,8 @@ def _child(method: str, settings_kwargs: dict[str, Any], steps: int, repeats: in
     median = {key: round(statistics.median(run[key] for run in warm), 4) for key in warm[0]} if warm else {}
     out.put({"method": method, "cold": cold, "warm_median": median, "warm_runs": warm,
              "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-             "torch_threads": torch.get_num_threads()})
+             "torch_threads": torch.get_num_threads(),
+             "precision": resolve_precision(settings.precision, torch.device("cpu")) if method == "predrnn" else None})
 
 
 def measure(method: str, settings_kwargs: dict[str, Any], steps: int, repeats: int) -> dict[str, Any]:
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "model" / "checkpoints" / "radar_v2.pt")
     parser.add_argument("--preset", default="radar_v2_cpu", help="architecture when the checkpoint is absent")
     parser.add_argument("--no-quicklooks", action="store_true", help="netCDF only (no PNG/GIF)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto",
+                        help="as the workers' NOWCAST_PRECISION (default auto, the workers' default)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=Path("bench_nowcast.json"))
     args = parser.parse_args(argv)
@@ -152,14 +156,15 @@ def main(argv: list[str] | None = None) -> int:
             architecture = random_checkpoint(checkpoint, args.preset)
             weights = f"random weights, {args.preset} architecture (no checkpoint at {args.checkpoint})"
         settings_kwargs = {"data_dir": str(data_dir), "checkpoint": str(checkpoint), "device": "cpu",
-                           "precision": "fp32", "input_scans": args.scans, "lead_steps": args.steps,
+                           "precision": args.precision, "input_scans": args.scans, "lead_steps": args.steps,
                            "max_lead_steps": max(60, args.steps), "quicklooks": not args.no_quicklooks}
         results = [measure(method, settings_kwargs, args.steps, args.repeats)
                    for method in ("predrnn", "extrapolation")]
     report = {
         "command": "python -m workers.bench_nowcast " + " ".join(argv if argv is not None else sys.argv[1:]),
         "grid": [height, width], "input_scans": args.scans, "lead_steps": args.steps, "repeats": args.repeats,
-        "quicklooks": not args.no_quicklooks, "weights": weights, "architecture": architecture,
+        "quicklooks": not args.no_quicklooks, "precision_setting": args.precision,
+        "weights": weights, "architecture": architecture,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(),
                     # Other work on the machine inflates every number; the load says how much.
@@ -170,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     for result in results:
-        log.info("%-13s cold %.2f s, warm %.2f s (inference %.2f s), peak RSS %.0f MiB", result["method"],
+        log.info("%-13s cold %.2f s, warm %.2f s (inference %.2f s%s), peak RSS %.0f MiB", result["method"],
                  result["cold"]["total"], result["warm_median"].get("total", float("nan")),
-                 result["warm_median"].get("inference", float("nan")), result["peak_rss_mib"])
+                 result["warm_median"].get("inference", float("nan")),
+                 f", {result['precision']}" if result["precision"] else "", result["peak_rss_mib"])
     return 0
 
 
