@@ -114,13 +114,17 @@ def plot_curves(result: dict[str, Any], labels: list[str], png: Path, title: str
 
 
 def collect_scores(runs: list[Path]) -> dict[str, Any]:
-    """The test_metrics.json of each run, and persistence from the first (all share the test split)."""
+    """The test_metrics.json of each run (keyed by its directory name), and persistence from the first."""
     entries: dict[str, Any] = {}
     persistence = None
     for run in runs:
         document = _read_json(run / "test_metrics.json")
         results = document["results"]
-        entries[document["preset"]] = {
+        # Keyed by run directory: two seeds of one preset are two rows.
+        if run.name in entries:
+            raise CLIError(f"{run}: two runs named {run.name!r}; rename one directory")
+        entries[run.name] = {
+            "preset": document["preset"],
             "run": str(run),
             "iteration": document["iteration"],
             "weights_sha256": document["weights_sha256"],

@@ -49,20 +49,26 @@ def test_scores_table_lists_each_run_and_persistence_from_test_metrics(runs: dic
     assert main(["scores", str(runs["plain"]), str(runs["v1"]), "--json", str(out), "--md", str(md),
                  "--png", str(png)]) == 0
     scores = json.loads(out.read_text())["scores"]
-    assert list(scores) == ["tiny", "tiny_v1", "persistence"]
+    assert list(scores) == ["plain", "v1", "persistence"]  # run directories
+    assert scores["v1"]["preset"] == "tiny_v1"
     metrics = json.loads((runs["v1"] / "test_metrics.json").read_text())
-    assert scores["tiny_v1"]["paper"] == metrics["results"]["model"]["paper"]
+    assert scores["v1"]["paper"] == metrics["results"]["model"]["paper"]
     assert scores["persistence"]["paper"] == metrics["results"]["persistence"]["paper"]
     rows = md.read_text().splitlines()
     assert len(rows) == 5 and rows[4].startswith("| persistence | - |")
     # V2 logs |cos(dC, dM)| (the last rows of its history, averaged); v1 has no such term.
     history = [line.split(",") for line in (runs["plain"] / "history.csv").read_text().splitlines()[1:]]
     logged = [float(row[3]) for row in history if row[3]]
-    assert scores["tiny"]["final_decouple"] == pytest.approx(sum(logged) / len(logged))
-    assert scores["tiny_v1"]["final_decouple"] is None and rows[3].endswith("| - |")
+    assert scores["plain"]["final_decouple"] == pytest.approx(sum(logged) / len(logged))
+    assert scores["v1"]["final_decouple"] is None and rows[3].endswith("| - |")
     mse = f"{metrics['results']['model']['paper']['mean']['mse']:.1f}"
-    assert f"| tiny_v1 | {metrics['iteration']} |" in rows[3] and mse in rows[3]
+    assert f"| v1 | {metrics['iteration']} |" in rows[3] and mse in rows[3]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_runs_with_one_directory_name_are_refused(runs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(CLIError, match="two runs named 'plain'"):
+        main(["scores", str(runs["plain"]), str(runs["plain"]), "--json", str(tmp_path / "x.json")])
 
 
 def test_a_run_without_results_is_named_in_the_error(tmp_path: Path) -> None:
