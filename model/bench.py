@@ -67,6 +67,13 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def write_report(path: Path | None, report: dict[str, Any]) -> None:
+    """Write a benchmark's JSON report to ``path`` (parents created); nothing when ``path`` is None."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -223,10 +230,7 @@ def main(argv: list[str]) -> int:
     }
     if baseline is not None:
         report["baseline"] = {"precision": "fp32", "channels_last": False, "fused": False, "result": baseline}
-    text = json.dumps(report, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    write_report(args.json, report)
     log.info("median %.4f s%s%s", result["median_s"],
              f", {result['sequences_per_s']:.2f} sequences/s" if "sequences_per_s" in result else "",
              f", {result['speedup_over_baseline']:.2f}x the baseline" if baseline is not None else "")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import re
 import statistics
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.bench import machine_info, parse_grid
+from model.bench import machine_info, parse_grid, write_report
 from model.checkpoint import to_official
 from model.predrnn import PredRNN, PredRNNConfig
 
@@ -137,10 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "results": results,
     }
-    text = json.dumps(report, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    write_report(args.json, report)
     for name in variants:
         entry = results[name]
         log.info("%-20s median %.2f s whole process, %s s forecast%s", name, entry["median_wall_s"],

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import sys
 from collections.abc import Iterable
@@ -109,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.bench import machine_info
+    from model.bench import machine_info, write_report
     from model.checkpoint import load_checkpoint
     from model.data.synthetic import SyntheticRadar
     from model.precision import cpu_has_native_bf16
@@ -134,10 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "result": result,
     }
-    text = json.dumps(report, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    write_report(args.json, report)
     log.info("%d storms, %d leads: max |dCSI| %.4f (tolerance %.2f), max mean |bf16 - fp32| %.3f dBZ "
              "(tolerance %.1f), max |bf16 - fp32| %.1f dBZ: %s", result["sequences"], args.steps,
              result["max_abs_delta_csi"], CSI_TOLERANCE, result["max_mad_dbz"], MAD_TOLERANCE_DBZ,
