@@ -629,14 +629,19 @@ def forecast_dbz(
     scaling: Scaling = DEFAULT_SCALING,
     precision: str = "fp32",
     device: torch.device | str = "cpu",
+    fused: bool | None = None,
+    channels_last: bool | None = None,
 ) -> np.ndarray:
-    """Context (T, H, W) dBZ -> (steps, H, W) dBZ with the model's own scaling (checkpoint meta)."""
+    """Context (T, H, W) dBZ -> (steps, H, W) dBZ with the model's own scaling (checkpoint meta).
+
+    ``fused`` and ``channels_last``: as :func:`model.predict.run_forecast` (None: on for bf16 only).
+    """
     import torch
 
     from model.predict import run_forecast
 
     frames = dbz_to_model(dbz, scaling)[None, :, None]  # (1, T, 1, H, W)
-    predicted = run_forecast(model, frames, steps, precision, torch.device(device))
+    predicted = run_forecast(model, frames, steps, precision, torch.device(device), fused, channels_last)
     return model_to_dbz(predicted[0, :, 0], scaling)
 
 
@@ -667,13 +672,13 @@ def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespac
         from model.predict import run_forecast
 
         frames = dbz_to_model(sequence.dbz, scaling)[None, :, None]
-        raw = run_forecast(model, frames, args.steps, precision, device)[0, :, 0]
+        raw = run_forecast(model, frames, args.steps, precision, device, args.fused, args.channels_last)[0, :, 0]
         args.output.parent.mkdir(parents=True, exist_ok=True)
         np.save(args.output, raw)
         log.info("wrote %s %s (raw model space)", args.output, raw.shape)
         return 0
     forecast = forecast_dbz(model, sequence.dbz, args.steps, scaling=scaling, precision=precision,
-                            device=device)
+                            device=device, fused=args.fused, channels_last=args.channels_last)
     checkpoint_hash = file_sha256(args.checkpoint)
     write_forecast(
         args.output, forecast,

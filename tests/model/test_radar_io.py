@@ -253,6 +253,17 @@ def test_nowcast_predict_reads_and_writes_netcdf(tmp_path: Path) -> None:
         assert ds["lead_time"].values.tolist() == [6, 12]
         assert ds.attrs["input_times"] == "2026-03-01T12:06Z 2026-03-01T12:12Z 2026-03-01T12:18Z"
         assert ds.attrs["checkpoint_sha256"] == rio.file_sha256(checkpoint)
+    # --fused / --channels-last reach netCDF input too: bf16 with and without them rounds differently.
+    outputs = {}
+    for name, flags in (("fast", []), ("autocast_only", ["--no-fused", "--no-channels-last"])):
+        outputs[name] = tmp_path / f"{name}.nc"
+        assert cli_main(["predict", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "feed"), "--steps",
+                         "2", "--precision", "bf16", *flags, "--output", str(outputs[name])]) == 0
+    with xr.open_dataset(outputs["fast"], engine="netcdf4") as fast, \
+            xr.open_dataset(outputs["autocast_only"], engine="netcdf4") as plain:
+        assert not np.array_equal(fast["reflectivity"].values, plain["reflectivity"].values)
+        for ds in (fast, plain):
+            np.testing.assert_allclose(ds["reflectivity"].values, expected, atol=1.0)  # dBZ
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "scan_20260301T1200Z.nc").write_text("garbage")
