@@ -473,12 +473,13 @@ def _format_duration(seconds: float) -> str:
 
 
 def validation_mse(
-    model: PredRNN, source: Any, *, batch_size: int, max_batches: int, device: torch.device, precision: str = "fp32"
+    model: PredRNN, source: Any, *, batch_size: int, max_batches: int, device: torch.device
 ) -> float:
     """Mean over valid sequences and output frames of the squared error summed over a frame's pixels.
 
     The paper's "MSE per frame" (reference §1.8) on predictions clipped to [0, 1], with the
     test-time rule (ground truth for the context, own output afterwards). Lower is better.
+    Forecasts are float32 whatever precision the run trains in, so scores compare across runs.
     """
     config = model.config
     was_training = model.training
@@ -489,8 +490,7 @@ def validation_mse(
             if max_batches and index >= max_batches:
                 break
             frames = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
-            with autocast(precision, device):
-                predicted = model.forecast(frames[:, : config.input_length], config.output_length)
+            predicted = model.forecast(frames[:, : config.input_length], config.output_length)
             error = (predicted.float().clamp(0.0, 1.0) - frames[:, config.input_length :]) ** 2
             per_frame = error.sum(dim=(2, 3, 4))  # (B, T_out)
             total += float(per_frame.sum().item())
@@ -503,7 +503,7 @@ def validation_mse(
 
 
 def evaluate_test_split(
-    model: PredRNN, source: Any, *, batch_size: int, device: torch.device, precision: str = "fp32"
+    model: PredRNN, source: Any, *, batch_size: int, device: torch.device
 ) -> dict[str, Any]:
     """Score ``model`` and persistence on every sequence of the test split (model/metrics.py).
 
@@ -532,8 +532,7 @@ def evaluate_test_split(
     for batch in source.eval_batches("test", batch_size):
         frames = np.ascontiguousarray(batch, dtype=np.float32)
         context, truth = frames[:, : config.input_length], frames[:, config.input_length :]
-        with autocast(precision, device):
-            predicted = model.forecast(torch.from_numpy(context).to(device), config.output_length)
+        predicted = model.forecast(torch.from_numpy(context).to(device), config.output_length)
         forecasts = {
             "model": predicted.float().cpu().numpy(),
             "persistence": forecast_model_space("persistence", context, config.output_length, scaling),
