@@ -464,6 +464,17 @@ def _checkpoint_labels(values: list[str]) -> dict[str, Path]:
     return labels
 
 
+def _checkpoint_forecaster(path: Path, scaling: Scaling, device: str) -> Forecaster:
+    from model.checkpoint import CheckpointError, load_checkpoint
+    from model.cli import CLIError
+
+    try:
+        model, _ = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise CLIError(str(exc)) from exc
+    return as_forecaster(model, scaling, device)[1]
+
+
 def main(argv: list[str]) -> int:
     from model.cli import CLIError
 
@@ -504,13 +515,9 @@ def main(argv: list[str]) -> int:
             raise CLIError(f"--baseline: {exc}") from exc
         methods[label] = forecaster
     for label, path in _checkpoint_labels(args.checkpoint).items():
-        from model.checkpoint import CheckpointError, load_checkpoint
-
-        try:
-            model, _ = load_checkpoint(path)
-        except CheckpointError as exc:
-            raise CLIError(str(exc)) from exc
-        methods[label] = as_forecaster(model, scaling, args.device)[1]
+        if label in methods:
+            raise CLIError(f"--checkpoint: the label {label!r} is taken by a baseline; use NAME=PATH")
+        methods[label] = _checkpoint_forecaster(path, scaling, args.device)
     try:
         results, scorers, kept = run_methods(methods, source, args.split, args.protocol,
                                              batch_size=args.batch_size, max_sequences=args.limit, keep=keep)

@@ -189,3 +189,6 @@ def test_several_checkpoints_are_scored_side_by_side_under_their_labels(
     assert nowcast(["evaluate", "--checkpoint", f"x={paths[0]}", "--checkpoint", f"x={paths[1]}", *common,
                     "--json", str(out)]) == 2
     assert "two checkpoints labelled 'x'; name them with NAME=PATH" in capsys.readouterr().err
+    assert nowcast(["evaluate", "--baseline", "persistence", "--checkpoint", f"persistence={paths[0]}", *common,
+                    "--json", str(out)]) == 2
+    assert "the label 'persistence' is taken by a baseline; use NAME=PATH" in capsys.readouterr().err
