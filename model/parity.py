@@ -109,13 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from model.bench import machine_info, write_report
-    from model.checkpoint import load_checkpoint
+    from model.checkpoint import CheckpointError, load_checkpoint
     from model.data.synthetic import SyntheticRadar
     from model.precision import cpu_has_native_bf16
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    model, meta = load_checkpoint(args.checkpoint)
+    try:
+        model, meta = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        sys.stderr.write(f"python -m model.parity: error: {exc}\n")
+        return 2  # bad input, as the nowcast commands; 1 means the parity check failed
     source = SyntheticRadar(seed=args.data_seed, height=args.grid, width=args.grid, input_length=args.input_length,
                             output_length=args.steps, test_sequences=args.sequences, scaling=meta["scaling"])
     result = compare_precisions(model, source.scaling, source.eval_batches("test", args.batch), args.input_length,

@@ -34,3 +34,11 @@ def test_bf16_forecasts_keep_the_skill_of_fp32_on_held_out_storms():
     assert 0.0 < max(result["mad_dbz"]) <= MAD_TOLERANCE_DBZ  # the forecasts do differ, but little
     assert result["passed"]
 
+
+
+def test_a_missing_checkpoint_is_one_line_naming_it(tmp_path, capsys):
+    from model.parity import main
+
+    assert main(["--checkpoint", str(tmp_path / "none.pt")]) == 2
+    missing = tmp_path / "none.pt"
+    assert capsys.readouterr().err == f"python -m model.parity: error: {missing}: checkpoint file not found\n"
