@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(PY) -m model.demo
+	$(PY) -m stack.demo
 
 # browser-deps installs Debian's chromium for the viewer's browser test (tests/viewer).
 test: setup browser-deps

@@ -13,7 +13,7 @@ enters from outside the domain is "no echo" (``zerovalue``). pysteps is the opti
 extra.
 
 For model-space batches (Moving MNIST, radar scaled to [0, 1]) use :func:`forecast_model_space`,
-which converts with a :class:`model.radar.Scaling` (the identity for frames without units), runs a
+which converts with a :class:`model.io.units.Scaling` (the identity for frames without units), runs a
 forecaster per sample and channel and converts back.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from model.radar import DEFAULT_SCALING, Scaling, dbz_to_model, model_to_dbz
+from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model, model_to_dbz
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from model.predrnn import PredRNN, PredRNNConfig
-from model.radar import DEFAULT_SCALING
+from model.network.predrnn import PredRNN, PredRNNConfig
+from model.io.units import DEFAULT_SCALING
 
 FORMAT = "nowcast-predrnn/1"
 

@@ -1,8 +1,8 @@
 """Forecast submission: validate a radar sequence, store it, create the job, enqueue it by name.
 
 Both inputs end in the same place. Multipart netCDF files are staged under
-``data_dir/inputs/.staging-<uuid>/`` and validated with :func:`model.radar_io.read_scans` (xarray,
-no torch); JSON frames are written there as CF scans with :func:`model.radar_io.write_scans` and
+``data_dir/inputs/.staging-<uuid>/`` and validated with :func:`model.io.netcdf.read_scans` (xarray,
+no torch); JSON frames are written there as CF scans with :func:`model.io.netcdf.write_scans` and
 validated by the same reader, so both kinds of input obey the same rules (cadence, no all-NaN scan,
 at least ``input_scans`` scans, grid at most ``max_grid``). Only then is the job id computed:
 
@@ -40,8 +40,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from model import radar_io
-from model.radar import rainrate_to_dbz
+from model.io import netcdf
+from model.io.units import rainrate_to_dbz
 from service.logs import set_job_id
 from service.problems import Problem, problem_openapi
 from service.representations import NETCDF_LOCK
@@ -76,17 +76,17 @@ SUBMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
     **SUBMISSION_ERRORS,
 }
 
-_ERROR_CODES: dict[type[radar_io.RadarInputError], str] = {
-    radar_io.NotNetCDFError: "not-netcdf",
-    radar_io.MissingVariableError: "missing-variable",
-    radar_io.UnitsError: "bad-units",
-    radar_io.CadenceError: "uneven-cadence",
-    radar_io.DuplicateScanError: "duplicate-scan",
-    radar_io.MissingScanError: "missing-scan",
-    radar_io.GridMismatchError: "grid-mismatch",
-    radar_io.AllNaNScanError: "all-nan-scan",
-    radar_io.TooFewScansError: "too-few-scans",
-    radar_io.GridTooLargeError: "grid-too-large",
+_ERROR_CODES: dict[type[netcdf.RadarInputError], str] = {
+    netcdf.NotNetCDFError: "not-netcdf",
+    netcdf.MissingVariableError: "missing-variable",
+    netcdf.UnitsError: "bad-units",
+    netcdf.CadenceError: "uneven-cadence",
+    netcdf.DuplicateScanError: "duplicate-scan",
+    netcdf.MissingScanError: "missing-scan",
+    netcdf.GridMismatchError: "grid-mismatch",
+    netcdf.AllNaNScanError: "all-nan-scan",
+    netcdf.TooFewScansError: "too-few-scans",
+    netcdf.GridTooLargeError: "grid-too-large",
 }
 
 
@@ -120,7 +120,7 @@ def check_steps(steps: int | None, settings: ApiSettings) -> int:
     return steps
 
 
-def _problem_from(error: radar_io.RadarInputError, names: dict[str, str]) -> Problem:
+def _problem_from(error: netcdf.RadarInputError, names: dict[str, str]) -> Problem:
     """A 422 naming the client's file instead of our staging path."""
     message, culprit = str(error), None
     for staged, shown in sorted(names.items(), key=lambda item: -len(item[0])):
@@ -133,20 +133,20 @@ def _problem_from(error: radar_io.RadarInputError, names: dict[str, str]) -> Pro
     return Problem(422, code, message, field="file", file=culprit)
 
 
-def read_sequence(directory: Path, names: dict[str, str], settings: ApiSettings) -> radar_io.RadarSequence:
+def read_sequence(directory: Path, names: dict[str, str], settings: ApiSettings) -> netcdf.RadarSequence:
     """Read and validate the staged scans; every problem becomes a 422 naming the file."""
     try:
-        return radar_io.read_scans(
+        return netcdf.read_scans(
             directory,
             timestep_minutes=settings.timestep_minutes,
             min_scans=settings.input_scans,
             max_grid=settings.max_grid,
         )
-    except radar_io.RadarInputError as error:
+    except netcdf.RadarInputError as error:
         raise _problem_from(error, names) from error
 
 
-def sequence_sha256(sequence: radar_io.RadarSequence) -> str:
+def sequence_sha256(sequence: netcdf.RadarSequence) -> str:
     """Digest of the decoded content: times, dBZ values (NaN canonical) and the grid."""
     digest = hashlib.sha256()
     dbz = np.where(np.isnan(sequence.dbz), np.float32(np.nan), sequence.dbz).astype("<f4")
@@ -203,7 +203,7 @@ def json_frames_to_dbz(request: ForecastJSONRequest) -> np.ndarray:
             raise Problem(422, "bad-units", "frames hold negative rain rates", field="frames")
         with np.errstate(divide="ignore", invalid="ignore"):
             dbz = rainrate_to_dbz(values)
-        values = np.where(np.isnan(values), np.nan, np.maximum(dbz, radar_io.RAIN_FLOOR_DBZ))
+        values = np.where(np.isnan(values), np.nan, np.maximum(dbz, netcdf.RAIN_FLOOR_DBZ))
     return values.astype(np.float32)
 
 
@@ -218,7 +218,7 @@ def json_times(request: ForecastJSONRequest, step_minutes: int, now: dt.datetime
     return [last - (count - 1 - i) * step for i in range(count)]
 
 
-def write_input_file(path: Path, dbz: np.ndarray, times: list[dt.datetime], grid: radar_io.Grid) -> None:
+def write_input_file(path: Path, dbz: np.ndarray, times: list[dt.datetime], grid: netcdf.Grid) -> None:
     """The JSON frames as one CF file with a time axis (one write: ten times faster than one file per
     scan, which matters because netCDF I/O is serialised in the API)."""
     stamps = np.array([np.datetime64(t.astimezone(dt.UTC).replace(tzinfo=None), "s") for t in times])
@@ -234,11 +234,11 @@ def write_input_file(path: Path, dbz: np.ndarray, times: list[dt.datetime], grid
         grid.x_name: (grid.x_name, grid.x, grid.x_attrs),
     }
     encoding = {
-        "reflectivity": {"dtype": "float32", "zlib": True, "_FillValue": radar_io.FILL_VALUE},
+        "reflectivity": {"dtype": "float32", "zlib": True, "_FillValue": netcdf.FILL_VALUE},
         "time": {"units": "seconds since 1970-01-01 00:00:00", "calendar": "standard", "dtype": "int64"},
     }
     dataset = xr.Dataset(data_vars, coords=coords, attrs={"Conventions": "CF-1.8", "source": "API JSON input"})
-    dataset.to_netcdf(path, engine=radar_io.ENGINE, format="NETCDF4", encoding=encoding)
+    dataset.to_netcdf(path, engine=netcdf.ENGINE, format="NETCDF4", encoding=encoding)
 
 
 def stage_json(staging: Path, request: ForecastJSONRequest, settings: ApiSettings) -> dict[str, str]:
@@ -261,12 +261,12 @@ def stage_json(staging: Path, request: ForecastJSONRequest, settings: ApiSetting
     dbz = json_frames_to_dbz(request)
     times = json_times(request, settings.timestep_minutes, dt.datetime.now(dt.UTC))
     if request.grid is not None:
-        grid = radar_io.grid_from_xy(
+        grid = netcdf.grid_from_xy(
             np.asarray(request.grid.x), np.asarray(request.grid.y), dict(request.grid.grid_mapping)
         )
     else:
         # No grid given: 1 km pixels from the origin, no projection.
-        grid = radar_io.grid_from_xy(np.arange(width) * 1000.0, np.arange(height) * 1000.0)
+        grid = netcdf.grid_from_xy(np.arange(width) * 1000.0, np.arange(height) * 1000.0)
     try:
         write_input_file(staging / "input.nc", dbz, times, grid)
     except (ValueError, OSError) as exc:
@@ -289,7 +289,7 @@ def _frame_of(problem: Problem, frames_by_time: dict[str, str]) -> Problem:
 
 def enqueue(
     staging: Path,
-    sequence: radar_io.RadarSequence,
+    sequence: netcdf.RadarSequence,
     *,
     steps: int,
     model_version: str,

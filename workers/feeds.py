@@ -7,9 +7,9 @@ select_sequence(feed_dir, *, slot, input_scans, timestep_minutes, stale_after_mi
     raises FeedSkip (stale, incomplete, empty: record ``skipped``) or FeedNotReady (the slot's scan
     is merely late: try again shortly).
 
-Scans are found by name, ``scan_YYYYmmddTHHMMZ.nc`` (what :func:`model.radar_io.write_scans`
+Scans are found by name, ``scan_YYYYmmddTHHMMZ.nc`` (what :func:`model.io.netcdf.write_scans`
 writes), so discovery opens no file; the selected files are then read and validated by
-:func:`model.radar_io.read_scans`. Hidden and temporary files (a scan still being copied in) are
+:func:`model.io.netcdf.read_scans`. Hidden and temporary files (a scan still being copied in) are
 ignored. The task never backfills: it serves its own slot or skips it.
 """
 
@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.radar_io import scan_time_from_name
+from model.io.netcdf import scan_time_from_name
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from model.radar_io import file_sha256
+from model.io.netcdf import file_sha256
 
 KEY_PREFIX = "nowcast:"
 JOB_KINDS = ("forecast", "nowcast")

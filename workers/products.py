@@ -30,7 +30,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from PIL import Image
 
-from model.radar_io import RadarSequence, write_forecast
+from model.io.netcdf import RadarSequence, write_forecast
 from workers.runtime import Forecast
 
 # The widely used US NWS reflectivity palette: one colour per 5 dBZ from 5 to 75 dBZ; below 5 dBZ

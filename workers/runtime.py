@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.radar import DEFAULT_SCALING
+from model.io.units import DEFAULT_SCALING
 from workers import jobs
 from workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
     import torch
 
-    from model.predrnn import PredRNN
+    from model.network.predrnn import PredRNN
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def get_model(settings: WorkerSettings) -> LoadedModel:
     Raises ``model.checkpoint.CheckpointError`` when the file is missing or unusable.
     """
     from model.checkpoint import CheckpointError, load_checkpoint
-    from model.precision import resolve as resolve_precision
+    from model.network.precision import resolve as resolve_precision
 
     sha256 = jobs.model_version(settings.checkpoint)
     if sha256 == jobs.NO_CHECKPOINT:
@@ -123,7 +123,7 @@ def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forec
     the job record and the product's ``source`` attribute can say what happened.
     """
     from model.checkpoint import CheckpointError
-    from model.radar_io import forecast_dbz
+    from model.io.netcdf import forecast_dbz
 
     reason: str | None = None
     timings: dict[str, float] = {}

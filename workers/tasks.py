@@ -33,7 +33,7 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from model.radar_io import RadarInputError, RadarSequence, file_sha256, read_scans
+from model.io.netcdf import RadarInputError, RadarSequence, file_sha256, read_scans
 from workers import jobs
 from workers.celery_app import app
 from workers.feeds import FeedNotReady, FeedSkip, select_sequence

@@ -4,7 +4,7 @@ Interface (every source)
 ------------------------
 source = get_method("moving_mnist")(**options)
 source.input_length, source.total_length, source.channels, source.height, source.width
-source.scaling                                    # model.radar.Scaling of the values
+source.scaling                                    # model.io.units.Scaling of the values
 source.train_batch(iteration, batch_size)         # deterministic in (seed, iteration): resume is exact
 source.eval_batches(split, batch_size)            # split "valid" | "test"; every sequence, no batch dropped
 
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from model.radar import Scaling
+from model.io.units import Scaling
 
 
 class SequenceSource(Protocol):

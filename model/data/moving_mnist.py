@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.radar import IDENTITY_SCALING, Scaling
+from model.io.units import IDENTITY_SCALING, Scaling
 
 log = logging.getLogger(__name__)
 

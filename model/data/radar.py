@@ -1,8 +1,8 @@
 """Windows over a directory of CF netCDF radar scans, split by time blocks.
 
 Source: ``RadarScans(root=DIR, input_length=10, output_length=10, ...)`` (interface in
-``model/data/__init__.py``); frames are read with ``model.radar_io.read_scans`` and scaled with
-``model.radar.dbz_to_model`` (NaN / no data becomes 0).
+``model/data/__init__.py``); frames are read with ``model.io.netcdf.read_scans`` and scaled with
+``model.io.units.dbz_to_model`` (NaN / no data becomes 0).
 
 Splitting: time is cut into blocks of ``block_scans`` scan intervals aligned to the Unix epoch (240
 six-minute scans = whole UTC days). Blocks take the splits of ``split_pattern`` in turn (default 8
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.radar import DEFAULT_SCALING, Scaling, dbz_to_model
+from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class RadarScans:
         seed: int = 0,
         scaling: Scaling = DEFAULT_SCALING,
     ) -> None:
-        from model.radar_io import RadarInputError, read_scans
+        from model.io.netcdf import RadarInputError, read_scans
 
         self.root = Path(root)
         self.input_length = int(input_length)

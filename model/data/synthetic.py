@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
-from model.radar import DEFAULT_SCALING, Scaling, dbz_to_model
+from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model
 
 log = logging.getLogger(__name__)
 
@@ -375,8 +375,8 @@ def write_feed(
     out: Path, scans: int, height: int, width: int, *, seed: int, start: dt.datetime,
     pixel_metres: float = 1000.0, chunk: int = 50,
 ) -> list[Path]:
-    """Write ``scans`` consecutive scans of one storm as CF files (``model.radar_io.write_scans``)."""
-    from model.radar_io import write_scans
+    """Write ``scans`` consecutive scans of one storm as CF files (``model.io.netcdf.write_scans``)."""
+    from model.io.netcdf import write_scans
 
     storm = StormGenerator(np.random.default_rng(seed), height, width)
     x = (np.arange(width) - (width - 1) / 2.0) * pixel_metres
@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from model.cli import CLIError
+    from cli import CLIError
 
     args = build_parser().parse_args(argv)
     try:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service import launcher
+from stack import launcher
 from tests.deploy.test_dockerfile import DOCKERFILE, effective, parse_dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]

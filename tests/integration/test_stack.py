@@ -1,4 +1,4 @@
-"""The whole stack exactly as README starts it: ``nowcast up`` and ``python -m model.demo``.
+"""The whole stack exactly as README starts it: ``nowcast up`` and ``python -m stack.demo``.
 
 Real processes throughout: the launcher starts a private redis-server, a prefork Celery worker,
 beat, the synthetic feed and uvicorn; the test talks HTTP to it, then signals the launcher and
@@ -39,7 +39,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from model.checkpoint import save_checkpoint
-    from model.predrnn import PredRNN, PredRNNConfig
+    from model.network.predrnn import PredRNN, PredRNNConfig
 
     torch.manual_seed(0)
     config = PredRNNConfig(
@@ -143,7 +143,7 @@ class Launcher:
 
 
 def up(data_dir: Path, port: int, env: dict[str, str]) -> Launcher:
-    argv = [sys.executable, "-m", "model.cli", "up", "--port", str(port), "--data-dir", str(data_dir)]
+    argv = [sys.executable, "-m", "cli", "up", "--port", str(port), "--data-dir", str(data_dir)]
     argv += ["--speed", "600", "--grid", GRID, "--ready-timeout", "170"]
     return Launcher(argv, env, data_dir.parent / f"launcher-{port}.log")
 
@@ -231,7 +231,7 @@ def test_demo_once_submits_and_reports(tmp_path: Path, stack_env: tuple[dict[str
     env, marker = stack_env
     port = free_port()
     data_dir = tmp_path / "var"
-    argv = [sys.executable, "-m", "model.demo", "--once", "--port", str(port), "--data-dir", str(data_dir)]
+    argv = [sys.executable, "-m", "stack.demo", "--once", "--port", str(port), "--data-dir", str(data_dir)]
     argv += ["--speed", "600", "--grid", GRID, "--input-scans", str(INPUT_SCANS), "--timeout", "170"]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=400, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from model.baselines import estimate_motion, extrapolation, forecast_model_space, get_method, persistence
-from model.radar import DEFAULT_SCALING, IDENTITY_SCALING, dbz_to_model
+from model.io.units import DEFAULT_SCALING, IDENTITY_SCALING, dbz_to_model
 
 pytest.importorskip("pysteps")
 

@@ -14,7 +14,7 @@ from model.checkpoint import (
     to_official,
     weights_sha256,
 )
-from model.predrnn import PredRNN, PredRNNConfig
+from model.network.predrnn import PredRNN, PredRNNConfig
 
 torch.set_num_threads(1)
 

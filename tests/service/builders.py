@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from model import radar_io
+from model.io import netcdf as radar_io
 from workers import jobs
 
 START = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)

@@ -28,7 +28,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from model.checkpoint import save_checkpoint
-    from model.predrnn import PredRNN, PredRNNConfig
+    from model.network.predrnn import PredRNN, PredRNNConfig
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -94,7 +94,7 @@ def test_json_frames_are_accepted_and_match_the_netcdf_job(
     assert response.status_code == 201, response.text
     record = jobs.get_job(store, job_id=response.json()["jobID"])
     assert record is not None and record.steps == 3
-    from model.radar_io import read_scans
+    from model.io.netcdf import read_scans
 
     stored = read_scans(Path(record.input_path))
     assert stored.dbz.shape == (5, 6, 7)
@@ -110,7 +110,7 @@ def test_json_rain_rate_and_nulls_are_converted(client: TestClient, auth: dict, 
     body["frames"][1][2][3] = 0.0
     response = client.post("/forecast", json=body, headers=auth)
     assert response.status_code == 201, response.text
-    from model.radar_io import read_scans
+    from model.io.netcdf import read_scans
 
     dbz = read_scans(Path(jobs.get_job(store, job_id=response.json()["jobID"]).input_path)).dbz
     assert np.isnan(dbz[0, 0, 0])

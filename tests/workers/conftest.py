@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import radar_io
+from model.io import netcdf as radar_io
 
 FEED_START = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 GRID = (24, 32)  # (H, W): small, not square, not a multiple of the patch size
@@ -48,7 +48,7 @@ def write_tiny_checkpoint(path: Path, *, input_length: int = 4, output_length: i
     import torch
 
     from model.checkpoint import save_checkpoint
-    from model.predrnn import PredRNN, PredRNNConfig
+    from model.network.predrnn import PredRNN, PredRNNConfig
 
     torch.manual_seed(seed)
     config = PredRNNConfig(num_hidden=[8, 8], patch_size=4, filter_size=3, input_length=input_length,

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from model import radar_io
+from model.io import netcdf as radar_io
 from tests.workers.conftest import FEED_START, GRID, blob_field, write_blob_feed, write_tiny_checkpoint
 from workers import runtime
 from workers.feeds import FeedNotReady, FeedSkip, list_scans, select_sequence

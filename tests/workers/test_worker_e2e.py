@@ -17,7 +17,7 @@ import redis
 import xarray as xr
 from PIL import Image
 
-from model import radar_io
+from model.io import netcdf as radar_io
 from tests.utils.redis_server import RedisServer
 from tests.utils.worker_process import WorkerProcess
 from tests.workers.conftest import FEED_START, GRID, blob_field, write_blob_feed

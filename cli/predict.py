@@ -1,0 +1,142 @@
+"""``nowcast predict``: run a checkpoint over a sequence of frames.
+
+.npy in model space [0, 1]: (B, T, C, H, W), (T, C, H, W) or (T, H, W) float; the output is the
+raw network output for the requested future frames, same rank, not clipped, so it compares
+number for number with other implementations. For .nc (CF radar scans in dBZ) see
+``model/io/netcdf.py``; the output is then a CF forecast product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.checkpoint import CheckpointError, config_from_official_flags, load_checkpoint, load_official
+from cli import CLIError
+from model.network.precision import autocast, resolve
+from model.network.predrnn import PredRNN
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nowcast predict", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="our checkpoint, or the authors' with --official")
+    parser.add_argument("--input", required=True, type=Path, help=".npy frames in [0, 1] or .nc radar scans")
+    parser.add_argument("--steps", required=True, type=int, help="number of future frames to predict")
+    parser.add_argument("--output", required=True, type=Path, help=".npy (raw output) or .nc (CF product)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                        help="fp32 (default, exact) | bf16 autocast | auto (bf16 where the hardware has it)")
+    parser.add_argument("--fused", action=argparse.BooleanOptionalAction,
+                        help="two gate convolutions per layer instead of three (default: on for bf16)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                        help="NHWC frames, states and weights (default: on for bf16)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    official = parser.add_argument_group("authors' checkpoints (names of their run.py flags)")
+    official.add_argument("--official", action="store_true", help="the checkpoint is {'net_param': ...} from run.py")
+    official.add_argument("--model-name", choices=["predrnn", "predrnn_v2"], default="predrnn_v2")
+    official.add_argument("--num-hidden", default="128,128,128,128")
+    official.add_argument("--filter-size", type=int, default=5)
+    official.add_argument("--patch-size", type=int, default=4)
+    official.add_argument("--img-channel", type=int, default=1)
+    official.add_argument("--img-width", type=int, default=64)
+    official.add_argument("--layer-norm", type=int, choices=[0, 1], default=0)
+    official.add_argument("--input-length", type=int, default=10)
+    official.add_argument("--total-length", type=int, default=20)
+    return parser
+
+
+def load_model(args: argparse.Namespace) -> tuple[PredRNN, dict]:
+    try:
+        if args.official:
+            config = config_from_official_flags(
+                args.model_name, args.num_hidden, args.filter_size, args.patch_size, args.img_channel,
+                args.layer_norm, args.img_width, args.input_length, args.total_length,
+            )
+            return load_official(args.checkpoint, config), {"source": "official"}
+        return load_checkpoint(args.checkpoint)
+    except (CheckpointError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def read_npy_frames(path: Path) -> tuple[np.ndarray, int]:
+    """Load frames and return them as (B, T, C, H, W) float32 with the original rank."""
+    if not path.is_file():
+        raise CLIError(f"{path}: input file not found")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"{path}: not a readable .npy array ({exc})") from exc
+    if not np.issubdtype(array.dtype, np.number):
+        raise CLIError(f"{path}: expected a numeric array, found dtype {array.dtype}")
+    rank = array.ndim
+    if rank == 3:
+        frames = array[None, :, None]
+    elif rank == 4:
+        frames = array[None]
+    elif rank == 5:
+        frames = array
+    else:
+        raise CLIError(f"{path}: expected (B, T, C, H, W), (T, C, H, W) or (T, H, W); got shape {array.shape}")
+    if frames.shape[1] < 2:
+        raise CLIError(f"{path}: needs at least 2 frames along T, found {frames.shape[1]}")
+    if not np.isfinite(frames).all():
+        raise CLIError(f"{path}: contains NaN or infinite values (model space needs finite numbers in [0, 1])")
+    return frames.astype(np.float32, copy=False), rank
+
+
+def run_forecast(model: PredRNN, frames: np.ndarray, steps: int, precision: str, device: torch.device,
+                 fused: bool | None = None, channels_last: bool | None = None) -> np.ndarray:
+    """frames (B, T, C, H, W) float32 -> (B, steps, C, H, W) float32, unclipped.
+
+    ``fused`` and ``channels_last`` (see :meth:`PredRNN.forecast`) default to on for bf16, whose
+    numbers differ from fp32's anyway and which they make faster (README, Results > Speed),
+    and to off for fp32, which then equals ``forward`` bit for bit.
+    """
+    fast = precision == "bf16"
+    fused = fast if fused is None else fused
+    channels_last = fast if channels_last is None else channels_last
+    model = model.to(device)
+    context = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    with autocast(precision, device):
+        predicted = model.forecast(context, steps, fused=fused, channels_last=channels_last)
+    return predicted.float().cpu().numpy()
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.steps < 1:
+        raise CLIError(f"--steps must be at least 1, got {args.steps}")
+    device = torch.device(args.device)
+    if args.input.suffix == ".nc" or args.output.suffix == ".nc":
+        from model.io.netcdf import predict_netcdf  # CF netCDF in dBZ, written as a CF product
+
+        model, meta = load_model(args)
+        return predict_netcdf(model, meta, args, resolve(args.precision, device), device)
+    if args.output.suffix != ".npy":
+        raise CLIError(f"{args.output}: output must end in .npy or .nc")
+    frames, rank = read_npy_frames(args.input)
+    model, meta = load_model(args)
+    if frames.shape[2] != model.config.channels:
+        raise CLIError(f"{args.input}: has {frames.shape[2]} channel(s), the model takes {model.config.channels}")
+    precision = resolve(args.precision, device)
+    started = time.perf_counter()
+    try:
+        predicted = run_forecast(model, frames, args.steps, precision, device, args.fused, args.channels_last)
+    except ValueError as exc:  # e.g. a layer-norm model given another grid
+        raise CLIError(f"{args.input}: {exc}") from exc
+    elapsed = time.perf_counter() - started
+    if rank == 4:
+        predicted = predicted[0]
+    elif rank == 3:
+        predicted = predicted[0, :, 0]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.output, predicted)
+    log.info("wrote %s %s (%s, %.2f s)", args.output, predicted.shape, precision, elapsed)
+    return 0

@@ -1,0 +1,536 @@
+"""``nowcast evaluate``: score predictions, baselines or checkpoints on the same test sets.
+
+Interface
+---------
+evaluate_model(model_or_forecaster, source, split="test", protocol=None, *, batch_size=8,
+               device=None, max_sequences=0) -> dict
+    ``model_or_forecaster``: a PredRNN (``.forecast``), a baseline name ("persistence",
+    "extrapolation"), or ``f(context (B, T_in, C, H, W), steps) -> (B, steps, C, H, W)`` in [0, 1].
+    ``source``: a sequence source (model/data). ``protocol``: "paper" | "nowcast" | "both";
+    None picks "paper" for unitless frames (Moving MNIST, KTH) and "both" for radar.
+    Returns strict-JSON-ready results: {"paper": ..., "nowcast": ...} plus what was scored.
+
+nowcast evaluate --truth T.npy --pred P.npy --protocol paper|nowcast --json OUT.json
+    arrays (N, T, C, H, W) in [0, 1], scored as they are.
+nowcast evaluate --baseline persistence,extrapolation [--checkpoint [NAME=]CKPT ...] --data mnist|synthetic|radar|kth
+                 [--option KEY=VALUE ...] --json OUT.json
+    runs each method on the source's test split.
+
+Every run writes OUT.json, a Markdown table next to it (OUT.md), a PNG of skill against lead
+time (OUT_skill.png: CSI per threshold, MSE per frame) and, for chosen ``--samples``, PNG strips
+of context, truth and each prediction (OUT_sample<N>.png). The metrics are model/verification/metrics.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.verification.metrics import PaperScores, SkillScores, json_safe
+from model.io.units import DEFAULT_SCALING, Scaling, model_to_dbz
+
+log = logging.getLogger(__name__)
+
+Forecaster = Callable[[np.ndarray, int], np.ndarray]
+PROTOCOLS = ("paper", "nowcast", "both")
+DATA_ALIASES = {"mnist": "moving_mnist", "synthetic": "synthetic_radar", "radar": "radar", "kth": "kth"}
+
+
+# ----------------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class Scorer:
+    """Accumulates one method's scores over batches; keeps the chosen samples for pictures."""
+
+    protocol: str
+    output_length: int
+    scaling: Scaling
+    keep: tuple[int, ...] = ()
+    paper: PaperScores | None = None
+    skill: SkillScores | None = None
+    seen: int = 0
+    samples: dict[int, np.ndarray] = field(default_factory=dict)  # index -> (steps, C, H, W)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.protocol in ("paper", "both"):
+            self.paper = PaperScores.init(self.output_length)
+        if self.protocol in ("nowcast", "both"):
+            self.skill = SkillScores.init(self.output_length)
+
+    def add(self, truth: np.ndarray, pred: np.ndarray) -> None:
+        """truth, pred: (B, L, C, H, W) in model space; pred may be unclipped."""
+        if self.paper is not None:
+            self.paper.accum(truth, pred)
+        if self.skill is not None:
+            if truth.shape[2] != 1:
+                raise ValueError(f"the nowcast protocol needs one channel (reflectivity), got {truth.shape[2]}")
+            self.skill.accum(model_to_dbz(truth[:, :, 0], self.scaling), model_to_dbz(pred[:, :, 0], self.scaling))
+        for index in self.keep:
+            if self.seen <= index < self.seen + truth.shape[0]:
+                self.samples[index] = np.clip(pred[index - self.seen], 0.0, 1.0)
+        self.seen += truth.shape[0]
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sequences": self.seen}
+        if self.paper is not None:
+            out["paper"] = self.paper.compute()
+        if self.skill is not None:
+            out["nowcast"] = self.skill.compute()
+        return out
+
+
+def auto_protocol(scaling: Scaling) -> str:
+    """'paper' for frames without a physical unit, 'both' for reflectivity."""
+    return "paper" if scaling.get("kind") == "identity" else "both"
+
+
+def as_forecaster(method: Any, scaling: Scaling, device: Any = None) -> tuple[str, Forecaster]:
+    """(name, forecaster on model-space batches) for a PredRNN, a baseline name or a callable."""
+    if isinstance(method, str):
+        from model.baselines import forecast_model_space, get_method
+
+        name = get_method(method).__name__  # validates the name
+
+        def baseline(context: np.ndarray, steps: int) -> np.ndarray:
+            return forecast_model_space(name, context, steps, scaling)
+
+        return name, baseline
+    if hasattr(method, "forecast") and hasattr(method, "config"):
+        import torch
+
+        target = torch.device(device or "cpu")
+        model = method.to(target)
+
+        def network(context: np.ndarray, steps: int) -> np.ndarray:
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.inference_mode():
+                    tensor = torch.from_numpy(np.ascontiguousarray(context, dtype=np.float32)).to(target)
+                    return model.forecast(tensor, steps).float().cpu().numpy()
+            finally:
+                model.training.loop(was_training)
+
+        return "predrnn", network
+    if callable(method):
+        return getattr(method, "__name__", "forecaster"), method
+    raise TypeError(f"cannot evaluate a {type(method).__name__}: give a PredRNN, a baseline name or a callable")
+
+
+def run_methods(
+    methods: dict[str, Forecaster],
+    source: Any,
+    split: str = "test",
+    protocol: str | None = None,
+    *,
+    batch_size: int = 8,
+    max_sequences: int = 0,
+    keep: tuple[int, ...] = (),
+) -> tuple[dict[str, Any], dict[str, Scorer], dict[int, np.ndarray]]:
+    """Score several forecasters on exactly the same sequences (each batch is drawn once).
+
+    Returns the results per method, the scorers (with kept predictions) and the kept sequences
+    (index -> (T, C, H, W) ground truth, context included).
+    """
+    scaling: Scaling = getattr(source, "scaling", DEFAULT_SCALING)
+    protocol = protocol or auto_protocol(scaling)
+    t_in, t_total = int(source.input_length), int(source.total_length)
+    steps = t_total - t_in
+    scorers = {name: Scorer(protocol, steps, scaling, keep) for name in methods}
+    timings = dict.fromkeys(methods, 0.0)
+    kept: dict[int, np.ndarray] = {}
+    seen = 0
+    for batch in source.eval_batches(split, batch_size):
+        if max_sequences and seen >= max_sequences:
+            break
+        if max_sequences:
+            batch = batch[: max_sequences - seen]
+        if batch.ndim != 5 or batch.shape[1] != t_total:
+            raise ValueError(f"source gave a batch of shape {batch.shape}, expected (B, {t_total}, C, H, W)")
+        context, truth = batch[:, :t_in], batch[:, t_in:]
+        for name, forecaster in methods.items():
+            started = time.perf_counter()
+            pred = np.asarray(forecaster(context, steps), dtype=np.float32)
+            timings[name] += time.perf_counter() - started
+            if pred.shape != truth.shape:
+                raise ValueError(f"{name} predicted {pred.shape}, expected {truth.shape}")
+            scorers[name].add(truth, pred)
+        for index in keep:
+            if seen <= index < seen + batch.shape[0]:
+                kept[index] = batch[index - seen]
+        seen += batch.shape[0]
+    if seen == 0:
+        raise ValueError(f"the source gave no {split!r} sequences")
+    results = {}
+    for name, scorer in scorers.items():
+        results[name] = {
+            "method": name, "split": split, "protocol": protocol, "input_length": t_in,
+            "output_length": steps, "timestep_minutes": getattr(source, "timestep_minutes", None),
+            "seconds": round(timings[name], 3), "limited_to": max_sequences or None, **scorer.result(),
+        }
+    return results, scorers, kept
+
+
+def evaluate_model(
+    model_or_forecaster: Any,
+    source: Any,
+    split: str = "test",
+    protocol: str | None = None,
+    *,
+    batch_size: int = 8,
+    device: Any = None,
+    max_sequences: int = 0,
+) -> dict[str, Any]:
+    """Score one model, baseline or forecaster on ``split`` of ``source`` (every sequence).
+
+    Returns
+    -------
+    dict
+        Strict-JSON-ready: ``method``, ``split``, ``protocol``, ``sequences``, and ``paper``
+        (per-frame MSE, MAE, SSIM, PSNR and their means) and/or ``nowcast`` (CSI, POD, FAR, bias,
+        FSS per threshold and lead time, MAE and RMSE in dBZ).
+    """
+    scaling: Scaling = getattr(source, "scaling", DEFAULT_SCALING)
+    name, forecaster = as_forecaster(model_or_forecaster, scaling, device)
+    results, _, _ = run_methods({name: forecaster}, source, split, protocol,
+                                batch_size=batch_size, max_sequences=max_sequences)
+    return json_safe(results[name])
+
+
+def score_arrays(truth: np.ndarray, pred: np.ndarray, protocol: str, *, chunk: int = 64,
+                 scaling: Scaling = DEFAULT_SCALING) -> dict[str, Any]:
+    """Score (N, T, C, H, W) arrays in [0, 1] in chunks (they may be memory-mapped)."""
+    scorer = Scorer(protocol, truth.shape[1], scaling)
+    for start in range(0, truth.shape[0], chunk):
+        scorer.add(np.asarray(truth[start : start + chunk], dtype=np.float32),
+                   np.asarray(pred[start : start + chunk], dtype=np.float32))
+    return {"method": "predictions", "protocol": protocol, "output_length": truth.shape[1], **scorer.result()}
+
+
+# ----------------------------------------------------------------------------------- reports
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.1f}"
+
+
+def markdown_report(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown tables of strict-JSON results (one section per method)."""
+    lines: list[str] = []
+    for name, result in results.items():
+        lines += [f"## {name}", "", f"{result.get('sequences')} sequences, split {result.get('split', '-')}, "
+                  f"protocol {result.get('protocol')}.", ""]
+        paper = result.get("paper")
+        if paper:
+            lines += ["| frame | MSE | MAE | SSIM | PSNR |", "|---|---|---|---|---|"]
+            per = paper["per_frame"]
+            for i in range(len(per["mse"])):
+                lines.append(f"| {i + 1} | {_fmt(per['mse'][i])} | {_fmt(per['mae'][i])} | "
+                             f"{_fmt(per['ssim'][i])} | {_fmt(per['psnr'][i])} |")
+            mean = paper["mean"]
+            lines.append(f"| **mean** | **{_fmt(mean['mse'])}** | **{_fmt(mean['mae'])}** | "
+                         f"**{_fmt(mean['ssim'])}** | **{_fmt(mean['psnr'])}** |")
+            lines += ["", "MSE and MAE are summed over a frame's pixels ([0, 1] units), averaged over sequences; "
+                      f"LPIPS: {paper.get('lpips_note', 'n/a')}.", ""]
+        skill = result.get("nowcast")
+        if skill:
+            step = result.get("timestep_minutes")
+            names = list(skill["thresholds"])
+            lead = [f"{k * step:g} min" if step else f"+{k}" for k in skill["lead_steps"]]
+            lines += ["| lead | " + " | ".join(f"CSI {n}" for n in names) + " | MAE dBZ | RMSE dBZ |",
+                      "|---" * (len(names) + 3) + "|"]
+            for i, label in enumerate(lead):
+                cells = [_fmt(skill["csi"][n][i], 3) for n in names]
+                lines.append(f"| {label} | " + " | ".join(cells)
+                             + f" | {_fmt(skill['mae_dbz'][i], 3)} | {_fmt(skill['rmse_dbz'][i], 3)} |")
+            dbz_names = [n for n in names if n.endswith("dBZ")]
+            lines += ["", "| lead | " + " | ".join(f"POD / FAR / bias {n}" for n in dbz_names) + " |",
+                      "|---" * (len(dbz_names) + 1) + "|"]
+            for i, label in enumerate(lead):
+                cells = [" / ".join(_fmt(skill[k][n][i], 3) for k in ("pod", "far", "bias")) for n in dbz_names]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            scales = list(next(iter(skill["fss"].values())))
+            lines += ["", "FSS, mean over lead times:", "",
+                      "| threshold | " + " | ".join(f"{s} px" for s in scales) + " |",
+                      "|---" * (len(scales) + 1) + "|"]
+            for n in dbz_names:
+                cells = []
+                for s in scales:
+                    values = [v for v in skill["fss"][n][s] if v is not None]
+                    cells.append(_fmt(float(np.mean(values)), 3) if values else "n/a")
+                lines.append(f"| {n} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def plot_skill(results: dict[str, dict[str, Any]], path: Path) -> Path:
+    """PNG: CSI per threshold against lead time (one line style per method) and MSE per frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [p for p in ("nowcast", "paper") if any(p in r for r in results.values())]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    for axis, panel in zip(axes[0], panels, strict=True):
+        for m, (name, result) in enumerate(results.items()):
+            style = styles[m % len(styles)]
+            if panel == "nowcast" and "nowcast" in result:
+                skill = result["nowcast"]
+                step = result.get("timestep_minutes") or 1
+                lead = np.array(skill["lead_steps"]) * step
+                for k, threshold in enumerate(n for n in skill["thresholds"] if n.endswith("dBZ")):
+                    values = [np.nan if v is None else v for v in skill["csi"][threshold]]
+                    axis.plot(lead, values, style, color=f"C{k}", label=f"{name} {threshold}")
+                axis.set_xlabel("lead time (min)" if result.get("timestep_minutes") else "lead (frames)")
+                axis.set_ylabel("CSI")
+                axis.set_ylim(0, 1)
+            if panel == "paper" and "paper" in result:
+                mse = result["paper"]["per_frame"]["mse"]
+                axis.plot(np.arange(1, len(mse) + 1), mse, style, color=f"C{m}", marker="o", label=name)
+                axis.set_xlabel("predicted frame")
+                axis.set_ylabel("MSE per frame (sum over pixels)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_sample(sequence: np.ndarray, predictions: dict[str, np.ndarray], input_length: int,
+                path: Path, scaling: Scaling = DEFAULT_SCALING, max_columns: int = 10) -> Path:
+    """PNG strip: the context, the truth and each method's prediction (rows), frames as columns.
+
+    ``sequence`` (T, C, H, W) and predictions (L, C, H, W) in [0, 1]; radar in dBZ colours.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    radar = scaling.get("kind") != "identity"
+    rows = [("context", sequence[:input_length][-max_columns:]), ("truth", sequence[input_length:])]
+    rows += list(predictions.items())
+    columns = min(max(len(frames) for _, frames in rows), max_columns)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.4 * columns, 1.5 * len(rows)), squeeze=False)
+    for r, (label, frames) in enumerate(rows):
+        for c in range(columns):
+            axis = axes[r, c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if c >= len(frames):
+                axis.set_visible(False)
+                continue
+            image = frames[c, 0]
+            if radar:
+                dbz = model_to_dbz(image, scaling)
+                axis.imshow(np.where(dbz > scaling["dbz_min"], dbz, np.nan), cmap="turbo", vmin=0, vmax=60)
+            else:
+                axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+            if c == 0:
+                axis.set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(results: dict[str, dict[str, Any]], json_path: Path) -> list[Path]:
+    """OUT.json (strict JSON), OUT.md and OUT_skill.png; returns the paths written."""
+    safe = json_safe(results)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(safe, indent=1, allow_nan=False) + "\n")
+    md_path = json_path.with_suffix(".md")
+    md_path.write_text(markdown_report(safe))
+    png_path = plot_skill(safe, json_path.with_name(json_path.stem + "_skill.png"))
+    return [json_path, md_path, png_path]
+
+
+# ----------------------------------------------------------------------------------- the CLI
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    from cli import CLIError
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a plain string such as a path
+    return options
+
+
+def _load_array(path: Path, what: str) -> np.ndarray:
+    from cli import CLIError
+
+    if not path.is_file():
+        raise CLIError(f"{path}: {what} file not found")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"{path}: not a readable .npy array ({exc})") from exc
+    if array.ndim != 5:
+        raise CLIError(f"{path}: {what} must be (N, T, C, H, W), got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise CLIError(f"{path}: {what} must be floating point in [0, 1], got dtype {array.dtype}")
+    return array
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nowcast evaluate", description=__doc__.splitlines()[0])
+    given = parser.add_argument_group("score given predictions")
+    given.add_argument("--truth", type=Path, help="(N, T, C, H, W) .npy in [0, 1]")
+    given.add_argument("--pred", type=Path, help="(N, T, C, H, W) .npy, same shape (clipped to [0, 1])")
+    given.add_argument("--context", type=Path, help="optional (N, T_in, C, H, W) .npy, for the sample strips")
+    run = parser.add_argument_group("run methods on a test set")
+    run.add_argument("--baseline", default="", help="persistence, extrapolation or both (comma-separated)")
+    run.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
+                     help="also score this PredRNN checkpoint (repeatable; NAME labels it, default 'predrnn', "
+                          "or the run directory's name when several are given)")
+    run.add_argument("--data", help="mnist | synthetic | radar | kth, or any model.data source name")
+    run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="source option, e.g. root=var/feed or test_sequences=300 (repeatable)")
+    run.add_argument("--radar-dir", type=Path, help="shorthand for --data radar --option root=DIR")
+    run.add_argument("--split", default="test", choices=["test", "valid"])
+    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument("--limit", type=int, default=0, help="score only the first N sequences (0 = all)")
+    run.add_argument("--device", default="cpu", help="for --checkpoint: cpu | cuda")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="default: paper for unitless data, both for radar")
+    parser.add_argument("--json", required=True, type=Path, help="results; .md and _skill.png go next to it")
+    parser.add_argument("--samples", default="", help="sequence indices for PNG strips, e.g. 0,7")
+    return parser
+
+
+def _main_arrays(args: argparse.Namespace, keep: tuple[int, ...]) -> int:
+    from cli import CLIError
+
+    truth, pred = _load_array(args.truth, "truth"), _load_array(args.pred, "prediction")
+    if truth.shape != pred.shape:
+        raise CLIError(f"{args.pred}: shape {pred.shape} differs from the truth's {truth.shape} ({args.truth})")
+    protocol = args.protocol or "paper"
+    try:
+        result = score_arrays(truth, pred, protocol)
+    except ValueError as exc:
+        raise CLIError(f"{args.truth}: {exc}") from exc
+    result["truth"], result["pred"] = str(args.truth), str(args.pred)
+    written = write_outputs({"predictions": result}, args.json)
+    context = _load_array(args.context, "context") if args.context else None
+    scaling = DEFAULT_SCALING if protocol != "paper" else {"kind": "identity", "dbz_min": 0.0, "dbz_max": 1.0}
+    for index in keep:
+        if index >= truth.shape[0]:
+            raise CLIError(f"--samples: index {index} is beyond the {truth.shape[0]} sequences")
+        before = np.asarray(context[index]) if context is not None else np.zeros((0, *truth.shape[2:]))
+        sequence = np.concatenate([before, np.asarray(truth[index])])
+        written.append(plot_sample(sequence, {"prediction": np.asarray(pred[index])}, before.shape[0],
+                                   args.json.with_name(f"{args.json.stem}_sample{index}.png"), scaling))
+    log.info("wrote %s", ", ".join(map(str, written)))
+    return 0
+
+
+def _checkpoint_labels(values: list[str]) -> dict[str, Path]:
+    """``--checkpoint [NAME=]PATH`` values -> {label: path}; labels must be unique."""
+    from cli import CLIError
+
+    labels: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            path = value
+            name = "predrnn" if len(values) == 1 else Path(path).resolve().parent.name
+        if name in labels:
+            raise CLIError(f"--checkpoint: two checkpoints labelled {name!r}; name them with NAME=PATH")
+        labels[name] = Path(path)
+    return labels
+
+
+def _checkpoint_forecaster(path: Path, scaling: Scaling, device: str) -> Forecaster:
+    from model.checkpoint import CheckpointError, load_checkpoint
+    from cli import CLIError
+
+    try:
+        model, _ = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise CLIError(str(exc)) from exc
+    return as_forecaster(model, scaling, device)[1]
+
+
+def main(argv: list[str]) -> int:
+    from cli import CLIError
+
+    args = build_parser().parse_args(argv)
+    try:
+        keep = tuple(int(s) for s in args.samples.split(",") if s.strip())
+    except ValueError as exc:
+        raise CLIError(f"--samples must be comma-separated integers, got {args.samples!r}") from exc
+    if args.truth or args.pred:
+        if not (args.truth and args.pred):
+            raise CLIError("--truth and --pred go together")
+        if args.baseline or args.checkpoint or args.data:
+            raise CLIError("give either --truth/--pred or methods (--baseline/--checkpoint) with --data")
+        return _main_arrays(args, keep)
+
+    options = _parse_options(args.option)
+    data = args.data
+    if args.radar_dir:
+        data = data or "radar"
+        options.setdefault("root", str(args.radar_dir))
+    if not data:
+        raise CLIError("give --truth/--pred, or --data with --baseline and/or --checkpoint")
+    names = [b.strip() for b in args.baseline.split(",") if b.strip()]
+    if not names and not args.checkpoint:
+        raise CLIError("nothing to evaluate: give --baseline and/or --checkpoint")
+    from model.data import get_method as get_source
+
+    try:
+        source = get_source(DATA_ALIASES.get(data, data))(**options)
+    except (TypeError, ValueError) as exc:  # bad option names or values, unknown source, bad files
+        raise CLIError(f"--data {data}: {exc}") from exc
+    scaling: Scaling = getattr(source, "scaling", DEFAULT_SCALING)
+    methods: dict[str, Forecaster] = {}
+    for name in names:
+        try:
+            label, forecaster = as_forecaster(name, scaling)
+        except ValueError as exc:
+            raise CLIError(f"--baseline: {exc}") from exc
+        methods[label] = forecaster
+    for label, path in _checkpoint_labels(args.checkpoint).items():
+        if label in methods:
+            raise CLIError(f"--checkpoint: the label {label!r} is taken by a baseline; use NAME=PATH")
+        methods[label] = _checkpoint_forecaster(path, scaling, args.device)
+    try:
+        results, scorers, kept = run_methods(methods, source, args.split, args.protocol,
+                                             batch_size=args.batch_size, max_sequences=args.limit, keep=keep)
+    except ValueError as exc:
+        raise CLIError(f"--data {data}: {exc}") from exc
+    for result in results.values():
+        result["data"] = data
+    written = write_outputs(results, args.json)
+    for index in keep:
+        if index not in kept:
+            raise CLIError(f"--samples: index {index} is beyond the {next(iter(scorers.values())).seen} sequences")
+        predictions = {name: scorer.samples[index] for name, scorer in scorers.items()}
+        written.append(plot_sample(kept[index], predictions, int(source.input_length),
+                                   args.json.with_name(f"{args.json.stem}_sample{index}.png"), scaling))
+    log.info("wrote %s", ", ".join(map(str, written)))
+    return 0

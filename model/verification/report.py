@@ -1,0 +1,245 @@
+"""Compare finished training runs: loss curves of two runs, and test scores of several.
+
+    nowcast report curves RUN_A RUN_B [--labels A,B] [--upto N] --json OUT.json --png OUT.png
+    nowcast report scores RUN [RUN ...] --json OUT.json --md OUT.md --png OUT.png
+
+``curves`` reads each run's ``history.csv`` (nowcast train) and puts the training MSE of two runs of
+the same preset side by side, row by row, with the relative difference of the curves smoothed over
+``--window`` rows; it answers "did this optimisation change the loss curve?".
+
+``scores`` reads each run's ``test_metrics.json`` (best.pt on the test split, paper protocol) and
+writes one table with persistence (scored on the same sequences, taken from the first run) and a
+figure of MSE and SSIM per predicted frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import logging
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from cli import CLIError
+
+log = logging.getLogger(__name__)
+
+
+def _read_history(run: Path) -> list[dict[str, str]]:
+    path = run / "history.csv"
+    if not path.is_file():
+        raise CLIError(f"{path}: not found (is {run} a nowcast train run directory?)")
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CLIError(f"{path}: not found (has the run finished its test evaluation?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    """Trailing mean over ``window`` values (fewer at the start)."""
+    return [statistics.fmean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
+
+
+def compare_curves(run_a: Path, run_b: Path, upto: int | None, window: int) -> dict[str, Any]:
+    """Training MSE of two runs at the iterations both logged (up to ``upto``)."""
+    rows = []
+    for run in (run_a, run_b):
+        history = {int(r["iteration"]): r for r in _read_history(run) if r["mse"]}
+        rows.append(history)
+    shared = sorted(k for k in rows[0].keys() & rows[1].keys() if upto is None or k <= upto)
+    if not shared:
+        raise CLIError(f"{run_a} and {run_b} share no logged iteration{f' up to {upto}' if upto else ''}")
+    mse_a = [float(rows[0][k]["mse"]) for k in shared]
+    mse_b = [float(rows[1][k]["mse"]) for k in shared]
+    smooth_a, smooth_b = _smooth(mse_a, window), _smooth(mse_b, window)
+    relative = [abs(b - a) / a for a, b in zip(smooth_a, smooth_b, strict=True)]
+    valid = {}
+    for k in sorted(rows[0].keys() & rows[1].keys()):
+        va, vb = rows[0][k]["valid_mse_per_frame"], rows[1][k]["valid_mse_per_frame"]
+        if va and vb and (upto is None or k <= upto):
+            valid[k] = [float(va), float(vb)]
+    # A separate logged column: the rate each run reached (iterations per second, its own machine load).
+    rate = [statistics.median(float(r["iterations_per_s"]) for r in history.values()) for history in rows]
+    return {
+        "iterations": shared,
+        "mse": [mse_a, mse_b],
+        "smoothed_window_rows": window,
+        "relative_difference_smoothed": {
+            "mean": statistics.fmean(relative),
+            "max": max(relative),
+            "final": relative[-1],
+        },
+        "valid_mse_per_frame": {str(k): v for k, v in valid.items()},
+        "median_iterations_per_s": rate,
+    }
+
+
+def plot_curves(result: dict[str, Any], labels: list[str], png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
+    iterations = result["iterations"]
+    window = result["smoothed_window_rows"]
+    for values, label, style in zip(result["mse"], labels, ("-", "--"), strict=True):
+        top.plot(iterations, _smooth(values, window), style, label=f"{label} (mean of {window} rows)")
+    top.set_yscale("log")
+    top.set_ylabel("training MSE (patch space)")
+    top.grid(alpha=0.3)
+    top.legend()
+    top.set_title(title)
+    a, b = (_smooth(v, window) for v in result["mse"])
+    bottom.plot(iterations, [100 * (y - x) / x for x, y in zip(a, b, strict=True)], color="C2")
+    bottom.axhline(0, color="k", lw=0.5)
+    bottom.set_ylabel("second - first (%)")
+    bottom.set_xlabel("iteration")
+    bottom.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(png, dpi=100)
+    plt.close(figure)
+
+
+def collect_scores(runs: list[Path]) -> dict[str, Any]:
+    """The test_metrics.json of each run (keyed by its directory name), and persistence from the first."""
+    entries: dict[str, Any] = {}
+    persistence = None
+    for run in runs:
+        document = _read_json(run / "test_metrics.json")
+        results = document["results"]
+        # Keyed by run directory: two seeds of one preset are two rows.
+        if run.name in entries:
+            raise CLIError(f"{run}: two runs named {run.name!r}; rename one directory")
+        entries[run.name] = {
+            "preset": document["preset"],
+            "run": str(run),
+            "iteration": document["iteration"],
+            "weights_sha256": document["weights_sha256"],
+            "selected_on": document["selected_on"],
+            "final_decouple": _final_decouple(run),
+            "paper": results["model"]["paper"],
+        }
+        if persistence is None:
+            persistence = results["persistence"]["paper"]
+        elif results["persistence"]["paper"]["sequences"] != persistence["sequences"]:
+            raise CLIError(f"{run}: scored on a different test split than {runs[0]}")
+    entries["persistence"] = {"paper": persistence}
+    return entries
+
+
+def _final_decouple(run: Path, rows: int = 10) -> float | None:
+    """Mean |cos(adapter(dC), adapter(dM))| over the last ``rows`` history rows; None for v1.
+
+    V2 logs the term whether or not it is in the loss (decouple_beta = 0 still measures it), so it
+    shows what the decoupling loss does to the two memories' increments.
+    """
+    config = _read_json(run / "config.json")
+    if config["model"]["version"] != "v2":
+        return None
+    values = [float(r["decouple"]) for r in _read_history(run) if r["decouple"]]
+    return statistics.fmean(values[-rows:]) if values else None
+
+
+def scores_markdown(entries: dict[str, Any]) -> str:
+    lines = [
+        "| method | best iteration | test sequences | MSE/frame | MAE/frame | SSIM | PSNR "
+        "| abs cos(dC, dM), last 10 log rows |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in entries.items():
+        paper = entry["paper"]
+        mean = paper["mean"]
+        decouple = entry.get("final_decouple")
+        lines.append(
+            f"| {name} | {entry.get('iteration', '-')} | {paper['sequences']:,} | {mean['mse']:.1f} | "
+            f"{mean['mae']:.1f} | {mean['ssim']:.3f} | {mean['psnr']:.2f} | "
+            f"{'-' if decouple is None else f'{decouple:.4f}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_scores(entries: dict[str, Any], png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for index, (name, entry) in enumerate(entries.items()):
+        per_frame = entry["paper"]["per_frame"]
+        frames = range(1, len(per_frame["mse"]) + 1)
+        style = "k:" if name == "persistence" else f"C{index}-"
+        for axis, key in zip(axes, ("mse", "ssim"), strict=True):
+            axis.plot(frames, per_frame[key], style, marker="o", ms=3, label=name)
+    for axis, label in zip(axes, ("MSE per frame (lower is better)", "SSIM (higher is better)"), strict=True):
+        axis.set_xlabel("predicted frame")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(png, dpi=100)
+    plt.close(figure)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nowcast report", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    curves = commands.add_parser("curves", help="training-loss curves of two runs of one preset")
+    curves.add_argument("runs", nargs=2, type=Path)
+    curves.add_argument("--labels", default="a,b", help="two names for the legend and the JSON")
+    curves.add_argument("--upto", type=int, help="compare iterations <= N")
+    curves.add_argument("--window", type=int, default=5, help="rows in the trailing mean (default 5)")
+    curves.add_argument("--title", default="training loss")
+    curves.add_argument("--json", type=Path, required=True)
+    curves.add_argument("--png", type=Path)
+    scores = commands.add_parser("scores", help="test-split scores of finished runs and persistence")
+    scores.add_argument("runs", nargs="+", type=Path)
+    scores.add_argument("--title", default="test split, paper protocol")
+    scores.add_argument("--json", type=Path, required=True)
+    scores.add_argument("--md", type=Path)
+    scores.add_argument("--png", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = shlex.join(["nowcast", "report", *(argv if argv is not None else sys.argv[1:])])
+    document: dict[str, Any] = {"command": command, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    if args.command == "curves":
+        labels = args.labels.split(",")
+        if len(labels) != 2:
+            raise CLIError(f"--labels needs two names separated by a comma, got {args.labels!r}")
+        result = compare_curves(args.runs[0], args.runs[1], args.upto, args.window)
+        document.update(runs=[str(r) for r in args.runs], labels=labels, **result)
+        if args.png:
+            plot_curves(result, labels, args.png, args.title)
+        summary = result["relative_difference_smoothed"]
+        log.info("%d shared rows; smoothed MSE differs by %.1f %% on average, %.1f %% at most",
+                 len(result["iterations"]), 100 * summary["mean"], 100 * summary["max"])
+    else:
+        entries = collect_scores(args.runs)
+        document["scores"] = entries
+        table = scores_markdown(entries)
+        if args.md:
+            args.md.write_text(table)
+        if args.png:
+            plot_scores(entries, args.png, args.title)
+        log.info("\n%s", table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
+

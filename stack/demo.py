@@ -1,0 +1,225 @@
+"""``make demo``: the whole stack, one forecast through the API, and the URLs to look at.
+
+    python -m stack.demo [--port 8000] [--data-dir ./var] [--speed 60] [--grid 128x128] [--once]
+
+Starts ``nowcast up`` (redis, worker, beat, synthetic feed, API) as a child, waits until it is
+ready, uploads the newest scans of the feed to ``POST /forecast`` as multipart netCDF, follows the
+job to its end and prints the URLs of the job, its results and the viewer. Then it keeps the stack
+running until Ctrl-C (``--once``: stops it and exits, 0 when the forecast succeeded).
+
+Talks to the stack only over HTTP and the launcher's stdout (``X-API-Key: ...`` and ``Nowcast is
+ready: URL`` lines), so, like everything in ``model/``, it imports nothing from ``service/`` or
+``workers/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cli import CLIError
+
+logger = logging.getLogger("nowcast.demo")
+
+READY_PREFIX = "Nowcast is ready: "
+KEY_PREFIX = "X-API-Key: "
+FINAL_STATES = frozenset({"successful", "failed", "dismissed"})
+
+
+@dataclass
+class StackHandle:
+    """What the launcher told us on its stdout."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+
+
+def watch_launcher(stream: Sequence[str] | object, handle: StackHandle, ready: threading.Event) -> None:
+    """Copy the launcher's stdout to ours, picking up the session key and the ready URL."""
+    for line in stream:  # type: ignore[attr-defined]
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        text = line.rstrip("\n")
+        if text.startswith(KEY_PREFIX) and handle.api_key is None:
+            handle.api_key = text[len(KEY_PREFIX) :].strip()
+        elif text.startswith(READY_PREFIX):
+            handle.base_url = text[len(READY_PREFIX) :].strip()
+            ready.set()
+    ready.set()  # the launcher ended: wake the waiter, which sees base_url is None
+
+
+def newest_scans(feed_dir: Path, count: int, *, timeout: float = 60.0) -> list[Path]:
+    """The newest ``count`` scan files of the feed, oldest first; waits for the feed to have them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        scans = sorted(feed_dir.glob("scan_*.nc"))  # scan_YYYYmmddTHHMMZ.nc sorts by time
+        if len(scans) >= count:
+            return scans[-count:]
+        if time.monotonic() > deadline:
+            raise CLIError(f"{feed_dir}: {len(scans)} scans after {timeout:.0f} s, need {count}")
+        time.sleep(0.5)
+
+
+def multipart_body(files: Sequence[Path], fields: dict[str, str]) -> tuple[bytes, str]:
+    """A multipart/form-data body with each file as a ``file`` part; returns (body, content type)."""
+    boundary = f"nowcast-{secrets.token_hex(12)}"
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for path in files:
+        header = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            "Content-Type: application/x-netcdf\r\n\r\n"
+        )
+        parts.append(header.encode() + path.read_bytes() + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def submit_forecast(base_url: str, api_key: str | None, scans: Sequence[Path], steps: int | None) -> str:
+    """POST the scans to /forecast; returns the job URL from ``Location``."""
+    body, content_type = multipart_body(scans, {"steps": str(steps)} if steps else {})
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    if api_key:
+        headers["X-API-Key"] = api_key
+    request = urllib.request.Request(f"{base_url}/forecast", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (our own stack)
+            location = response.headers["Location"]
+    except urllib.error.HTTPError as exc:
+        raise CLIError(f"POST {base_url}/forecast: HTTP {exc.code}: {exc.read(500).decode(errors='replace')}") from None
+    if not location:
+        raise CLIError(f"POST {base_url}/forecast answered without a Location header")
+    return location if location.startswith("http") else f"{base_url}{location}"
+
+
+def wait_for_job(job_url: str, *, timeout: float) -> dict[str, object]:
+    """Poll the job's status until it is final; returns the last statusInfo document."""
+    deadline = time.monotonic() + timeout
+    last_status = None
+    while True:
+        with urllib.request.urlopen(job_url, timeout=10) as response:  # noqa: S310
+            status = json.load(response)
+        if status.get("status") != last_status:
+            last_status = status.get("status")
+            logger.info("job %s: %s %s", status.get("jobID"), last_status, status.get("message") or "")
+        if last_status in FINAL_STATES:
+            return status
+        if time.monotonic() > deadline:
+            raise CLIError(f"{job_url}: still {last_status} after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stack.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    parser.add_argument("--data-dir", type=Path, default=Path("./var"), help="the stack's data directory")
+    parser.add_argument("--speed", type=float, default=60.0, help="feed speed-up (default 60: a scan per 6 s)")
+    parser.add_argument("--grid", default="128x128", help="feed grid HxW (default 128x128)")
+    parser.add_argument("--steps", type=int, help="lead times to forecast (default: the service's)")
+    parser.add_argument(
+        "--input-scans",
+        type=int,
+        default=int(os.environ.get("NOWCAST_INPUT_SCANS", "10")),
+        help="scans to upload (default NOWCAST_INPUT_SCANS or 10)",
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds for start-up and for the job")
+    parser.add_argument(
+        "--once",
+        "--exit-after-submit",
+        dest="once",
+        action="store_true",
+        help="stop the stack and exit once the forecast has finished",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    data_dir = args.data_dir.resolve()
+    feed_dir = Path(os.environ.get("NOWCAST_FEED_DIR", data_dir / "feed"))
+    command = [
+        sys.executable,
+        "-m",
+        "cli",
+        "up",
+        "--port",
+        str(args.port),
+        "--data-dir",
+        str(data_dir),
+        "--speed",
+        str(args.speed),
+        "--grid",
+        args.grid,
+        "--ready-timeout",
+        str(args.timeout),
+        "--quiet",
+    ]
+    logger.info("starting the stack: %s", " ".join(command[1:]))
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    handle, ready = StackHandle(api_key=os.environ.get("NOWCAST_API_KEYS", "").split(",")[0] or None), threading.Event()
+    watcher = threading.Thread(target=watch_launcher, args=(launcher.stdout, handle, ready), daemon=True)
+    watcher.start()
+    try:
+        ready.wait(args.timeout)
+        if handle.base_url is None:
+            raise CLIError(
+                f"the stack did not become ready (launcher exit status {launcher.poll()}); see {data_dir / 'logs'}"
+            )
+        scans = newest_scans(feed_dir, args.input_scans)
+        logger.info("submitting %d scans %s .. %s", len(scans), scans[0].name, scans[-1].name)
+        job_url = submit_forecast(handle.base_url, handle.api_key, scans, args.steps)
+        status = wait_for_job(job_url, timeout=args.timeout)
+        succeeded = status.get("status") == "successful"
+        sys.stdout.write(
+            f"\nForecast {status.get('jobID')}: {status.get('status')}\n"
+            f"  job      {job_url}\n"
+            f"  results  {job_url}/results   (netCDF; Accept: application/json or image/png)\n"
+            f"  viewer   {handle.base_url}/viewer\n"
+            f"  this job {handle.base_url}/viewer?job={status.get('jobID')}\n"
+        )
+        sys.stdout.flush()
+        if args.once:
+            return 0 if succeeded else 1
+        sys.stdout.write("The stack keeps running; Ctrl-C stops it.\n")
+        sys.stdout.flush()
+        return launcher.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stop_launcher(launcher)
+        watcher.join(timeout=5)
+
+
+def stop_launcher(launcher: subprocess.Popen[str], timeout: float = 120.0) -> None:
+    """SIGTERM the launcher (it stops its children in order) and wait for it."""
+    if launcher.poll() is None:
+        launcher.send_signal(signal.SIGTERM)
+        try:
+            launcher.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.error("the launcher did not stop in %.0f s; killing it", timeout)
+            launcher.kill()
+            launcher.wait()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        raise SystemExit(main())
+    except CLIError as error:
+        sys.stderr.write(f"demo: error: {error}\n")
+        raise SystemExit(2) from None

@@ -1,0 +1,151 @@
+"""`nowcast predict` through the real console command (a subprocess), .npy in and out."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from model.network import precision
+from model.checkpoint import save_checkpoint, to_official
+from cli.predict import run_forecast
+from model.network.predrnn import PredRNN, PredRNNConfig
+
+torch.set_num_threads(1)
+
+
+def nowcast(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = PredRNN(PredRNNConfig(num_hidden=[8, 8], input_length=3, output_length=2))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model)
+    official = path.with_name("model.ckpt-1000")
+    torch.save(to_official(model), official)
+    return path, official, model.eval()
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 1, 16, 16), (3, 1, 16, 20), (3, 12, 16)])
+def test_predict_writes_the_raw_output_with_the_input_rank(tmp_path, checkpoint, shape):
+    path, _, model = checkpoint
+    frames = np.random.default_rng(0).random(shape).astype(np.float32)
+    np.save(tmp_path / "in.npy", frames)
+    result = nowcast("predict", "--checkpoint", path, "--input", tmp_path / "in.npy", "--steps", 4,
+                     "--output", tmp_path / "out.npy")
+    assert result.returncode == 0, result.stderr
+    out = np.load(tmp_path / "out.npy")
+    five = frames.reshape((1,) * (5 - len(shape)) + shape) if len(shape) == 4 else frames
+    if len(shape) == 3:
+        five = frames[None, :, None]
+    expected = model.forecast(torch.from_numpy(five), 4).numpy()
+    expected = expected.reshape((-1,) + expected.shape[2:]) if len(shape) == 4 else expected
+    if len(shape) == 3:
+        expected = expected[0, :, 0]
+    assert out.shape == expected.shape
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_predict_with_an_authors_checkpoint(tmp_path, checkpoint):
+    path, official, _ = checkpoint
+    np.save(tmp_path / "in.npy", np.random.default_rng(1).random((1, 3, 1, 16, 16)).astype(np.float32))
+    ours = nowcast("predict", "--checkpoint", path, "--input", tmp_path / "in.npy", "--steps", 2,
+                   "--output", tmp_path / "ours.npy")
+    theirs = nowcast("predict", "--checkpoint", official, "--official", "--model-name", "predrnn_v2",
+                     "--num-hidden", "8,8", "--filter-size", 5, "--patch-size", 4, "--img-channel", 1,
+                     "--layer-norm", 0, "--input", tmp_path / "in.npy", "--steps", 2,
+                     "--output", tmp_path / "theirs.npy")
+    assert ours.returncode == 0 and theirs.returncode == 0, theirs.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "ours.npy"), np.load(tmp_path / "theirs.npy"))
+
+
+@pytest.mark.parametrize(
+    "array,message",
+    [
+        (np.zeros((2, 2), np.float32), "expected (B, T, C, H, W)"),
+        (np.zeros((1, 1, 16, 16), np.float32), "at least 2 frames"),
+        (np.full((3, 1, 8, 8), np.nan, np.float32), "NaN"),
+        (np.zeros((3, 2, 8, 8), np.float32), "channel"),
+    ],
+)
+def test_bad_inputs_end_with_one_line_and_exit_2(tmp_path, checkpoint, array, message):
+    path, _, _ = checkpoint
+    np.save(tmp_path / "bad.npy", array)
+    result = nowcast("predict", "--checkpoint", path, "--input", tmp_path / "bad.npy", "--steps", 1,
+                     "--output", tmp_path / "out.npy")
+    assert result.returncode == 2
+    assert message in result.stderr and "bad.npy" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_missing_files_and_mismatched_hyperparameters(tmp_path, checkpoint):
+    path, official, _ = checkpoint
+    np.save(tmp_path / "in.npy", np.zeros((3, 1, 8, 8), np.float32))
+    missing = nowcast("predict", "--checkpoint", path, "--input", tmp_path / "none.npy", "--steps", 1,
+                      "--output", tmp_path / "o.npy")
+    assert missing.returncode == 2 and "none.npy: input file not found" in missing.stderr
+    no_ckpt = nowcast("predict", "--checkpoint", tmp_path / "x.pt", "--input", tmp_path / "in.npy",
+                      "--steps", 1, "--output", tmp_path / "o.npy")
+    assert no_ckpt.returncode == 2 and "x.pt: checkpoint file not found" in no_ckpt.stderr
+    wrong = nowcast("predict", "--checkpoint", official, "--official", "--num-hidden", "16,16",
+                    "--input", tmp_path / "in.npy", "--steps", 1, "--output", tmp_path / "o.npy")
+    assert wrong.returncode == 2 and "do not fit the hyperparameters" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+def test_a_grid_the_model_cannot_take_is_reported(tmp_path):
+    torch.manual_seed(0)
+    fixed_grid = PredRNN(PredRNNConfig(num_hidden=[8], input_length=3, output_length=2, layer_norm=True,
+                                       height=16, width=16))
+    save_checkpoint(tmp_path / "ln.pt", fixed_grid)
+    np.save(tmp_path / "in.npy", np.zeros((3, 1, 24, 24), np.float32))
+    result = nowcast("predict", "--checkpoint", tmp_path / "ln.pt", "--input", tmp_path / "in.npy", "--steps", 1,
+                     "--output", tmp_path / "out.npy")
+    assert result.returncode == 2
+    assert "in.npy" in result.stderr and "only takes 16x16 grids" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.npy").exists()
+
+
+def test_auto_precision_resolves_to_bf16_only_with_native_bf16(tmp_path, checkpoint):
+    path, _, _ = checkpoint
+    np.save(tmp_path / "in.npy", np.random.default_rng(2).random((3, 1, 16, 16)).astype(np.float32))
+    expected = "bf16" if precision.cpu_has_native_bf16() else "fp32"  # README: AVX512-BF16 or AMX
+    outputs = {}
+    for choice in ("auto", expected):
+        result = nowcast("predict", "--checkpoint", path, "--input", tmp_path / "in.npy", "--steps", 2,
+                         "--precision", choice, "--output", tmp_path / f"{choice}.npy")
+        assert result.returncode == 0, result.stderr
+        assert f"({expected}, " in result.stderr  # the log line names the precision that ran
+        outputs[choice] = np.load(tmp_path / f"{choice}.npy")
+    np.testing.assert_array_equal(outputs["auto"], outputs[expected])
+
+
+def test_bf16_runs_fused_and_channels_last_unless_told_otherwise(checkpoint):
+    _, _, model = checkpoint
+    frames = np.random.default_rng(3).random((1, 3, 1, 16, 20)).astype(np.float32)
+    context = torch.from_numpy(frames)
+    cpu = torch.device("cpu")
+    with precision.autocast("bf16", cpu):
+        lean = model.forecast(context, 2, fused=True, channels_last=True).float().numpy()
+        plain = model.forecast(context, 2).float().numpy()
+    np.testing.assert_array_equal(run_forecast(model, frames, 2, "bf16", cpu), lean)
+    np.testing.assert_array_equal(run_forecast(model, frames, 2, "bf16", cpu, fused=False, channels_last=False), plain)
+    np.testing.assert_array_equal(run_forecast(model, frames, 2, "fp32", cpu), model.forecast(context, 2).numpy())
+    assert np.abs(lean - plain).max() < 0.02  # both bf16; only the order of the rounding differs
+
+
+def test_levers_can_be_switched_on_the_command_line(tmp_path, checkpoint):
+    path, _, model = checkpoint
+    frames = np.random.default_rng(4).random((3, 1, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "in.npy", frames)
+    result = nowcast("predict", "--checkpoint", path, "--input", tmp_path / "in.npy", "--steps", 2,
+                     "--precision", "fp32", "--fused", "--channels-last", "--output", tmp_path / "out.npy")
+    assert result.returncode == 0, result.stderr
+    expected = model.forecast(torch.from_numpy(frames)[None], 2)[0].numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-5, atol=1e-5)
