@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cli import CLIError
+from model import InputError
 from model.network.precision import autocast, resolve
 from model.network.predrnn import PredRNN, PredRNNConfig, flops_per_step
 from model.network.sampling import SamplingConfig, sampling_mask
@@ -41,7 +41,7 @@ def parse_grid(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError as exc:
-        raise CLIError(f"--grid must look like 256x256, got {text!r}") from exc
+        raise InputError(f"--grid must look like 256x256, got {text!r}") from exc
     return height, width
 
 
@@ -110,7 +110,7 @@ def bench_inference(model: PredRNN, batch: int, grid: tuple[int, int], steps: in
 
 def bench_train(model: PredRNN, batch: int, grid: tuple[int, int], precision: str,
                 warmup: int, repeats: int, device: torch.device) -> dict[str, Any]:
-    model.training.loop()
+    model.train()
     config = model.config
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     frames = torch.rand(batch, config.total_length, config.channels, *grid, device=device)
@@ -171,7 +171,7 @@ def main(argv: list[str]) -> int:
         try:
             model, _ = load_checkpoint(args.checkpoint)
         except CheckpointError as exc:
-            raise CLIError(str(exc)) from exc
+            raise InputError(str(exc)) from exc
         config = model.config
         config.input_length, config.output_length = args.input_length, args.output_length
     else:

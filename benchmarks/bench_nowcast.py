@@ -61,7 +61,7 @@ def random_checkpoint(path: Path, preset: str) -> dict[str, Any]:
     from model.checkpoint import save_checkpoint
     from model.network.predrnn import PredRNN, PredRNNConfig
 
-    with open(REPO_ROOT / "model" / "configs" / f"{preset}.toml", "rb") as handle:
+    with open(REPO_ROOT / "model" / "training" / "configs" / f"{preset}.toml", "rb") as handle:
         config = PredRNNConfig.from_dict(tomllib.load(handle)["model"])
     torch.manual_seed(0)
     save_checkpoint(path, PredRNN(config))

@@ -2,13 +2,13 @@
 
     python -m benchmarks.parity --json results/precision/parity_radar_v2.json
 
-Runs ``run_forecast`` (cli/predict.py) twice per batch of held-out synthetic storms
+Runs ``forecast_frames`` (model/forecast.py) twice per batch of held-out synthetic storms
 (model/data/synthetic.py, the test split, which training never sees): fp32 on the plain path, and
 bf16 as the workers run it (autocast, fused gates, channels_last). Both are scored against the
 observed scans with :class:`model.verification.metrics.SkillScores`, and the bf16 forecast is also scored
 against the fp32 one, whose ``mae_dbz`` is then the mean absolute difference between the two
 forecasts. Per lead time it reports CSI at 20 / 30 / 40 dBZ for each precision, |dCSI| and that
-difference; the check passes when every |dCSI| <= 0.01 and every difference <= 0.5 dBZ (issue 10).
+difference; the check passes when every |dCSI| <= 0.01 and every difference <= 0.5 dBZ.
 bf16 is only meaningful where it is native (AVX512-BF16 / AMX or CUDA); elsewhere it is emulated
 and very slow, and the result says so.
 """
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.verification.metrics import SkillScores
-from cli.predict import run_forecast
-from model.network.predrnn import PredRNN
+from model.forecast import forecast_frames
 from model.io.units import Scaling, model_to_dbz
+from model.network.predrnn import PredRNN
+from model.verification.metrics import SkillScores
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def compare_precisions(model: PredRNN, scaling: Scaling, batches: Iterable[np.nd
     for batch in batches:
         context = batch[:, :input_length]
         truth = model_to_dbz(batch[:, input_length : input_length + steps, 0], scaling)
-        forecasts = {name: model_to_dbz(run_forecast(model, context, steps, name, device)[:, :, 0], scaling)
+        forecasts = {name: model_to_dbz(forecast_frames(model, context, steps, name, device)[:, :, 0], scaling)
                      for name in ("fp32", "bf16")}
         for name, forecast in forecasts.items():
             skill[name].accum(truth, forecast)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": {"source": "synthetic_radar", "split": "test", "seed": args.data_seed, "grid": [args.grid, args.grid],
                  "input_length": args.input_length, "steps": args.steps},
         "fp32": "plain path (forecast defaults)",
-        "bf16": "bf16 autocast, fused gates, channels_last (run_forecast's bf16 defaults)",
+        "bf16": "bf16 autocast, fused gates, channels_last (forecast_frames's bf16 defaults)",
         "native_bf16": cpu_has_native_bf16(),
         "machine": machine_info(),
         "result": result,

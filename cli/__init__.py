@@ -2,8 +2,9 @@
 
 Each subcommand is a ``main(argv) -> int`` in its own module, imported only when used, so
 ``nowcast predict`` never imports FastAPI and ``nowcast up`` never imports torch in this process.
-A subcommand reports bad input by raising :class:`CLIError`: one line naming the file and the
-problem on stderr, exit status 2, no traceback.
+This package is the only place that turns exceptions into what a user sees: a library's
+:class:`model.InputError` becomes one line naming the file and the problem on stderr, exit
+status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -12,20 +13,18 @@ import importlib
 import logging
 import sys
 
+from model import InputError
+
 # name -> ("module:function", one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("cli.predict:main", "forecast frames (.npy or .nc) with a checkpoint"),
     "bench": ("benchmarks.bench:main", "time training steps and inference, write JSON"),
-    "synth": ("model.data.synthetic:main", "write a synthetic radar feed as CF netCDF scans"),
-    "evaluate": ("model.verification.evaluate:main", "score predictions or baselines (paper or nowcast protocol)"),
-    "train": ("model.training.loop:main", "train a preset from model/training/configs (resumable)"),
-    "report": ("model.verification.report:main", "compare training runs: loss curves, test scores"),
+    "synth": ("cli.synth:main", "write a synthetic radar feed as CF netCDF scans"),
+    "evaluate": ("cli.evaluate:main", "score predictions or baselines (paper or nowcast protocol)"),
+    "train": ("cli.train:main", "train a preset from model/training/configs (resumable)"),
+    "report": ("cli.report:main", "compare training runs: loss curves, test scores"),
     "up": ("stack.launcher:main", "run the whole stack locally: redis, API, worker, beat, feed"),
 }
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
 
 
 def _usage() -> str:
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     command = getattr(importlib.import_module(module_name), function_name)
     try:
         return int(command(rest) or 0)
-    except CLIError as exc:
+    except InputError as exc:
         sys.stderr.write(f"nowcast {name}: error: {exc}\n")
         return 2
     except KeyboardInterrupt:

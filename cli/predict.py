@@ -12,13 +12,17 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from model import InputError
 from model.checkpoint import CheckpointError, config_from_official_flags, load_checkpoint, load_official
-from cli import CLIError
-from model.network.precision import autocast, resolve
+from model.forecast import forecast_dbz, forecast_frames
+from model.io.netcdf import RadarInputError, file_sha256, read_scans, write_forecast
+from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model
+from model.network.precision import resolve
 from model.network.predrnn import PredRNN
 
 log = logging.getLogger(__name__)
@@ -62,19 +66,19 @@ def load_model(args: argparse.Namespace) -> tuple[PredRNN, dict]:
             return load_official(args.checkpoint, config), {"source": "official"}
         return load_checkpoint(args.checkpoint)
     except (CheckpointError, ValueError) as exc:
-        raise CLIError(str(exc)) from exc
+        raise InputError(str(exc)) from exc
 
 
 def read_npy_frames(path: Path) -> tuple[np.ndarray, int]:
     """Load frames and return them as (B, T, C, H, W) float32 with the original rank."""
     if not path.is_file():
-        raise CLIError(f"{path}: input file not found")
+        raise InputError(f"{path}: input file not found")
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise CLIError(f"{path}: not a readable .npy array ({exc})") from exc
+        raise InputError(f"{path}: not a readable .npy array ({exc})") from exc
     if not np.issubdtype(array.dtype, np.number):
-        raise CLIError(f"{path}: expected a numeric array, found dtype {array.dtype}")
+        raise InputError(f"{path}: expected a numeric array, found dtype {array.dtype}")
     rank = array.ndim
     if rank == 3:
         frames = array[None, :, None]
@@ -83,54 +87,82 @@ def read_npy_frames(path: Path) -> tuple[np.ndarray, int]:
     elif rank == 5:
         frames = array
     else:
-        raise CLIError(f"{path}: expected (B, T, C, H, W), (T, C, H, W) or (T, H, W); got shape {array.shape}")
+        raise InputError(f"{path}: expected (B, T, C, H, W), (T, C, H, W) or (T, H, W); got shape {array.shape}")
     if frames.shape[1] < 2:
-        raise CLIError(f"{path}: needs at least 2 frames along T, found {frames.shape[1]}")
+        raise InputError(f"{path}: needs at least 2 frames along T, found {frames.shape[1]}")
     if not np.isfinite(frames).all():
-        raise CLIError(f"{path}: contains NaN or infinite values (model space needs finite numbers in [0, 1])")
+        raise InputError(f"{path}: contains NaN or infinite values (model space needs finite numbers in [0, 1])")
     return frames.astype(np.float32, copy=False), rank
 
 
-def run_forecast(model: PredRNN, frames: np.ndarray, steps: int, precision: str, device: torch.device,
-                 fused: bool | None = None, channels_last: bool | None = None) -> np.ndarray:
-    """frames (B, T, C, H, W) float32 -> (B, steps, C, H, W) float32, unclipped.
+def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespace, precision: str,
+                   device: torch.device) -> int:
+    """``nowcast predict`` for CF input: read, scale with ``meta["scaling"]``, forecast, write.
 
-    ``fused`` and ``channels_last`` (see :meth:`PredRNN.forecast`) default to on for bf16, whose
-    numbers differ from fp32's anyway and which they make faster (README, Results > Speed),
-    and to off for fp32, which then equals ``forward`` bit for bit.
+    ``.nc`` output is the CF product (dBZ); ``.npy`` output is the raw model-space forecast
+    (steps, H, W), unclipped, as for .npy input.
     """
-    fast = precision == "bf16"
-    fused = fast if fused is None else fused
-    channels_last = fast if channels_last is None else channels_last
-    model = model.to(device)
-    context = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-    with autocast(precision, device):
-        predicted = model.forecast(context, steps, fused=fused, channels_last=channels_last)
-    return predicted.float().cpu().numpy()
+    if args.input.suffix != ".nc" and not args.input.is_dir():
+        raise InputError(f"{args.input}: a .nc output needs CF netCDF input (a .nc file or a directory)")
+    if args.output.suffix not in (".nc", ".npy"):
+        raise InputError(f"{args.output}: output must end in .nc or .npy")
+    timestep = float(getattr(args, "timestep_minutes", 6))
+    try:
+        sequence = read_scans(args.input, timestep_minutes=timestep, min_scans=1)
+    except RadarInputError as exc:
+        raise InputError(str(exc)) from exc
+    context = model.config.input_length
+    if sequence.times.size < context:
+        log.warning("%s: %d scans, the model was trained on %d", args.input, sequence.times.size, context)
+    sequence = sequence.tail(context)
+    scaling: Scaling = meta.get("scaling") or DEFAULT_SCALING
+    if args.output.suffix == ".npy":
+        frames = dbz_to_model(sequence.dbz, scaling)[None, :, None]
+        raw = forecast_frames(model, frames, args.steps, precision, device, args.fused, args.channels_last)[0, :, 0]
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.output, raw)
+        log.info("wrote %s %s (raw model space)", args.output, raw.shape)
+        return 0
+    forecast = forecast_dbz(model, sequence.dbz, args.steps, scaling=scaling, precision=precision,
+                            device=device, fused=args.fused, channels_last=args.channels_last)
+    checkpoint_hash = file_sha256(args.checkpoint)
+    write_forecast(
+        args.output, forecast,
+        reference_time=sequence.times[-1],
+        lead_minutes=[timestep * (k + 1) for k in range(args.steps)],
+        grid=sequence.grid,
+        model=f"PredRNN-{model.config.version}",
+        model_version=checkpoint_hash,
+        checkpoint_sha256=checkpoint_hash,
+        source="predrnn",
+        input_times=sequence.times,
+        extra_attrs={"precision": precision},
+    )
+    log.info("wrote %s: %d lead times from %d scans (%s)", args.output, args.steps, sequence.times.size,
+             precision)
+    return 0
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.steps < 1:
-        raise CLIError(f"--steps must be at least 1, got {args.steps}")
+        raise InputError(f"--steps must be at least 1, got {args.steps}")
     device = torch.device(args.device)
     if args.input.suffix == ".nc" or args.output.suffix == ".nc":
-        from model.io.netcdf import predict_netcdf  # CF netCDF in dBZ, written as a CF product
-
         model, meta = load_model(args)
         return predict_netcdf(model, meta, args, resolve(args.precision, device), device)
     if args.output.suffix != ".npy":
-        raise CLIError(f"{args.output}: output must end in .npy or .nc")
+        raise InputError(f"{args.output}: output must end in .npy or .nc")
     frames, rank = read_npy_frames(args.input)
     model, meta = load_model(args)
     if frames.shape[2] != model.config.channels:
-        raise CLIError(f"{args.input}: has {frames.shape[2]} channel(s), the model takes {model.config.channels}")
+        raise InputError(f"{args.input}: has {frames.shape[2]} channel(s), the model takes {model.config.channels}")
     precision = resolve(args.precision, device)
     started = time.perf_counter()
     try:
-        predicted = run_forecast(model, frames, args.steps, precision, device, args.fused, args.channels_last)
+        predicted = forecast_frames(model, frames, args.steps, precision, device, args.fused, args.channels_last)
     except ValueError as exc:  # e.g. a layer-norm model given another grid
-        raise CLIError(f"{args.input}: {exc}") from exc
+        raise InputError(f"{args.input}: {exc}") from exc
     elapsed = time.perf_counter() - started
     if rank == 4:
         predicted = predicted[0]

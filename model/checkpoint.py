@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from model.network.predrnn import PredRNN, PredRNNConfig
 from model.io.units import DEFAULT_SCALING
+from model.network.predrnn import PredRNN, PredRNNConfig
 
 FORMAT = "nowcast-predrnn/1"
 

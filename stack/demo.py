@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli import CLIError
+from model import InputError
 
 logger = logging.getLogger("nowcast.demo")
 
@@ -69,7 +69,7 @@ def newest_scans(feed_dir: Path, count: int, *, timeout: float = 60.0) -> list[P
         if len(scans) >= count:
             return scans[-count:]
         if time.monotonic() > deadline:
-            raise CLIError(f"{feed_dir}: {len(scans)} scans after {timeout:.0f} s, need {count}")
+            raise InputError(f"{feed_dir}: {len(scans)} scans after {timeout:.0f} s, need {count}")
         time.sleep(0.5)
 
 
@@ -100,9 +100,9 @@ def submit_forecast(base_url: str, api_key: str | None, scans: Sequence[Path], s
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (our own stack)
             location = response.headers["Location"]
     except urllib.error.HTTPError as exc:
-        raise CLIError(f"POST {base_url}/forecast: HTTP {exc.code}: {exc.read(500).decode(errors='replace')}") from None
+        raise InputError(f"POST {base_url}/forecast: HTTP {exc.code}: {exc.read(500).decode(errors='replace')}") from None
     if not location:
-        raise CLIError(f"POST {base_url}/forecast answered without a Location header")
+        raise InputError(f"POST {base_url}/forecast answered without a Location header")
     return location if location.startswith("http") else f"{base_url}{location}"
 
 
@@ -119,7 +119,7 @@ def wait_for_job(job_url: str, *, timeout: float) -> dict[str, object]:
         if last_status in FINAL_STATES:
             return status
         if time.monotonic() > deadline:
-            raise CLIError(f"{job_url}: still {last_status} after {timeout:.0f} s")
+            raise InputError(f"{job_url}: still {last_status} after {timeout:.0f} s")
         time.sleep(0.5)
 
 
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ready.wait(args.timeout)
         if handle.base_url is None:
-            raise CLIError(
+            raise InputError(
                 f"the stack did not become ready (launcher exit status {launcher.poll()}); see {data_dir / 'logs'}"
             )
         scans = newest_scans(feed_dir, args.input_scans)
@@ -220,6 +220,6 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         raise SystemExit(main())
-    except CLIError as error:
+    except InputError as error:
         sys.stderr.write(f"demo: error: {error}\n")
         raise SystemExit(2) from None

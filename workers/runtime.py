@@ -123,7 +123,7 @@ def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forec
     the job record and the product's ``source`` attribute can say what happened.
     """
     from model.checkpoint import CheckpointError
-    from model.io.netcdf import forecast_dbz
+    from model.forecast import forecast_dbz
 
     reason: str | None = None
     timings: dict[str, float] = {}

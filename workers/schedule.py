@@ -1,4 +1,4 @@
-"""The 6-minute nowcast schedule as pure functions of the clock (DESIGN §4).
+"""The 6-minute nowcast schedule as pure functions of the clock (docs/workers.md).
 
 Beat fires on a crontab aligned to the scan grid and shifted by the feed's latency; the task then
 maps "now" back to the slot (the scan time) it serves:

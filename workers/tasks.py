@@ -1,6 +1,6 @@
 """Celery tasks: ``forecast(job_id, input_path, steps)`` on demand, ``nowcast(slot_iso)`` on schedule.
 
-Both run one job through the same steps (DESIGN §4):
+Both run one job through the same steps (docs/workers.md):
 
 1. create the job record if the API has not (a scheduled slot, or a task sent by hand);
 2. a job already finished is a no-op that returns the existing result (duplicate delivery);

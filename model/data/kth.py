@@ -1,4 +1,4 @@
-"""KTH Actions in the authors' frame-folder layout (reference §1.9), windowed as they window it.
+"""KTH Actions in the authors' frame-folder layout (docs/model.md, Data sets), windowed as they window it.
 
 Layout: ``root/<category>/<personXX_action_dN>/image_XXXX.png``. The person id is characters
 6-8 of the folder name, the frame number characters 6-10 of the file name. Frames are read as

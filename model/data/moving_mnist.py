@@ -7,7 +7,7 @@ MovingMNIST(seed=0, ...)            2 real MNIST digits bouncing in 64 x 64 (Sri
                                     (5,000 real 28 x 28 digits, BSD), split into disjoint train /
                                     valid / test pools; fixed seeded valid and test sets (test:
                                     3,000 sequences) and an endless seeded training stream.
-MovingMNISTFiles(test=..., ...)     the benchmark files: the authors' ``.npz`` (reference §1.9) or
+MovingMNISTFiles(test=..., ...)     the benchmark files: the authors' ``.npz`` (docs/model.md, Data sets) or
                                     Srivastava's ``mnist_test_seq.npy``; training falls back to the
                                     generated stream when no training file is given.
 
@@ -176,7 +176,7 @@ def _check_split(split: str) -> None:
 
 
 def load_npz_sequences(path: str | Path) -> np.ndarray:
-    """The authors' Moving MNIST ``.npz`` (reference §1.9) as (N, T, C, H, W) float32.
+    """The authors' Moving MNIST ``.npz`` (docs/model.md, Data sets) as (N, T, C, H, W) float32.
 
     Layout: ``clips`` int (2, N, 2) = [input/output][sequence][start, length] into
     ``input_raw_data`` (frames, C, H, W) float; ``dims`` (1, 3) = [C, H, W].

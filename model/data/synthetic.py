@@ -28,7 +28,6 @@ No-echo pixels hold ``NO_ECHO_DBZ`` (-10 dBZ, the default scaling's floor); ther
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import logging
 import re
@@ -387,37 +386,3 @@ def write_feed(
         times = [start + dt.timedelta(minutes=TIMESTEP_MINUTES * (first + k)) for k in range(count)]
         written += write_scans(out, storm.frames(count), times, x=x, y=y, grid_mapping=SITE_GRID_MAPPING)
     return written
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nowcast synth", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, type=Path, help="directory for scan_YYYYmmddTHHMMZ.nc files")
-    parser.add_argument("--scans", required=True, type=int, help="number of 6-minute scans")
-    parser.add_argument("--grid", default="256x256", help="H x W in pixels (1 km each), e.g. 256x256")
-    parser.add_argument("--seed", type=int, default=0, help="storm seed (same seed, same scans)")
-    parser.add_argument("--start", default=None,
-                        help="first scan time, ISO-8601 UTC (default: the feed ends at the latest 6-min slot)")
-    parser.add_argument("--pixel-km", type=float, default=1.0, help="grid spacing in km")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    from cli import CLIError
-
-    args = build_parser().parse_args(argv)
-    try:
-        height, width = parse_grid(args.grid)
-        if args.scans < 1:
-            raise ValueError(f"--scans must be at least 1, got {args.scans}")
-        if args.pixel_km <= 0:
-            raise ValueError(f"--pixel-km must be positive, got {args.pixel_km}")
-        start = parse_start(args.start, args.scans)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from exc
-    if args.out.exists() and not args.out.is_dir():
-        raise CLIError(f"{args.out}: exists and is not a directory")
-    written = write_feed(args.out, args.scans, height, width, seed=args.seed, start=start,
-                         pixel_metres=args.pixel_km * 1000.0)
-    log.info("wrote %d scans (%dx%d, seed %d) from %s to %s", len(written), height, width, args.seed,
-             start.isoformat(), args.out)
-    return 0

@@ -1,4 +1,4 @@
-"""CF netCDF radar scans in, CF-1.8 forecast products out (DESIGN §2). Never imports torch at module level.
+"""CF netCDF radar scans in, CF-1.8 forecast products out (see docs/contracts.md). Never imports torch.
 
 Interface
 ---------
@@ -10,8 +10,7 @@ write_scans(directory, dbz (T, H, W), times, *, x, y, grid_mapping) -> list[Path
 write_forecast(path, dbz (L, H, W), *, reference_time, lead_minutes, grid, model, model_version,
                checkpoint_sha256, source, input_times) -> Path
     the forecast product: reflectivity (dBZ) + rainfall_rate (mm h-1) on valid times, atomic.
-predict_netcdf(model, meta, args, precision, device) -> int
-    ``nowcast predict`` for .nc input (see cli/predict.py).
+file_sha256(path) -> str
 
 Every problem with an input raises a subclass of :class:`RadarInputError` (a ``ValueError``) whose
 message starts with the offending file's path.
@@ -28,19 +27,12 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model, dbz_to_rainrate, model_to_dbz, rainrate_to_dbz
-
-if TYPE_CHECKING:  # torch only where a model actually runs
-    import argparse
-
-    import torch
-
-    from model.network.predrnn import PredRNN
+from model.io.units import dbz_to_rainrate, rainrate_to_dbz
 
 log = logging.getLogger(__name__)
 
@@ -609,9 +601,6 @@ def write_forecast(
     return _atomic_to_netcdf(ds, Path(path), encoding)
 
 
-# ------------------------------------------------------------------------------ nowcast predict .nc
-
-
 def file_sha256(path: Path | str) -> str:
     """Hex sha256 of a file's bytes (checkpoints, inputs)."""
     digest = hashlib.sha256()
@@ -619,79 +608,3 @@ def file_sha256(path: Path | str) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def forecast_dbz(
-    model: PredRNN,
-    dbz: np.ndarray,
-    steps: int,
-    *,
-    scaling: Scaling = DEFAULT_SCALING,
-    precision: str = "fp32",
-    device: torch.device | str = "cpu",
-    fused: bool | None = None,
-    channels_last: bool | None = None,
-) -> np.ndarray:
-    """Context (T, H, W) dBZ -> (steps, H, W) dBZ with the model's own scaling (checkpoint meta).
-
-    ``fused`` and ``channels_last``: as :func:`cli.predict.run_forecast` (None: on for bf16 only).
-    """
-    import torch
-
-    from cli.predict import run_forecast
-
-    frames = dbz_to_model(dbz, scaling)[None, :, None]  # (1, T, 1, H, W)
-    predicted = run_forecast(model, frames, steps, precision, torch.device(device), fused, channels_last)
-    return model_to_dbz(predicted[0, :, 0], scaling)
-
-
-def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespace, precision: str,
-                   device: torch.device) -> int:
-    """``nowcast predict`` for CF input: read, scale with ``meta["scaling"]``, forecast, write.
-
-    ``.nc`` output is the CF product (dBZ); ``.npy`` output is the raw model-space forecast
-    (steps, H, W), unclipped, as for .npy input.
-    """
-    from cli import CLIError
-
-    if args.input.suffix != ".nc" and not args.input.is_dir():
-        raise CLIError(f"{args.input}: a .nc output needs CF netCDF input (a .nc file or a directory)")
-    if args.output.suffix not in (".nc", ".npy"):
-        raise CLIError(f"{args.output}: output must end in .nc or .npy")
-    timestep = float(getattr(args, "timestep_minutes", 6))
-    try:
-        sequence = read_scans(args.input, timestep_minutes=timestep, min_scans=1)
-    except RadarInputError as exc:
-        raise CLIError(str(exc)) from exc
-    context = model.config.input_length
-    if sequence.times.size < context:
-        log.warning("%s: %d scans, the model was trained on %d", args.input, sequence.times.size, context)
-    sequence = sequence.tail(context)
-    scaling: Scaling = meta.get("scaling") or DEFAULT_SCALING
-    if args.output.suffix == ".npy":
-        from cli.predict import run_forecast
-
-        frames = dbz_to_model(sequence.dbz, scaling)[None, :, None]
-        raw = run_forecast(model, frames, args.steps, precision, device, args.fused, args.channels_last)[0, :, 0]
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        np.save(args.output, raw)
-        log.info("wrote %s %s (raw model space)", args.output, raw.shape)
-        return 0
-    forecast = forecast_dbz(model, sequence.dbz, args.steps, scaling=scaling, precision=precision,
-                            device=device, fused=args.fused, channels_last=args.channels_last)
-    checkpoint_hash = file_sha256(args.checkpoint)
-    write_forecast(
-        args.output, forecast,
-        reference_time=sequence.times[-1],
-        lead_minutes=[timestep * (k + 1) for k in range(args.steps)],
-        grid=sequence.grid,
-        model=f"PredRNN-{model.config.version}",
-        model_version=checkpoint_hash,
-        checkpoint_sha256=checkpoint_hash,
-        source="predrnn",
-        input_times=sequence.times,
-        extra_attrs={"precision": precision},
-    )
-    log.info("wrote %s: %d lead times from %d scans (%s)", args.output, args.steps, sequence.times.size,
-             precision)
-    return 0

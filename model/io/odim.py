@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from model.io.units import rainrate_to_dbz
 from model.io.netcdf import RAIN_FLOOR_DBZ, RadarInputError, RadarSequence, grid_from_xy, write_scans
+from model.io.units import rainrate_to_dbz
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """PredRNN (NeurIPS 2017) and PredRNN-V2 (TPAMI 2022) in one readable file.
 
 The equations, widths and parameter names follow the authors' code (thuml/predrnn-pytorch, see
-shared/reference/predrnn.md §1.1-1.6), so their released weights load unchanged:
+docs/model.md), so their released weights load unchanged:
 
     cell_list.{l}.conv_x.0.weight  (7*nh, C_in, k, k)  -> i, f, g, i', f', g', o
     cell_list.{l}.conv_h.0.weight  (4*nh, nh, k, k)    -> i, f, g, o

@@ -4,7 +4,7 @@ A mask holds one Bernoulli draw per (sample, step) for steps t = 1 .. T-2 of a T
 sequence: shape (B, T-2), 1 = feed the ground-truth frame, 0 = feed the model's own prediction.
 Both schedules use this one layout (the reference's RSS indexing, ``mask[:, t-1]``); for plain
 scheduled sampling the encoder entries are always 1, which is the same as the reference's
-decoder-only mask. See shared/reference/predrnn.md §1.4.
+decoder-only mask. See docs/model.md.
 
     reverse (RSS), iteration k, s1 <= k < s2:
         encoder P(GT) = 1 - 0.5 * exp(-(k - s1) / alpha)      (0.5 before s1, 1 after s2)

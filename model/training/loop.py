@@ -10,7 +10,7 @@ torchrun --standalone --nproc-per-node G -m cli train --config ...   (Distribute
 load_config(path) -> TrainConfig          a preset: PredRNNConfig + data + optim + sampling + run
 train(config, out_dir, resume=..., ...) -> int   the loop; 0, or 130 / 143 after SIGINT / SIGTERM
 
-One iteration follows the authors' ``trainer.train`` (shared/reference/predrnn.md §1.4-1.5): the
+One iteration follows the authors' ``trainer.train`` (docs/model.md): the
 next batch ``source.train_batch(k, B)``, a sampling mask for iteration k (model/network/sampling.py, drawn
 from one seeded numpy Generator), forward + backward + Adam step; with ``reverse_input`` a second
 forward + backward + step on the time-flipped sequence with the same mask, and the logged cost is
@@ -25,7 +25,6 @@ reused with ``--resume``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import importlib
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from model import InputError
 from model.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -52,7 +52,6 @@ from model.checkpoint import (
     save_checkpoint,
     weights_sha256,
 )
-from cli import CLIError
 from model.network.precision import PRECISIONS, autocast, has_native_bf16
 from model.network.precision import resolve as resolve_precision
 from model.network.predrnn import PredRNN, PredRNNConfig
@@ -312,10 +311,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise CLIError("--device cuda: no CUDA device is available (use --device cpu)")
+            raise InputError("--device cuda: no CUDA device is available (use --device cpu)")
         return torch.device(name if ":" in name else f"cuda:{local_rank}")
     if name != "cpu":
-        raise CLIError(f"--device must be auto, cpu, cuda or cuda:N, not {name!r}")
+        raise InputError(f"--device must be auto, cpu, cuda or cuda:N, not {name!r}")
     return torch.device("cpu")
 
 
@@ -383,10 +382,10 @@ def prepare_run_dir(out_dir: Path, resume: bool) -> None:
     """Refuse to overwrite a run; with ``resume`` require its last.pt. Never deletes anything."""
     if resume:
         if not (out_dir / LAST).is_file():
-            raise CLIError(f"--resume: {out_dir / LAST} not found (nothing to resume)")
+            raise InputError(f"--resume: {out_dir / LAST} not found (nothing to resume)")
         return
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise CLIError(f"{out_dir} already exists and is not empty; pass --resume to continue it or choose --out")
+        raise InputError(f"{out_dir} already exists and is not empty; pass --resume to continue it or choose --out")
 
 
 def _append_history(path: Path, row: dict[str, Any]) -> None:
@@ -477,7 +476,7 @@ def validation_mse(
 ) -> float:
     """Mean over valid sequences and output frames of the squared error summed over a frame's pixels.
 
-    The paper's "MSE per frame" (reference §1.8) on predictions clipped to [0, 1], with the
+    The paper's "MSE per frame" (docs/model.md, Metrics) on predictions clipped to [0, 1], with the
     test-time rule (ground truth for the context, own output afterwards). Lower is better.
     Forecasts are float32 whatever precision the run trains in, so scores compare across runs.
     """
@@ -496,7 +495,7 @@ def validation_mse(
             total += float(per_frame.sum().item())
             frames_scored += per_frame.numel()
     finally:
-        model.training.loop(was_training)
+        model.train(was_training)
     if frames_scored == 0:
         raise TrainConfigError("[data] source yielded no 'valid' sequences: cannot select a best checkpoint")
     return total / frames_scored
@@ -507,7 +506,7 @@ def evaluate_test_split(
 ) -> dict[str, Any]:
     """Score ``model`` and persistence on every sequence of the test split (model/verification/metrics.py).
 
-    The paper protocol (per-frame MSE, MAE, SSIM, PSNR; reference §1.8) always; for sources with a
+    The paper protocol (per-frame MSE, MAE, SSIM, PSNR; docs/model.md, Metrics) always; for sources with a
     physical scaling (radar, dBZ) also the nowcast skill per lead time (CSI, POD, FAR, bias, FSS,
     MAE / RMSE in dBZ). Persistence is the last context frame repeated (model.baselines).
 
@@ -517,8 +516,8 @@ def evaluate_test_split(
         ``{"model": {"paper": ..., "nowcast": ...}, "persistence": {...}}``, JSON-safe (NaN -> None).
     """
     from model.baselines import forecast_model_space
-    from model.verification.metrics import PaperScores, SkillScores, json_safe
     from model.io.units import model_to_dbz
+    from model.verification.metrics import PaperScores, SkillScores, json_safe
 
     config = model.config
     scaling = source.scaling
@@ -624,7 +623,7 @@ def _restore(
     train_state = payload["train_state"]
     state_dict = payload["state_dict"]
     if weights_sha256(state_dict) != payload.get("meta", {}).get("weights_sha256"):
-        raise CLIError(f"{path}: weights do not match their recorded sha256 (corrupt checkpoint)")
+        raise InputError(f"{path}: weights do not match their recorded sha256 (corrupt checkpoint)")
     model.load_state_dict(state_dict)
     optimizer.load_state_dict(train_state["optimizer"])
     if scheduler is not None:
@@ -644,14 +643,14 @@ def _restore(
 def _check_resumable(payload: dict[str, Any], path: Path, config: TrainConfig) -> None:
     train_state = payload.get("train_state")
     if not isinstance(train_state, dict) or "config" not in train_state:
-        raise CLIError(f"{path}: no train_state (not a checkpoint written by nowcast train)")
+        raise InputError(f"{path}: no train_state (not a checkpoint written by nowcast train)")
     saved = train_state["config"]
     differences = config_differences(saved, config.to_dict())
     if differences:
-        raise CLIError(f"--resume: {path} was trained with other settings: {differences}")
+        raise InputError(f"--resume: {path} was trained with other settings: {differences}")
     # OneCycle's shape is fixed by the run length it was built with.
     if config.optim.lr_schedule == "onecycle" and saved["optim"]["max_iterations"] != config.optim.max_iterations:
-        raise CLIError(f"--resume: [optim] max_iterations cannot change under lr_schedule = 'onecycle' ({path})")
+        raise InputError(f"--resume: [optim] max_iterations cannot change under lr_schedule = 'onecycle' ({path})")
 
 
 def _one_update(
@@ -787,7 +786,7 @@ def _loop(
         )
     if compile_model:
         net = torch.compile(net)
-    model.training.loop()
+    model.train()
     m, run = config.model, config.run
     batch_size = config.optim.batch_size
     local = batch_size // context.world_size
@@ -992,7 +991,7 @@ def _final_test(config: TrainConfig, out_dir: Path, source: Any, device: torch.d
     try:
         model, meta = load_checkpoint(out_dir / BEST)
     except CheckpointError as exc:
-        raise CLIError(str(exc)) from exc
+        raise InputError(str(exc)) from exc
     started = time.monotonic()
     results = evaluate_test_split(model.to(device), source, batch_size=config.data.eval_batch_size, device=device)
     document = {
@@ -1024,78 +1023,3 @@ def _final_test(config: TrainConfig, out_dir: Path, source: Any, device: torch.d
 # ------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nowcast train", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="a preset, e.g. model/training/configs/mnist_v2_cpu.toml (optional with --resume: the run's own config is used)",
-    )
-    parser.add_argument("--out", type=Path, help="run directory (default runs/<preset name>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (torchrun: the local rank)")
-    parser.add_argument(
-        "--max-iterations", type=int, help="stop after this iteration (schedules keep the preset's length)"
-    )
-    parser.add_argument("--precision", choices=list(PRECISIONS),
-                        help="override [run] precision (bf16 autocast on CUDA or a CPU with native bf16)")
-    parser.add_argument("--seed", type=int, help="override the preset's seed (initialisation, sampling masks)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
-                        help="override [run] channels_last (NHWC weights)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
-    parser.add_argument("--no-test", action="store_true", help="skip the test-split evaluation at the end")
-    parser.add_argument("--eval-only", action="store_true", help="only evaluate --out/best.pt on the test split")
-    return parser
-
-
-def _resolve_config(args: argparse.Namespace) -> TrainConfig:
-    if args.config is not None:
-        config = load_config(args.config)
-    elif args.out is not None and (args.out / "config.json").is_file():
-        config = TrainConfig.from_dict(
-            json.loads((args.out / "config.json").read_text()), str(args.out / "config.json")
-        )
-    else:
-        raise CLIError("--config is required (or --out of an existing run with --resume / --eval-only)")
-    overrides: dict[str, Any] = {}
-    if args.precision:
-        overrides["precision"] = args.precision
-    if args.compile:
-        overrides["compile"] = True
-    if args.channels_last is not None:
-        overrides["channels_last"] = args.channels_last
-    if overrides:
-        config.run = dataclasses.replace(config.run, **overrides)
-    if args.seed is not None:  # a new trajectory: --resume refuses it unless it is the run's own seed
-        config.seed = args.seed
-    return config
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.max_iterations is not None and args.max_iterations < 1:
-        raise CLIError("--max-iterations must be >= 1")
-    try:
-        if args.config is None and args.out is None:
-            raise CLIError("--config is required")
-        config = _resolve_config(args)
-        out_dir = args.out or Path("runs") / config.name
-        if args.eval_only:
-            _, device = init_distributed(args.device)
-            _final_test(config, out_dir, build_source(config.data), device)
-            return 0
-        return train(
-            config,
-            out_dir,
-            resume=args.resume,
-            device=args.device,
-            max_iterations=args.max_iterations,
-            run_test=False if args.no_test else None,
-        )
-    except (TrainConfigError, CheckpointError) as exc:
-        raise CLIError(str(exc)) from exc
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()

@@ -2,7 +2,7 @@
 
 Interface
 ---------
-scores = PaperScores.init(n_frames)        # reference §1.8, the protocol of thuml/predrnn-pytorch
+scores = PaperScores.init(n_frames)        # docs/model.md, Metrics, the protocol of thuml/predrnn-pytorch
 scores.accum(truth, pred)                   # (B, T, C, H, W) in [0, 1]; any number of batches
 scores = scores.merge(other)                # exact: batches and workers combine by addition
 result = scores.compute()                   # {"per_frame": {mse, mae, ssim, psnr}, "mean": {...}, ...}
@@ -14,7 +14,7 @@ skill = skill.merge(other); skill.compute()
 Both objects hold only sums (the pysteps ``detcatscores`` init -> accum -> merge -> compute
 pattern), so scoring 3,000 sequences in one batch or in 3,000 batches gives the same numbers.
 
-Paper protocol details (reference §1.8): predictions are clipped to [0, 1]; MSE and MAE are
+Paper protocol details (docs/model.md, Metrics): predictions are clipped to [0, 1]; MSE and MAE are
 summed over the pixels of a frame and averaged over sequences ("MSE per frame", the paper's
 48.4); SSIM and PSNR are computed on ``np.uint8(x * 255)`` (truncation, not rounding), SSIM with
 scikit-image's default 7 x 7 uniform window and PSNR as ``20 log10(255) - 10 log10(mse)``, both per
@@ -79,7 +79,7 @@ def ssim_uint8(truth_u8: np.ndarray, pred_u8: np.ndarray) -> float:
 
 @dataclass
 class PaperScores:
-    """Sums for the paper's per-frame MSE, MAE, SSIM and PSNR (reference §1.8).
+    """Sums for the paper's per-frame MSE, MAE, SSIM and PSNR (docs/model.md, Metrics).
 
     Attributes hold sums over sequences per predicted frame, shape (T,); ``count`` is the number
     of sequences. Build with :meth:`init`.

@@ -14,18 +14,14 @@ figure of MSE and SSIM per predicted frame.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import datetime as dt
 import json
 import logging
-import shlex
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
-from cli import CLIError
+from model import InputError
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +29,18 @@ log = logging.getLogger(__name__)
 def _read_history(run: Path) -> list[dict[str, str]]:
     path = run / "history.csv"
     if not path.is_file():
-        raise CLIError(f"{path}: not found (is {run} a nowcast train run directory?)")
+        raise InputError(f"{path}: not found (is {run} a nowcast train run directory?)")
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise CLIError(f"{path}: not found (has the run finished its test evaluation?)")
+        raise InputError(f"{path}: not found (has the run finished its test evaluation?)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise CLIError(f"{path}: not valid JSON ({exc})") from exc
+        raise InputError(f"{path}: not valid JSON ({exc})") from exc
 
 
 def _smooth(values: list[float], window: int) -> list[float]:
@@ -60,7 +56,7 @@ def compare_curves(run_a: Path, run_b: Path, upto: int | None, window: int) -> d
         rows.append(history)
     shared = sorted(k for k in rows[0].keys() & rows[1].keys() if upto is None or k <= upto)
     if not shared:
-        raise CLIError(f"{run_a} and {run_b} share no logged iteration{f' up to {upto}' if upto else ''}")
+        raise InputError(f"{run_a} and {run_b} share no logged iteration{f' up to {upto}' if upto else ''}")
     mse_a = [float(rows[0][k]["mse"]) for k in shared]
     mse_b = [float(rows[1][k]["mse"]) for k in shared]
     smooth_a, smooth_b = _smooth(mse_a, window), _smooth(mse_b, window)
@@ -122,7 +118,7 @@ def collect_scores(runs: list[Path]) -> dict[str, Any]:
         results = document["results"]
         # Keyed by run directory: two seeds of one preset are two rows.
         if run.name in entries:
-            raise CLIError(f"{run}: two runs named {run.name!r}; rename one directory")
+            raise InputError(f"{run}: two runs named {run.name!r}; rename one directory")
         entries[run.name] = {
             "preset": document["preset"],
             "run": str(run),
@@ -135,7 +131,7 @@ def collect_scores(runs: list[Path]) -> dict[str, Any]:
         if persistence is None:
             persistence = results["persistence"]["paper"]
         elif results["persistence"]["paper"]["sequences"] != persistence["sequences"]:
-            raise CLIError(f"{run}: scored on a different test split than {runs[0]}")
+            raise InputError(f"{run}: scored on a different test split than {runs[0]}")
     entries["persistence"] = {"paper": persistence}
     return entries
 
@@ -193,53 +189,3 @@ def plot_scores(entries: dict[str, Any], png: Path, title: str) -> None:
     figure.tight_layout()
     figure.savefig(png, dpi=100)
     plt.close(figure)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nowcast report", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    curves = commands.add_parser("curves", help="training-loss curves of two runs of one preset")
-    curves.add_argument("runs", nargs=2, type=Path)
-    curves.add_argument("--labels", default="a,b", help="two names for the legend and the JSON")
-    curves.add_argument("--upto", type=int, help="compare iterations <= N")
-    curves.add_argument("--window", type=int, default=5, help="rows in the trailing mean (default 5)")
-    curves.add_argument("--title", default="training loss")
-    curves.add_argument("--json", type=Path, required=True)
-    curves.add_argument("--png", type=Path)
-    scores = commands.add_parser("scores", help="test-split scores of finished runs and persistence")
-    scores.add_argument("runs", nargs="+", type=Path)
-    scores.add_argument("--title", default="test split, paper protocol")
-    scores.add_argument("--json", type=Path, required=True)
-    scores.add_argument("--md", type=Path)
-    scores.add_argument("--png", type=Path)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = shlex.join(["nowcast", "report", *(argv if argv is not None else sys.argv[1:])])
-    document: dict[str, Any] = {"command": command, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    if args.command == "curves":
-        labels = args.labels.split(",")
-        if len(labels) != 2:
-            raise CLIError(f"--labels needs two names separated by a comma, got {args.labels!r}")
-        result = compare_curves(args.runs[0], args.runs[1], args.upto, args.window)
-        document.update(runs=[str(r) for r in args.runs], labels=labels, **result)
-        if args.png:
-            plot_curves(result, labels, args.png, args.title)
-        summary = result["relative_difference_smoothed"]
-        log.info("%d shared rows; smoothed MSE differs by %.1f %% on average, %.1f %% at most",
-                 len(result["iterations"]), 100 * summary["mean"], 100 * summary["max"])
-    else:
-        entries = collect_scores(args.runs)
-        document["scores"] = entries
-        table = scores_markdown(entries)
-        if args.md:
-            args.md.write_text(table)
-        if args.png:
-            plot_scores(entries, args.png, args.title)
-        log.info("\n%s", table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(document, indent=2) + "\n")
-    return 0
-

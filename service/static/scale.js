@@ -4,7 +4,7 @@
 // 75 dBZ that the PNG renderer draws with (workers/products.py, REFLECTIVITY_LEVELS and
 // REFLECTIVITY_COLOURS, the NWS reflectivity palette). Change both together, or the legend lies;
 // tests/viewer checks that they agree. Below 5 dBZ the quicklook is white (no echo). Rain rates
-// come from Marshall-Palmer Z = 200 R^1.6 (DESIGN section 2), the convention of pysteps.
+// come from Marshall-Palmer Z = 200 R^1.6 (docs/contracts.md), the convention of pysteps.
 
 export const MARSHALL_PALMER_A = 200.0;
 export const MARSHALL_PALMER_B = 1.6;

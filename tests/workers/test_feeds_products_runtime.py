@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 from PIL import Image
 
+from model.forecast import forecast_dbz
 from model.io import netcdf as radar_io
 from tests.workers.conftest import FEED_START, GRID, blob_field, write_blob_feed, write_tiny_checkpoint
 from workers import runtime
@@ -118,7 +119,7 @@ def test_runtime_caches_the_model_per_process_and_matches_a_direct_forecast(tmp_
     context = blob_field(4)
     result = runtime.run_forecast(settings, context, 3)
     assert result.source == "predrnn" and result.fallback_reason is None and result.dbz.shape == (3, *GRID)
-    expected = radar_io.forecast_dbz(loaded.model, context, 3, scaling=loaded.meta["scaling"])
+    expected = forecast_dbz(loaded.model, context, 3, scaling=loaded.meta["scaling"])
     np.testing.assert_array_equal(result.dbz, expected)
     # A new checkpoint file at the same path is picked up (its sha256 changed).
     write_tiny_checkpoint(checkpoint, seed=1)

@@ -77,7 +77,7 @@ def test_generated_source_shapes_and_determinism() -> None:
 
 
 def _write_authors_npz(path: Path, sequences: np.ndarray) -> None:
-    """The reference §1.9 layout: frames stacked, clips [input/output][sequence][start, length]."""
+    """The docs/model.md, Data sets layout: frames stacked, clips [input/output][sequence][start, length]."""
     n, t = sequences.shape[:2]
     starts = np.arange(n) * t
     clips = np.stack([np.stack([starts, np.full(n, 10)], 1), np.stack([starts + 10, np.full(n, t - 10)], 1)])

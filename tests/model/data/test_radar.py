@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from model.data.radar import RadarDatasetError, RadarScans
-from model.io.units import dbz_to_model
 from model.io.netcdf import write_scans
+from model.io.units import dbz_to_model
 
 START = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)  # a multiple of 72 minutes since the epoch
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli import CLIError
 from cli import main as nowcast
+from cli.synth import main
+from model import InputError
 from model.data.synthetic import (
     NO_ECHO_DBZ,
     StormGenerator,
     SyntheticRadar,
     bilinear,
-    main,
     parse_grid,
     parse_start,
     power_law_noise,
@@ -128,7 +128,7 @@ def test_synth_cli_writes_cf_scans(tmp_path: Path) -> None:
 
 
 def test_synth_cli_reports_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(CLIError, match="--scans must be at least 1"):
+    with pytest.raises(InputError, match="--scans must be at least 1"):
         main(["--out", str(tmp_path), "--scans", "0"])
     assert nowcast(["synth", "--out", str(tmp_path), "--scans", "2", "--grid", "big"]) == 2
     assert "nowcast synth: error: grid must look like 256x256" in capsys.readouterr().err

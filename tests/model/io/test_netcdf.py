@@ -231,10 +231,10 @@ def test_forecast_product_is_cf_and_atomic(tmp_path: Path) -> None:
 def test_nowcast_predict_reads_and_writes_netcdf(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    from model.checkpoint import load_checkpoint, save_checkpoint
     from cli import main as cli_main
-    from model.network.predrnn import PredRNN, PredRNNConfig
+    from model.checkpoint import load_checkpoint, save_checkpoint
     from model.io.units import dbz_to_model, model_to_dbz
+    from model.network.predrnn import PredRNN, PredRNNConfig
 
     torch.manual_seed(0)
     config = PredRNNConfig(num_hidden=[8, 8], patch_size=4, filter_size=3, input_length=3, output_length=2)

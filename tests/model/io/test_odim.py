@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
+from model.io.netcdf import RAIN_FLOOR_DBZ, RadarInputError, read_scans
 from model.io.odim import OdimFormatError, odim_to_cf, read_odim
 from model.io.units import rainrate_to_dbz
-from model.io.netcdf import RAIN_FLOOR_DBZ, RadarInputError, read_scans
 
 pytest.importorskip("pyproj")
 

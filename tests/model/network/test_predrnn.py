@@ -1,4 +1,4 @@
-"""PredRNN against the reference equations (shared/reference/predrnn.md §1.1-1.3)."""
+"""PredRNN against the reference equations (docs/model.md)."""
 
 import math
 

@@ -19,17 +19,17 @@ import numpy as np
 import pytest
 import torch
 
-from model.network import precision
-from model.checkpoint import load_checkpoint, read_checkpoint
-from cli import CLIError
 from cli import main as nowcast_main
+from model import InputError
+from model.checkpoint import load_checkpoint, read_checkpoint
+from model.network import precision
 from model.network.predrnn import PredRNN
 from model.network.sampling import sampling_mask
 from model.training.loop import TrainConfig, TrainConfigError, build_source, check_source, load_config, train
 from tests.model.training.test_train_sources import MovingSquares
 
 REPO = Path(__file__).resolve().parents[3]
-SOURCE = "tests.model.test_train_sources:MovingSquares"
+SOURCE = "tests.model.training.test_train_sources:MovingSquares"
 
 
 @pytest.fixture(autouse=True)
@@ -82,9 +82,9 @@ def assert_same_run_state(first: Path, second: Path) -> None:
 # Presets and config parsing
 # ------------------------------------------------------------------------------------------------
 
-CONFIGS = REPO / "model" / "configs"
+CONFIGS = REPO / "model" / "training" / "configs"
 
-# The authors' scripts (reference §1.7): version, lr, batch, schedule and its parameters, beta.
+# The authors' scripts (docs/model.md, Training recipes): version, lr, batch, schedule and its parameters, beta.
 PAPER = [
     ("mnist_v2", "v2", 1e-4, 8, 64, {"kind": "rss", "r_sampling_step_1": 25000, "r_sampling_step_2": 50000,
                                      "r_exp_alpha": 2500.0}, 0.1),
@@ -345,10 +345,10 @@ def test_an_existing_run_directory_is_never_overwritten_or_deleted(tmp_path: Pat
     run = tmp_path / "run"
     run.mkdir()
     (run / "notes.txt").write_text("keep me")
-    with pytest.raises(CLIError, match="already exists and is not empty; pass --resume"):
+    with pytest.raises(InputError, match="already exists and is not empty; pass --resume"):
         train(tiny_config(), run, device="cpu")
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
-    with pytest.raises(CLIError, match=r"last.pt not found \(nothing to resume\)"):
+    with pytest.raises(InputError, match=r"last.pt not found \(nothing to resume\)"):
         train(tiny_config(), run, device="cpu", resume=True)
     assert (run / "notes.txt").read_text() == "keep me"
 
@@ -356,7 +356,7 @@ def test_an_existing_run_directory_is_never_overwritten_or_deleted(tmp_path: Pat
 def test_resume_refuses_settings_that_would_change_the_trajectory(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert train(tiny_config(optim={"max_iterations": 2}), run, device="cpu") == 0
-    with pytest.raises(CLIError, match=r"trained with other settings: \['optim.lr', 'sampling.r_exp_alpha'\]"):
+    with pytest.raises(InputError, match=r"trained with other settings: \['optim.lr', 'sampling.r_exp_alpha'\]"):
         train(tiny_config(optim={"lr": 5e-4}, sampling={"r_exp_alpha": 3.0}), run, device="cpu", resume=True)
     # Run length and intervals may change: the trajectory is the same.
     assert train(tiny_config(optim={"max_iterations": 3}, run={"display_interval": 1}), run,
@@ -550,7 +550,7 @@ def test_cuda_bf16_autocast_and_compile_train_and_save_an_uncompiled_model(tmp_p
 @pytest.mark.parametrize(("flags", "expected"), [([], (True, "auto")), (["--no-channels-last", "--precision", "fp32"],
                                                                          (False, "fp32"))])
 def test_cli_flags_override_the_presets_layout_and_precision(flags: list[str], expected: tuple) -> None:
-    from model.training.loop import _resolve_config, build_parser
+    from cli.train import _resolve_config, build_parser
 
     args = build_parser().parse_args(["--config", str(CONFIGS / "mnist_v2_cpu.toml"), *flags])
     run = _resolve_config(args).run

@@ -3,7 +3,7 @@
 It implements the ``model.data.SequenceSource`` protocol (train_batch deterministic in seed and
 iteration; eval_batches over fixed, disjoint valid and test sets) so the trainer can be tested
 before, and independently of, the real datasets. It is importable by name
-(``tests.model.test_train_sources:MovingSquares``) for the subprocess and torchrun tests.
+(``tests.model.training.test_train_sources:MovingSquares``) for the subprocess and torchrun tests.
 """
 
 from __future__ import annotations

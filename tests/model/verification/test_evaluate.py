@@ -11,9 +11,9 @@ import torch
 
 from cli import main as nowcast
 from model.data.synthetic import SyntheticRadar
+from model.io.units import model_to_dbz
 from model.verification.evaluate import evaluate_model, markdown_report, run_methods
 from model.verification.metrics import PaperScores, SkillScores, json_safe
-from model.io.units import model_to_dbz
 
 torch.set_num_threads(1)
 
@@ -95,7 +95,7 @@ def test_evaluate_model_with_a_network_matches_scoring_by_hand() -> None:
 
     torch.manual_seed(0)
     model = PredRNN(PredRNNConfig(num_hidden=[8], filter_size=3, patch_size=4, input_length=3, output_length=2))
-    model.training.loop()
+    model.train()
     source = _tiny_source()
     result = evaluate_model(model, source, split="test", batch_size=2)
     assert model.training  # restored

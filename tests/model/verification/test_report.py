@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cli import CLIError
-from model.verification.report import main
+from cli.report import main
+from model import InputError
 from model.training.loop import train
 from tests.model.training.test_train import tiny_config
 
@@ -67,12 +67,12 @@ def test_scores_table_lists_each_run_and_persistence_from_test_metrics(runs: dic
 
 
 def test_two_runs_with_one_directory_name_are_refused(runs: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(CLIError, match="two runs named 'plain'"):
+    with pytest.raises(InputError, match="two runs named 'plain'"):
         main(["scores", str(runs["plain"]), str(runs["plain"]), "--json", str(tmp_path / "x.json")])
 
 
 def test_a_run_without_results_is_named_in_the_error(tmp_path: Path) -> None:
-    with pytest.raises(CLIError, match=r"test_metrics.json: not found"):
+    with pytest.raises(InputError, match=r"test_metrics.json: not found"):
         main(["scores", str(tmp_path), "--json", str(tmp_path / "x.json")])
     result = subprocess.run([sys.executable, "-m", "cli", "report", "curves", str(tmp_path), str(tmp_path),
                              "--json", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=60)

@@ -1,0 +1,193 @@
+"""``nowcast evaluate``: score predictions, baselines or checkpoints on the same test sets.
+
+The command line: ``nowcast evaluate``: score predictions or baselines (see model/verification/evaluate.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model import InputError
+from model.io.units import DEFAULT_SCALING, Scaling
+from model.verification.evaluate import (
+    DATA_ALIASES,
+    PROTOCOLS,
+    Forecaster,
+    as_forecaster,
+    plot_sample,
+    run_methods,
+    score_arrays,
+    write_outputs,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a plain string such as a path
+    return options
+
+
+def _load_array(path: Path, what: str) -> np.ndarray:
+
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npy array ({exc})") from exc
+    if array.ndim != 5:
+        raise InputError(f"{path}: {what} must be (N, T, C, H, W), got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{path}: {what} must be floating point in [0, 1], got dtype {array.dtype}")
+    return array
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nowcast evaluate", description=__doc__.splitlines()[0])
+    given = parser.add_argument_group("score given predictions")
+    given.add_argument("--truth", type=Path, help="(N, T, C, H, W) .npy in [0, 1]")
+    given.add_argument("--pred", type=Path, help="(N, T, C, H, W) .npy, same shape (clipped to [0, 1])")
+    given.add_argument("--context", type=Path, help="optional (N, T_in, C, H, W) .npy, for the sample strips")
+    run = parser.add_argument_group("run methods on a test set")
+    run.add_argument("--baseline", default="", help="persistence, extrapolation or both (comma-separated)")
+    run.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
+                     help="also score this PredRNN checkpoint (repeatable; NAME labels it, default 'predrnn', "
+                          "or the run directory's name when several are given)")
+    run.add_argument("--data", help="mnist | synthetic | radar | kth, or any model.data source name")
+    run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="source option, e.g. root=var/feed or test_sequences=300 (repeatable)")
+    run.add_argument("--radar-dir", type=Path, help="shorthand for --data radar --option root=DIR")
+    run.add_argument("--split", default="test", choices=["test", "valid"])
+    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument("--limit", type=int, default=0, help="score only the first N sequences (0 = all)")
+    run.add_argument("--device", default="cpu", help="for --checkpoint: cpu | cuda")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="default: paper for unitless data, both for radar")
+    parser.add_argument("--json", required=True, type=Path, help="results; .md and _skill.png go next to it")
+    parser.add_argument("--samples", default="", help="sequence indices for PNG strips, e.g. 0,7")
+    return parser
+
+
+def _main_arrays(args: argparse.Namespace, keep: tuple[int, ...]) -> int:
+
+    truth, pred = _load_array(args.truth, "truth"), _load_array(args.pred, "prediction")
+    if truth.shape != pred.shape:
+        raise InputError(f"{args.pred}: shape {pred.shape} differs from the truth's {truth.shape} ({args.truth})")
+    protocol = args.protocol or "paper"
+    try:
+        result = score_arrays(truth, pred, protocol)
+    except ValueError as exc:
+        raise InputError(f"{args.truth}: {exc}") from exc
+    result["truth"], result["pred"] = str(args.truth), str(args.pred)
+    written = write_outputs({"predictions": result}, args.json)
+    context = _load_array(args.context, "context") if args.context else None
+    scaling = DEFAULT_SCALING if protocol != "paper" else {"kind": "identity", "dbz_min": 0.0, "dbz_max": 1.0}
+    for index in keep:
+        if index >= truth.shape[0]:
+            raise InputError(f"--samples: index {index} is beyond the {truth.shape[0]} sequences")
+        before = np.asarray(context[index]) if context is not None else np.zeros((0, *truth.shape[2:]))
+        sequence = np.concatenate([before, np.asarray(truth[index])])
+        written.append(plot_sample(sequence, {"prediction": np.asarray(pred[index])}, before.shape[0],
+                                   args.json.with_name(f"{args.json.stem}_sample{index}.png"), scaling))
+    log.info("wrote %s", ", ".join(map(str, written)))
+    return 0
+
+
+def _checkpoint_labels(values: list[str]) -> dict[str, Path]:
+    """``--checkpoint [NAME=]PATH`` values -> {label: path}; labels must be unique."""
+
+    labels: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            path = value
+            name = "predrnn" if len(values) == 1 else Path(path).resolve().parent.name
+        if name in labels:
+            raise InputError(f"--checkpoint: two checkpoints labelled {name!r}; name them with NAME=PATH")
+        labels[name] = Path(path)
+    return labels
+
+
+def _checkpoint_forecaster(path: Path, scaling: Scaling, device: str) -> Forecaster:
+    from model.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        model, _ = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise InputError(str(exc)) from exc
+    return as_forecaster(model, scaling, device)[1]
+
+
+def main(argv: list[str]) -> int:
+
+    args = build_parser().parse_args(argv)
+    try:
+        keep = tuple(int(s) for s in args.samples.split(",") if s.strip())
+    except ValueError as exc:
+        raise InputError(f"--samples must be comma-separated integers, got {args.samples!r}") from exc
+    if args.truth or args.pred:
+        if not (args.truth and args.pred):
+            raise InputError("--truth and --pred go together")
+        if args.baseline or args.checkpoint or args.data:
+            raise InputError("give either --truth/--pred or methods (--baseline/--checkpoint) with --data")
+        return _main_arrays(args, keep)
+
+    options = _parse_options(args.option)
+    data = args.data
+    if args.radar_dir:
+        data = data or "radar"
+        options.setdefault("root", str(args.radar_dir))
+    if not data:
+        raise InputError("give --truth/--pred, or --data with --baseline and/or --checkpoint")
+    names = [b.strip() for b in args.baseline.split(",") if b.strip()]
+    if not names and not args.checkpoint:
+        raise InputError("nothing to evaluate: give --baseline and/or --checkpoint")
+    from model.data import get_method as get_source
+
+    try:
+        source = get_source(DATA_ALIASES.get(data, data))(**options)
+    except (TypeError, ValueError) as exc:  # bad option names or values, unknown source, bad files
+        raise InputError(f"--data {data}: {exc}") from exc
+    scaling: Scaling = getattr(source, "scaling", DEFAULT_SCALING)
+    methods: dict[str, Forecaster] = {}
+    for name in names:
+        try:
+            label, forecaster = as_forecaster(name, scaling)
+        except ValueError as exc:
+            raise InputError(f"--baseline: {exc}") from exc
+        methods[label] = forecaster
+    for label, path in _checkpoint_labels(args.checkpoint).items():
+        if label in methods:
+            raise InputError(f"--checkpoint: the label {label!r} is taken by a baseline; use NAME=PATH")
+        methods[label] = _checkpoint_forecaster(path, scaling, args.device)
+    try:
+        results, scorers, kept = run_methods(methods, source, args.split, args.protocol,
+                                             batch_size=args.batch_size, max_sequences=args.limit, keep=keep)
+    except ValueError as exc:
+        raise InputError(f"--data {data}: {exc}") from exc
+    for result in results.values():
+        result["data"] = data
+    written = write_outputs(results, args.json)
+    for index in keep:
+        if index not in kept:
+            raise InputError(f"--samples: index {index} is beyond the {next(iter(scorers.values())).seen} sequences")
+        predictions = {name: scorer.samples[index] for name, scorer in scorers.items()}
+        written.append(plot_sample(kept[index], predictions, int(source.input_length),
+                                   args.json.with_name(f"{args.json.stem}_sample{index}.png"), scaling))
+    log.info("wrote %s", ", ".join(map(str, written)))
+    return 0
