@@ -30,7 +30,7 @@ test: setup browser-deps
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check model workers service tests
+	$(VENV)/bin/ruff check model cli stack benchmarks workers service tests
 
 clean-venv:
 	rm -rf $(VENV)
