@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("../shared", "shared/reference", "DESIGN §", "DESIGN.md")
+# Pointers to the design notes kept beside the repository, which a clone does not have. They are
+# assembled from parts so that this file, checked like every other, does not contain them itself.
+_NOTES, _DESIGN = "shared", "DESIGN"
+FORBIDDEN = (f"../{_NOTES}", f"{_NOTES}/reference", f"{_DESIGN} §", f"{_DESIGN}.md")
 
 
 def test_mkdocs_build_strict(tmp_path):
@@ -22,7 +25,7 @@ def test_no_pointers_outside_the_repository():
     hits = []
     for name in files:
         path = ROOT / name
-        if name == "tests/test_docs.py" or not path.is_file() or path.stat().st_size > 2_000_000:
+        if not path.is_file() or path.stat().st_size > 2_000_000:
             continue
         try:
             text = path.read_text()
