@@ -1,8 +1,11 @@
 """``nowcast train``: train a preset from ``model/training/configs/*.toml``; resumable, single or multi-GPU.
 
-``nowcast train``: the command line of model/training (see docs/training.md).
-
 nowcast train --config model/training/configs/NAME.toml [--out DIR] [--resume] [--device auto|cpu|cuda]
+              [--max-iterations N] [--seed N] [--precision fp32|bf16|auto] [--[no-]channels-last] [--compile]
+              [--no-test] [--eval-only]
+torchrun --standalone --nproc-per-node G -m cli train --config ...   (DistributedDataParallel)
+
+The loop and the run directory it writes are model/training (docs/training.md).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import torch.distributed as dist
 from model import InputError
 from model.checkpoint import CheckpointError
 from model.network.precision import PRECISIONS
-from model.training.loop import (
+from model.training import (
     TrainConfig,
     TrainConfigError,
-    _final_test,
     build_source,
+    final_test,
     init_distributed,
     load_config,
     train,
@@ -37,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         type=Path,
-        help="a preset, e.g. model/training/configs/mnist_v2_cpu.toml (optional with --resume: the run's own config is used)",
+        help="a preset, e.g. model/training/configs/mnist_v2_cpu.toml "
+        "(optional with --resume: the run's own config is used)",
     )
     parser.add_argument("--out", type=Path, help="run directory (default runs/<preset name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = args.out or Path("runs") / config.name
         if args.eval_only:
             _, device = init_distributed(args.device)
-            _final_test(config, out_dir, build_source(config.data), device)
+            final_test(config, out_dir, build_source(config.data), device)
             return 0
         return train(
             config,

@@ -1,0 +1,114 @@
+"""``history.csv``: one row per logged window of iterations, and the loss curve drawn from it.
+
+Columns (HISTORY_FIELDS): the means of the loss terms over the window (patch space), the learning
+rate, the two sampling probabilities of ground truth, iterations per second, seconds since the
+start of this invocation and, on validation rows, the validation MSE per frame. A resumed run first
+drops the rows written after its checkpoint, so the file always matches ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import IO, Any
+
+HISTORY = "history.csv"
+HISTORY_FIELDS = [
+    "iteration",
+    "loss",
+    "mse",
+    "decouple",
+    "lr",
+    "encoder_p_gt",
+    "decoder_p_gt",
+    "iterations_per_s",
+    "elapsed_s",
+    "valid_mse_per_frame",
+]
+
+
+def _writer(handle: IO[str]) -> csv.DictWriter:
+    return csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+
+
+def append_history(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` (missing columns left empty), writing the header first in a new file."""
+    new_file = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        writer = _writer(handle)
+        if new_file:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+
+
+def read_history(path: Path) -> list[dict[str, str]]:
+    """The rows as strings keyed by column ([] when there is no file yet)."""
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def truncate_history(path: Path, iteration: int) -> None:
+    """Drop rows written after the checkpoint we resume from (they will be written again)."""
+    rows = read_history(path)
+    kept = [row for row in rows if int(row["iteration"]) <= iteration]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = _writer(handle)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, path)
+
+
+def plot_history(history_path: Path, png_path: Path, title: str) -> None:
+    """Loss terms against iteration (log scale) and validation MSE per frame on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_history(history_path)
+    train_rows = [r for r in rows if r["loss"]]
+    valid_rows = [r for r in rows if r["valid_mse_per_frame"]]
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for key, style in (("loss", "-"), ("mse", "--"), ("decouple", ":")):
+        values = [float(r[key]) for r in train_rows]
+        if any(v > 0 for v in values):
+            axis.plot([int(r["iteration"]) for r in train_rows], values, style, label=key)
+    axis.set_xlabel("iteration")
+    axis.set_ylabel("training loss (patch space, mean)")
+    if train_rows:
+        axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    if valid_rows:
+        second = axis.twinx()
+        second.plot(
+            [int(r["iteration"]) for r in valid_rows],
+            [float(r["valid_mse_per_frame"]) for r in valid_rows],
+            "o-",
+            color="C3",
+            label="valid MSE/frame",
+        )
+        second.set_ylabel("validation MSE per frame (sum over pixels)")
+        second.legend(loc="upper center")
+    axis.legend(loc="upper right")
+    axis.set_title(title)
+    figure.tight_layout()
+    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
+    figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    os.replace(tmp, png_path)
+
+
+def format_duration(seconds: float) -> str:
+    """``1h05m`` or ``4m07s`` for a log line; ``?`` when the rate is not known yet."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
