@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from model import InputError
+from model.io.arrays import open_array_file
 from model.io.units import DEFAULT_SCALING, Scaling
 from model.verification.evaluate import (
     DATA_ALIASES,
@@ -45,12 +46,7 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def _load_array(path: Path, what: str) -> np.ndarray:
 
-    if not path.is_file():
-        raise InputError(f"{path}: {what} file not found")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable .npy array ({exc})") from exc
+    array = open_array_file(path, f"{what} file", mmap=True)
     if array.ndim != 5:
         raise InputError(f"{path}: {what} must be (N, T, C, H, W), got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.floating):

@@ -20,6 +20,7 @@ import torch
 from model import InputError
 from model.checkpoint import CheckpointError, config_from_official_flags, load_checkpoint, load_official
 from model.forecast import forecast_dbz, forecast_frames
+from model.io.arrays import open_array_file
 from model.io.netcdf import RadarInputError, file_sha256, read_scans, write_forecast
 from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model
 from model.network.precision import resolve
@@ -71,12 +72,7 @@ def load_model(args: argparse.Namespace) -> tuple[PredRNN, dict]:
 
 def read_npy_frames(path: Path) -> tuple[np.ndarray, int]:
     """Load frames and return them as (B, T, C, H, W) float32 with the original rank."""
-    if not path.is_file():
-        raise InputError(f"{path}: input file not found")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable .npy array ({exc})") from exc
+    array = open_array_file(path, "input file")
     if not np.issubdtype(array.dtype, np.number):
         raise InputError(f"{path}: expected a numeric array, found dtype {array.dtype}")
     rank = array.ndim

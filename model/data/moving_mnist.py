@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.io.arrays import open_array_file
 from model.io.units import IDENTITY_SCALING, Scaling
 
 log = logging.getLogger(__name__)
@@ -182,12 +183,7 @@ def load_npz_sequences(path: str | Path) -> np.ndarray:
     ``input_raw_data`` (frames, C, H, W) float; ``dims`` (1, 3) = [C, H, W].
     """
     path = Path(path)
-    if not path.is_file():
-        raise DatasetFileError(f"{path}: file not found")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetFileError(f"{path}: not a readable .npz archive ({exc})") from exc
+    archive = open_array_file(path, kind=".npz archive", error=DatasetFileError)
     with archive:
         missing = {"clips", "dims", "input_raw_data"} - set(archive.files)
         if missing:
@@ -216,12 +212,7 @@ def load_npz_sequences(path: str | Path) -> np.ndarray:
 def load_srivastava_sequences(path: str | Path) -> np.ndarray:
     """Srivastava's ``mnist_test_seq.npy`` (T, N, H, W) uint8 as (N, T, 1, H, W) float32 in [0, 1]."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetFileError(f"{path}: file not found")
-    try:
-        raw = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetFileError(f"{path}: not a readable .npy array ({exc})") from exc
+    raw = open_array_file(path, mmap=True, error=DatasetFileError)
     if raw.ndim != 4 or raw.dtype != np.uint8:
         raise DatasetFileError(f"{path}: expected (T, N, H, W) uint8, got {raw.shape} {raw.dtype}")
     return (np.swapaxes(raw, 0, 1)[:, :, None] / np.float32(255.0)).astype(np.float32)
