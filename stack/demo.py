@@ -100,7 +100,8 @@ def submit_forecast(base_url: str, api_key: str | None, scans: Sequence[Path], s
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (our own stack)
             location = response.headers["Location"]
     except urllib.error.HTTPError as exc:
-        raise InputError(f"POST {base_url}/forecast: HTTP {exc.code}: {exc.read(500).decode(errors='replace')}") from None
+        detail = exc.read(500).decode(errors="replace")
+        raise InputError(f"POST {base_url}/forecast: HTTP {exc.code}: {detail}") from None
     if not location:
         raise InputError(f"POST {base_url}/forecast answered without a Location header")
     return location if location.startswith("http") else f"{base_url}{location}"

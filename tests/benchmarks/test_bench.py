@@ -57,8 +57,8 @@ def test_inference_levers_are_timed_against_the_baseline(tmp_path):
 def test_bench_predict_times_whole_processes_of_each_precision(tmp_path):
     out = tmp_path / "predict.json"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_predict", "--num-hidden", "8,8", "--grid", "16x16", "--input-length", "3",
-         "--steps", "2", "--repeats", "1", "--variants", "fp32,bf16", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks.bench_predict", "--num-hidden", "8,8", "--grid", "16x16",
+         "--input-length", "3", "--steps", "2", "--repeats", "1", "--variants", "fp32,bf16", "--json", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
