@@ -48,7 +48,7 @@ class StackHandle:
 
 
 def watch_launcher(stream: Sequence[str] | object, handle: StackHandle, ready: threading.Event) -> None:
-    """Copy the launcher's stdout to ours, picking up the session key and the ready URL."""
+    """Copy the launcher's stdout to ours, picking up the generated API key and the ready URL."""
     for line in stream:  # type: ignore[attr-defined]
         sys.stdout.write(line)
         sys.stdout.flush()

@@ -17,7 +17,7 @@ api      ``uvicorn service.main:create_app --factory`` on ``--host:--port``
 =======  ======================================================================================
 
 then waits for ``/readyz``, prints the URLs, and supervises. When no API key is configured
-(``NOWCAST_API_KEYS``) it makes one for this session and prints it once as ``X-API-Key: <key>``.
+(``NOWCAST_API_KEYS``) it makes one for this run and prints it once as ``X-API-Key: <key>``.
 Ctrl-C or SIGTERM stops the children in reverse order (SIGTERM to each leader, then SIGKILL to
 whatever is left in its process group), so nothing outlives the launcher; if a child dies, the
 launcher stops the rest and exits 1. A second run on the same data directory reuses it: queued
@@ -597,7 +597,7 @@ def run_stack(options: StackOptions) -> int:
             if not api_keys:
                 api_keys = secrets.token_urlsafe(24)
                 _out(f"X-API-Key: {api_keys}")
-                logger.info("no NOWCAST_API_KEYS set: made the key above for this session")
+                logger.info("no NOWCAST_API_KEYS set: made the key above for this run")
             env = child_env(options, redis_url=redis_url, api_keys=api_keys)
             for spec in stack_specs(options, env, node_name=f"nowcast-up-{options.port}@%h"):
                 supervisor.start(spec)

@@ -1,4 +1,4 @@
-"""Session-wide fixtures. Torch is kept to one thread so parallel suites on 2 cores stay predictable."""
+"""Fixtures shared by the whole test run. Torch is kept to one thread so parallel suites on 2 cores stay predictable."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Fixtures of the API tests: a TestClient over ``create_app(test_settings)`` and the real private Redis.
 
-The API's tests use Redis database 9 of the session's private ``redis-server`` (other suites use
+The API's tests use Redis database 9 of the test run's private ``redis-server`` (other suites use
 other databases) and flush it around every test, so job counts and listings are exact.
 """
 

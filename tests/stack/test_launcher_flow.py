@@ -99,7 +99,7 @@ def test_a_dying_child_stops_the_stack_with_its_output(tmp_path: Path, base_env:
     driver = start_driver(tmp_path, "crash", argv, base_env)
     out, err = driver.communicate(timeout=60)
     assert driver.returncode == 1
-    assert out.startswith("X-API-Key: ")  # the session key came before the API could start
+    assert out.startswith("X-API-Key: ")  # the generated key came before the API could start
     assert "api exited while waiting for" in err and "fake api: bad settings" in err
     assert "stopped redis (exit status 0)" in err  # the private Redis went down in order
     assert not (tmp_path / "var" / "run" / "launcher.json").exists()

@@ -1,6 +1,6 @@
 """A throwaway, real ``redis-server`` on a free loopback port, for tests that need Redis.
 
-Never the shared one on 6379: each test session gets its own process and data directory.
+Never the shared one on 6379: each test run gets its own process and data directory.
 AOF is on (``appendfsync always``) so tests can restart the server and find queued work again.
 """
 

@@ -1,6 +1,6 @@
 """A running stack for the viewer's browser test, and a headless Debian chromium to look at it.
 
-The stack is the real thing: the private redis-server of the session (its own database), a real
+The stack is the real thing: the test run's private redis-server (its own database), a real
 prefork ``celery worker`` with a tiny random PredRNN checkpoint (4 scans in, 3 lead times out), and
 the real app under uvicorn on a free loopback port. Two scheduled slots are run through the worker
 before the browser opens: one successful (12:30, a feed of moving blobs) and one skipped (14:00,

@@ -93,7 +93,7 @@ def test_decoupling_term_alone_trains_the_adapter():
     (mse_grad,) = torch.autograd.grad(loss.mse, [model.adapter.weight], retain_graph=True, allow_unused=True)
     assert mse_grad is None  # the adapter only appears in the decoupling loss
     (decouple_grad,) = torch.autograd.grad(loss.decouple, [model.adapter.weight], retain_graph=True)
-    assert decouple_grad.abs().sum() > 0  # the reference's bug #11: the term must reach the graph
+    assert decouple_grad.abs().sum() > 0  # cut off from the graph, the adapter would never train
     loss.total.backward()
     assert model.cell_list[0].conv_x[0].weight.grad.abs().sum() > 0
 
