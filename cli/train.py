@@ -22,15 +22,10 @@ import torch.distributed as dist
 from model import InputError
 from model.checkpoint import CheckpointError
 from model.network.precision import PRECISIONS
-from model.training import (
-    TrainConfig,
-    TrainConfigError,
-    build_source,
-    final_test,
-    init_distributed,
-    load_config,
-    train,
-)
+from model.training.config import TrainConfig, TrainConfigError, build_source, load_config
+from model.training.distributed import init_distributed
+from model.training.evaluation import final_test
+from model.training.loop import train
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,11 @@
 """Training: a preset (config.py) run by the loop (loop.py) into a resumable run directory.
 
-The names other packages use are importable from here; ``configs/`` holds the presets.
+config.py       the preset schema, TOML loading, the data source it names
+loop.py         ``train(config, out_dir)``: the loop, read top to bottom
+state.py        the run's state in one object; last.pt and best.pt
+distributed.py  devices and torchrun (DistributedDataParallel)
+signals.py      SIGINT / SIGTERM: finish the iteration, save, exit 128 + signal
+history.py      history.csv
+evaluation.py   validation MSE (best.pt) and the test-split report
+configs/        the presets
 """
-
-from model.training.config import TrainConfig, TrainConfigError, build_source, check_source, load_config
-from model.training.distributed import init_distributed
-from model.training.evaluation import final_test
-from model.training.loop import train
-
-__all__ = [
-    "TrainConfig",
-    "TrainConfigError",
-    "build_source",
-    "check_source",
-    "final_test",
-    "init_distributed",
-    "load_config",
-    "train",
-]

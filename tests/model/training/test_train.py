@@ -25,7 +25,8 @@ from model.checkpoint import load_checkpoint, read_checkpoint
 from model.network import precision
 from model.network.predrnn import PredRNN
 from model.network.sampling import sampling_mask
-from model.training import TrainConfig, TrainConfigError, build_source, check_source, load_config, train
+from model.training.config import TrainConfig, TrainConfigError, build_source, check_source, load_config
+from model.training.loop import train
 from tests.model.training.test_train_sources import MovingSquares
 
 REPO = Path(__file__).resolve().parents[3]

@@ -11,7 +11,7 @@ import pytest
 
 from cli.report import main
 from model import InputError
-from model.training import train
+from model.training.loop import train
 from tests.model.training.test_train import tiny_config
 
 
