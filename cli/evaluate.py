@@ -21,11 +21,11 @@ from model.verification.evaluate import (
     PROTOCOLS,
     Forecaster,
     as_forecaster,
-    plot_sample,
     run_methods,
     score_arrays,
     write_outputs,
 )
+from model.visualization.skill import plot_sample
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from model import InputError
-from model.verification.report import collect_scores, compare_curves, plot_curves, plot_scores, scores_markdown
+from model.verification.report import collect_scores, compare_curves, scores_markdown
+from model.visualization.training import plot_curves, plot_scores
 
 log = logging.getLogger(__name__)
 

@@ -65,46 +65,6 @@ def truncate_history(path: Path, iteration: int) -> None:
     os.replace(tmp, path)
 
 
-def plot_history(history_path: Path, png_path: Path, title: str) -> None:
-    """Loss terms against iteration (log scale) and validation MSE per frame on a second axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = read_history(history_path)
-    train_rows = [r for r in rows if r["loss"]]
-    valid_rows = [r for r in rows if r["valid_mse_per_frame"]]
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    for key, style in (("loss", "-"), ("mse", "--"), ("decouple", ":")):
-        values = [float(r[key]) for r in train_rows]
-        if any(v > 0 for v in values):
-            axis.plot([int(r["iteration"]) for r in train_rows], values, style, label=key)
-    axis.set_xlabel("iteration")
-    axis.set_ylabel("training loss (patch space, mean)")
-    if train_rows:
-        axis.set_yscale("log")
-    axis.grid(alpha=0.3)
-    if valid_rows:
-        second = axis.twinx()
-        second.plot(
-            [int(r["iteration"]) for r in valid_rows],
-            [float(r["valid_mse_per_frame"]) for r in valid_rows],
-            "o-",
-            color="C3",
-            label="valid MSE/frame",
-        )
-        second.set_ylabel("validation MSE per frame (sum over pixels)")
-        second.legend(loc="upper center")
-    axis.legend(loc="upper right")
-    axis.set_title(title)
-    figure.tight_layout()
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-    os.replace(tmp, png_path)
-
-
 def format_duration(seconds: float) -> str:
     """``1h05m`` or ``4m07s`` for a log line; ``?`` when the rate is not known yet."""
     if not math.isfinite(seconds):

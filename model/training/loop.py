@@ -39,7 +39,7 @@ from model.network.sampling import probabilities, sampling_mask
 from model.training.config import RunConfig, TrainConfig, TrainConfigError, build_source, check_source
 from model.training.distributed import barrier, check_replicas_identical, init_distributed, mean_over_ranks
 from model.training.evaluation import final_test, validation_mse
-from model.training.history import HISTORY, append_history, format_duration, plot_history, truncate_history
+from model.training.history import HISTORY, append_history, format_duration, truncate_history
 from model.training.signals import StopRequest
 from model.training.state import (
     BEST,
@@ -52,6 +52,7 @@ from model.training.state import (
     restore,
     save_run_checkpoint,
 )
+from model.visualization.training import plot_history
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,11 @@ the same preset side by side, row by row, with the relative difference of the cu
 
 ``scores`` reads each run's ``test_metrics.json`` (best.pt on the test split, paper protocol) and
 writes one table with persistence (scored on the same sequences, taken from the first run) and a
-figure of MSE and SSIM per predicted frame.
+figure of MSE and SSIM per predicted frame. The figures are drawn by model/visualization/training.py.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import statistics
@@ -22,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from model import InputError
+from model.training.history import HISTORY, read_history
 
 log = logging.getLogger(__name__)
 
 
 def _read_history(run: Path) -> list[dict[str, str]]:
-    path = run / "history.csv"
+    path = run / HISTORY
     if not path.is_file():
         raise InputError(f"{path}: not found (is {run} a nowcast train run directory?)")
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_history(path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -43,7 +42,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
 
 
-def _smooth(values: list[float], window: int) -> list[float]:
+def smooth(values: list[float], window: int) -> list[float]:
     """Trailing mean over ``window`` values (fewer at the start)."""
     return [statistics.fmean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
 
@@ -59,7 +58,7 @@ def compare_curves(run_a: Path, run_b: Path, upto: int | None, window: int) -> d
         raise InputError(f"{run_a} and {run_b} share no logged iteration{f' up to {upto}' if upto else ''}")
     mse_a = [float(rows[0][k]["mse"]) for k in shared]
     mse_b = [float(rows[1][k]["mse"]) for k in shared]
-    smooth_a, smooth_b = _smooth(mse_a, window), _smooth(mse_b, window)
+    smooth_a, smooth_b = smooth(mse_a, window), smooth(mse_b, window)
     relative = [abs(b - a) / a for a, b in zip(smooth_a, smooth_b, strict=True)]
     valid = {}
     for k in sorted(rows[0].keys() & rows[1].keys()):
@@ -80,33 +79,6 @@ def compare_curves(run_a: Path, run_b: Path, upto: int | None, window: int) -> d
         "valid_mse_per_frame": {str(k): v for k, v in valid.items()},
         "median_iterations_per_s": rate,
     }
-
-
-def plot_curves(result: dict[str, Any], labels: list[str], png: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
-    iterations = result["iterations"]
-    window = result["smoothed_window_rows"]
-    for values, label, style in zip(result["mse"], labels, ("-", "--"), strict=True):
-        top.plot(iterations, _smooth(values, window), style, label=f"{label} (mean of {window} rows)")
-    top.set_yscale("log")
-    top.set_ylabel("training MSE (patch space)")
-    top.grid(alpha=0.3)
-    top.legend()
-    top.set_title(title)
-    a, b = (_smooth(v, window) for v in result["mse"])
-    bottom.plot(iterations, [100 * (y - x) / x for x, y in zip(a, b, strict=True)], color="C2")
-    bottom.axhline(0, color="k", lw=0.5)
-    bottom.set_ylabel("second - first (%)")
-    bottom.set_xlabel("iteration")
-    bottom.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(png, dpi=100)
-    plt.close(figure)
 
 
 def collect_scores(runs: list[Path]) -> dict[str, Any]:
@@ -165,27 +137,3 @@ def scores_markdown(entries: dict[str, Any]) -> str:
             f"{'-' if decouple is None else f'{decouple:.4f}'} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def plot_scores(entries: dict[str, Any], png: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for index, (name, entry) in enumerate(entries.items()):
-        per_frame = entry["paper"]["per_frame"]
-        frames = range(1, len(per_frame["mse"]) + 1)
-        style = "k:" if name == "persistence" else f"C{index}-"
-        for axis, key in zip(axes, ("mse", "ssim"), strict=True):
-            axis.plot(frames, per_frame[key], style, marker="o", ms=3, label=name)
-    for axis, label in zip(axes, ("MSE per frame (lower is better)", "SSIM (higher is better)"), strict=True):
-        axis.set_xlabel("predicted frame")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-    axes[0].legend()
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(png, dpi=100)
-    plt.close(figure)

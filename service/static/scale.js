@@ -1,7 +1,7 @@
 // Reflectivity colour scale of the quicklook PNGs, and times as a forecaster reads them.
 //
 // REFLECTIVITY_SCALE lists the lower bound of each colour class in dBZ: the 5 dBZ classes from 5 to
-// 75 dBZ that the PNG renderer draws with (workers/products.py, REFLECTIVITY_LEVELS and
+// 75 dBZ that the PNG renderer draws with (model/visualization/palette.py, REFLECTIVITY_LEVELS and
 // REFLECTIVITY_COLOURS, the NWS reflectivity palette). Change both together, or the legend lies;
 // tests/viewer checks that they agree. Below 5 dBZ the quicklook is white (no echo). Rain rates
 // come from Marshall-Palmer Z = 200 R^1.6 (docs/contracts.md), the convention of pysteps.

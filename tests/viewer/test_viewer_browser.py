@@ -246,7 +246,7 @@ def test_new_slots_appear_without_a_reload(browser: Browser, stack: Stack) -> No
 
 
 def test_legend_matches_the_quicklook_colour_scale(page: Page) -> None:
-    from workers.products import REFLECTIVITY_COLOURS, REFLECTIVITY_LEVELS
+    from model.visualization.palette import REFLECTIVITY_COLOURS, REFLECTIVITY_LEVELS
 
     scale = page.evaluate("import('./viewer/static/scale.js').then((m) => m.REFLECTIVITY_SCALE)")
     assert [entry["dbz"] for entry in scale] == REFLECTIVITY_LEVELS[:-1]

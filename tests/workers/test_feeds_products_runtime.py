@@ -12,10 +12,11 @@ from PIL import Image
 
 from model.forecast import forecast_dbz
 from model.io import netcdf as radar_io
+from model.visualization.palette import reflectivity_colormap
 from tests.workers.conftest import FEED_START, GRID, blob_field, write_blob_feed, write_tiny_checkpoint
 from workers import runtime
 from workers.feeds import FeedNotReady, FeedSkip, list_scans, select_sequence
-from workers.products import reflectivity_colormap, remove_partial_files, write_products
+from workers.products import remove_partial_files, write_products
 from workers.settings import WorkerSettings
 
 UTC = dt.UTC

@@ -1,0 +1,87 @@
+"""Verification pictures: skill against lead time, and strips of context, truth and forecasts.
+
+plot_skill(results, path)    CSI per threshold against lead time, and MSE per predicted frame
+plot_sample(sequence, predictions, input_length, path, scaling)   one sequence as rows of frames
+
+``results`` are the strict-JSON documents of model/verification/evaluate.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.io.units import DEFAULT_SCALING, Scaling, model_to_dbz
+from model.visualization.figures import pyplot
+
+
+def plot_skill(results: dict[str, dict[str, Any]], path: Path) -> Path:
+    """PNG: CSI per threshold against lead time (one line style per method) and MSE per frame."""
+    plt = pyplot()
+
+    panels = [p for p in ("nowcast", "paper") if any(p in r for r in results.values())]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    for axis, panel in zip(axes[0], panels, strict=True):
+        for m, (name, result) in enumerate(results.items()):
+            style = styles[m % len(styles)]
+            if panel == "nowcast" and "nowcast" in result:
+                skill = result["nowcast"]
+                step = result.get("timestep_minutes") or 1
+                lead = np.array(skill["lead_steps"]) * step
+                for k, threshold in enumerate(n for n in skill["thresholds"] if n.endswith("dBZ")):
+                    values = [np.nan if v is None else v for v in skill["csi"][threshold]]
+                    axis.plot(lead, values, style, color=f"C{k}", label=f"{name} {threshold}")
+                axis.set_xlabel("lead time (min)" if result.get("timestep_minutes") else "lead (frames)")
+                axis.set_ylabel("CSI")
+                axis.set_ylim(0, 1)
+            if panel == "paper" and "paper" in result:
+                mse = result["paper"]["per_frame"]["mse"]
+                axis.plot(np.arange(1, len(mse) + 1), mse, style, color=f"C{m}", marker="o", label=name)
+                axis.set_xlabel("predicted frame")
+                axis.set_ylabel("MSE per frame (sum over pixels)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_sample(sequence: np.ndarray, predictions: dict[str, np.ndarray], input_length: int,
+                path: Path, scaling: Scaling = DEFAULT_SCALING, max_columns: int = 10) -> Path:
+    """PNG strip: the context, the truth and each method's prediction (rows), frames as columns.
+
+    ``sequence`` (T, C, H, W) and predictions (L, C, H, W) in [0, 1]; radar in dBZ colours.
+    """
+    plt = pyplot()
+
+    radar = scaling.get("kind") != "identity"
+    rows = [("context", sequence[:input_length][-max_columns:]), ("truth", sequence[input_length:])]
+    rows += list(predictions.items())
+    columns = min(max(len(frames) for _, frames in rows), max_columns)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.4 * columns, 1.5 * len(rows)), squeeze=False)
+    for r, (label, frames) in enumerate(rows):
+        for c in range(columns):
+            axis = axes[r, c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if c >= len(frames):
+                axis.set_visible(False)
+                continue
+            image = frames[c, 0]
+            if radar:
+                dbz = model_to_dbz(image, scaling)
+                axis.imshow(np.where(dbz > scaling["dbz_min"], dbz, np.nan), cmap="turbo", vmin=0, vmax=60)
+            else:
+                axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+            if c == 0:
+                axis.set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
