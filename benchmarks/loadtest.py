@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import random
 import statistics
@@ -27,7 +26,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -169,29 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loadtest", description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--api-key", required=True)
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
-    parser.add_argument("--submit-fraction", type=float, default=0.1, help="share of requests that submit")
-    parser.add_argument("--scans", type=int, default=10, help="frames per submission (the API's input_scans)")
-    parser.add_argument("--grid", type=int, default=32, help="pixels per side of submitted frames")
-    parser.add_argument("--timestep", type=int, default=6, help="the API's cadence, minutes")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--drain", type=float, default=0.0, help="seconds to wait for jobs to finish")
-    parser.add_argument("--output", type=Path, default=Path("loadtest.json"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    report = run(args)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    logger.info("wrote %s: %d requests, p95 status read %.1f ms, %d server errors, %d lost jobs",
-                args.output, report["requests"], report["status_read_ms"]["p95"] or float("nan"),
-                report["server_errors"], len(report["lost_jobs"]))
-    ok = not report["server_errors"] and not report["lost_jobs"] and not report["transport_errors"]
-    return 0 if ok else 1
+if __name__ == "__main__":  # the command line is cli/loadtest.py
+    from cli import run_script
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script("cli.loadtest:main"))

@@ -18,7 +18,7 @@ from model import InputError
 # name -> ("module:function", one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("cli.predict:main", "forecast frames (.npy or .nc) with a checkpoint"),
-    "bench": ("benchmarks.bench:main", "time training steps and inference, write JSON"),
+    "bench": ("cli.bench:main", "time training steps and inference, write JSON"),
     "synth": ("cli.synth:main", "write a synthetic radar feed as CF netCDF scans"),
     "evaluate": ("cli.evaluate:main", "score predictions or baselines (paper or nowcast protocol)"),
     "train": ("cli.train:main", "train a preset from model/training/configs (resumable)"),
@@ -55,3 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"nowcast {name}: interrupted\n")
         return 130
 
+
+def run_script(target: str, argv: list[str] | None = None) -> int:
+    """Run the front end ``"module:function"`` for a ``python -m benchmarks.NAME`` / ``stack.NAME`` script.
+
+    The library module keeps its ``python -m`` name and hands its argv over here; the front end is
+    resolved by name, so a library module and its front end in cli/ never import each other.
+    """
+    module_name, function_name = target.split(":")
+    command = getattr(importlib.import_module(module_name), function_name)
+    return int(command(list(sys.argv[1:] if argv is None else argv)) or 0)

@@ -37,7 +37,7 @@ def test_bf16_forecasts_keep_the_skill_of_fp32_on_held_out_storms():
 
 
 def test_a_missing_checkpoint_is_one_line_naming_it(tmp_path, capsys):
-    from benchmarks.parity import main
+    from cli.parity import main
 
     assert main(["--checkpoint", str(tmp_path / "none.pt")]) == 2
     missing = tmp_path / "none.pt"
