@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("cli.evaluate:main", "score predictions or baselines (paper or nowcast protocol)"),
     "train": ("cli.train:main", "train a preset from model/training/configs (resumable)"),
     "report": ("cli.report:main", "compare training runs: loss curves, test scores"),
-    "up": ("stack.launcher:main", "run the whole stack locally: redis, API, worker, beat, feed"),
+    "up": ("cli.up:main", "run the whole stack locally: redis, API, worker, beat, feed"),
 }
 
 

@@ -14,7 +14,6 @@ ready: URL`` lines), so, like everything in ``model/``, it imports nothing from 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -124,33 +123,25 @@ def wait_for_job(job_url: str, *, timeout: float) -> dict[str, object]:
         time.sleep(0.5)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stack.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
-    parser.add_argument("--data-dir", type=Path, default=Path("./var"), help="the stack's data directory")
-    parser.add_argument("--speed", type=float, default=60.0, help="feed speed-up (default 60: a scan per 6 s)")
-    parser.add_argument("--grid", default="128x128", help="feed grid HxW (default 128x128)")
-    parser.add_argument("--steps", type=int, help="lead times to forecast (default: the service's)")
-    parser.add_argument(
-        "--input-scans",
-        type=int,
-        default=int(os.environ.get("NOWCAST_INPUT_SCANS", "10")),
-        help="scans to upload (default NOWCAST_INPUT_SCANS or 10)",
-    )
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds for start-up and for the job")
-    parser.add_argument(
-        "--once",
-        "--exit-after-submit",
-        dest="once",
-        action="store_true",
-        help="stop the stack and exit once the forecast has finished",
-    )
-    return parser
+def run_demo(
+    data_dir: Path,
+    *,
+    port: int = 8000,
+    speed: float = 60.0,
+    grid: str = "128x128",
+    steps: int | None = None,
+    input_scans: int = 10,
+    timeout: float = 600.0,
+    once: bool = False,
+) -> int:
+    """Start the stack, forecast its newest ``input_scans`` scans and print the URLs; the exit status.
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    data_dir = args.data_dir.resolve()
+    ``speed``: the feed's clock speed-up; ``grid``: its ``HxW``; ``steps``: lead times (None: the
+    service's); ``timeout``: seconds for start-up and again for the job. With ``once`` the stack is
+    stopped when the forecast has finished (0 when it succeeded, else 1); otherwise it runs until
+    Ctrl-C (130).
+    """
+    data_dir = data_dir.resolve()
     feed_dir = Path(os.environ.get("NOWCAST_FEED_DIR", data_dir / "feed"))
     command = [
         sys.executable,
@@ -158,15 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cli",
         "up",
         "--port",
-        str(args.port),
+        str(port),
         "--data-dir",
         str(data_dir),
         "--speed",
-        str(args.speed),
+        str(speed),
         "--grid",
-        args.grid,
+        grid,
         "--ready-timeout",
-        str(args.timeout),
+        str(timeout),
         "--quiet",
     ]
     logger.info("starting the stack: %s", " ".join(command[1:]))
@@ -175,15 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     watcher = threading.Thread(target=watch_launcher, args=(launcher.stdout, handle, ready), daemon=True)
     watcher.start()
     try:
-        ready.wait(args.timeout)
+        ready.wait(timeout)
         if handle.base_url is None:
             raise InputError(
                 f"the stack did not become ready (launcher exit status {launcher.poll()}); see {data_dir / 'logs'}"
             )
-        scans = newest_scans(feed_dir, args.input_scans)
+        scans = newest_scans(feed_dir, input_scans)
         logger.info("submitting %d scans %s .. %s", len(scans), scans[0].name, scans[-1].name)
-        job_url = submit_forecast(handle.base_url, handle.api_key, scans, args.steps)
-        status = wait_for_job(job_url, timeout=args.timeout)
+        job_url = submit_forecast(handle.base_url, handle.api_key, scans, steps)
+        status = wait_for_job(job_url, timeout=timeout)
         succeeded = status.get("status") == "successful"
         sys.stdout.write(
             f"\nForecast {status.get('jobID')}: {status.get('status')}\n"
@@ -193,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  this job {handle.base_url}/viewer?job={status.get('jobID')}\n"
         )
         sys.stdout.flush()
-        if args.once:
+        if once:
             return 0 if succeeded else 1
         sys.stdout.write("The stack keeps running; Ctrl-C stops it.\n")
         sys.stdout.flush()
@@ -217,10 +208,7 @@ def stop_launcher(launcher: subprocess.Popen[str], timeout: float = 120.0) -> No
             launcher.wait()
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        raise SystemExit(main())
-    except InputError as error:
-        sys.stderr.write(f"demo: error: {error}\n")
-        raise SystemExit(2) from None
+if __name__ == "__main__":  # `python -m stack.demo`: the command line is cli/demo.py
+    from cli import run_script
+
+    raise SystemExit(run_script("cli.demo:script"))

@@ -24,15 +24,14 @@ launcher stops the rest and exits 1. A second run on the same data directory reu
 jobs (the Redis AOF), products, the feed and beat's schedule; a lock refuses two at once.
 
 Children's output goes to ``DATA_DIR/logs/<name>.log`` and, unless ``--quiet``, to stderr
-prefixed with the child's name. Only stdout carries the key line and the URLs.
+prefixed with the child's name. Only stdout carries the key line and the URLs. The feed is
+stack/feed.py; the command lines are cli/up.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
-import datetime as dt
 import json
 import logging
 import os
@@ -46,7 +45,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -364,17 +363,6 @@ def http_status(url: str, *, timeout: float = 2.0) -> tuple[int | None, str]:
         return None, str(getattr(exc, "reason", exc))
 
 
-def parse_grid(text: str) -> tuple[int, int]:
-    """``"128x96"`` -> (H, W) = (128, 96)."""
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--grid must look like 128x128, got {text!r}") from None
-    if height < 8 or width < 8:
-        raise argparse.ArgumentTypeError(f"--grid must be at least 8x8, got {text!r}")
-    return height, width
-
-
 # ----------------------------------------------------------------------------- the data dir lock
 
 
@@ -675,183 +663,11 @@ def _announce(base: str, data_dir: Path) -> None:
     _out("Press Ctrl-C to stop.")
 
 
-# ------------------------------------------------------------------------------ the synthetic feed
-#
-# The feed child (``python -m stack.launcher feed``) plays a radar: on start it writes the last
-# ``--history`` scan slots that the feed directory lacks (so a forecast can be submitted at once),
-# then one scan per slot as its clock reaches it. Its clock runs ``--speed`` times faster than the
-# wall clock; on a reused directory it continues after the newest scan already there.
+if __name__ == "__main__":  # `python -m stack.launcher [feed]`: the command lines are cli/up.py
+    from cli import run_script
 
-
-@dataclass(frozen=True)
-class SimulatedClock:
-    """Feed time = ``sim_start + speed * (wall - wall_start)``."""
-
-    wall_start: float  # time.time() when the feed started
-    sim_start: dt.datetime  # aware UTC
-    speed: float
-
-    def now(self, wall: float) -> dt.datetime:
-        return self.sim_start + dt.timedelta(seconds=self.speed * (wall - self.wall_start))
-
-    def wall_at(self, sim: dt.datetime) -> float:
-        """The wall-clock time (epoch seconds) at which feed time reaches ``sim``."""
-        return self.wall_start + (sim - self.sim_start).total_seconds() / self.speed
-
-
-def floor_slot(time_utc: dt.datetime, step: dt.timedelta) -> dt.datetime:
-    """The scan slot at or before ``time_utc`` on the grid of ``step`` from midnight UTC."""
-    midnight = time_utc.replace(hour=0, minute=0, second=0, microsecond=0)
-    return midnight + ((time_utc - midnight) // step) * step
-
-
-def slots_to_write(
-    newest: dt.datetime | None, current: dt.datetime, *, step: dt.timedelta, history: int
-) -> list[dt.datetime]:
-    """The slots the feed lacks up to ``current``: at most the last ``history`` (no deep backfill)."""
-    first = current - (history - 1) * step
-    if newest is not None:
-        first = max(first, newest + step)
-    count = max(0, int((current - first) / step) + 1)
-    return [first + index * step for index in range(count)]
-
-
-def newest_scan_time(feed_dir: Path) -> dt.datetime | None:
-    from model.io.netcdf import scan_time_from_name
-
-    times = [t for t in (scan_time_from_name(p) for p in feed_dir.glob("scan_*.nc")) if t is not None]
-    return max(times) if times else None
-
-
-def prune_scans(feed_dir: Path, keep: int) -> int:
-    """Delete all but the newest ``keep`` scans (names sort by time); returns how many went."""
-    scans = sorted(feed_dir.glob("scan_*.nc"))
-    doomed = scans[:-keep] if keep > 0 else scans
-    for path in doomed:
-        path.unlink(missing_ok=True)
-    return len(doomed)
-
-
-class FrameSource:
-    """The feed's weather: one :class:`model.data.synthetic.StormGenerator` storm, a scan per slot.
-
-    Same grid conventions as ``nowcast synth`` (1 km pixels, row 0 north, the synthetic site's grid
-    mapping). The storm is seeded by ``(seed, first slot)``: reproducible, yet a restarted feed
-    brings new weather rather than replaying the old.
-    """
-
-    def __init__(self, grid: tuple[int, int], *, seed: int, first_slot: dt.datetime) -> None:
-        import numpy as np
-
-        from model.data.synthetic import SITE_GRID_MAPPING, StormGenerator
-
-        height, width = grid
-        first_index = int(first_slot.timestamp()) // 60
-        self.storm = StormGenerator(np.random.default_rng([seed, first_index]), height, width)
-        self.x = (np.arange(width) - (width - 1) / 2.0) * 1000.0  # metres
-        self.y = ((height - 1) / 2.0 - np.arange(height)) * 1000.0
-        self.grid_mapping = dict(SITE_GRID_MAPPING)
-
-    def write(self, feed_dir: Path, slots: Sequence[dt.datetime]) -> list[Path]:
-        """Write the storm's next ``len(slots)`` scans at those times."""
-        from model.io.netcdf import write_scans
-
-        frames = self.storm.frames(len(slots))  # (T, H, W) dBZ
-        return write_scans(feed_dir, frames, list(slots), x=self.x, y=self.y, grid_mapping=self.grid_mapping)
-
-
-def feed_main(argv: Sequence[str]) -> int:
-    """The feed child: ``python -m stack.launcher feed --feed-dir DIR [--speed X] [--grid HxW]``."""
-    parser = argparse.ArgumentParser(prog="python -m stack.launcher feed", description="synthetic radar feed")
-    parser.add_argument("--feed-dir", type=Path, required=True)
-    parser.add_argument("--speed", type=float, default=1.0)
-    parser.add_argument("--grid", type=parse_grid, default=(128, 128))
-    parser.add_argument("--timestep-minutes", type=int, default=int(os.environ.get("NOWCAST_TIMESTEP_MINUTES", "6")))
-    parser.add_argument(
-        "--history",
-        type=int,
-        default=int(os.environ.get("NOWCAST_INPUT_SCANS", "10")) + 2,
-        help="slots written at start when missing (default input scans + 2)",
-    )
-    parser.add_argument("--keep", type=int, default=480, help="scans kept on disk (default 480: two days)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(list(argv))
-
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    step = dt.timedelta(minutes=args.timestep_minutes)
-    args.feed_dir.mkdir(parents=True, exist_ok=True)
-    newest = newest_scan_time(args.feed_dir)
-    wall = time.time()
-    start = dt.datetime.fromtimestamp(wall, dt.UTC)
-    if newest is not None and newest >= start:  # a faster run left scans "in the future": go on from there
-        start = newest
-    clock = SimulatedClock(wall, start, args.speed)
-    source: FrameSource | None = None
-    while not stop.is_set():
-        current = floor_slot(clock.now(time.time()), step)
-        slots = slots_to_write(newest, current, step=step, history=args.history)
-        if slots:
-            source = source or FrameSource(args.grid, seed=args.seed, first_slot=slots[0])
-            source.write(args.feed_dir, slots)
-            newest = slots[-1]
-            prune_scans(args.feed_dir, args.keep)
-            logger.info("feed: wrote %d scan(s) up to %s", len(slots), f"{newest:%Y-%m-%dT%H:%MZ}")
-        stop.wait(max(0.05, clock.wall_at(current + step) - time.time()))
-    return 0
-
-
-# ------------------------------------------------------------------------------------- the CLI
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nowcast up", description="Run the whole stack locally: redis, worker, beat, feed and API."
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="API listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("NOWCAST_DATA_DIR", "./var")),
-        help="inputs, products, feed, beat state, Redis AOF and logs (reused by the next run)",
-    )
-    parser.add_argument(
-        "--speed",
-        type=float,
-        default=1.0,
-        help="feed clock speed-up: 60 writes a 6-minute scan every 6 s (default 1)",
-    )
-    parser.add_argument("--redis-url", help="use this Redis instead of starting a private one")
-    parser.add_argument("--grid", type=parse_grid, default=(128, 128), help="feed grid HxW (default 128x128)")
-    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for /readyz")
-    parser.add_argument("--quiet", action="store_true", help="child output only in DATA_DIR/logs")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.speed <= 0:
-        raise InputError(f"--speed must be positive, got {args.speed}")
-    if not 0 < args.port < 65536:
-        raise InputError(f"--port must be 1-65535, got {args.port}")
-    options = StackOptions(
-        host=args.host,
-        port=args.port,
-        data_dir=args.data_dir,
-        speed=args.speed,
-        redis_url=args.redis_url,
-        grid=args.grid,
-        ready_timeout=args.ready_timeout,
-        quiet=args.quiet,
-    )
-    return run_stack(options)
-
-
-if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # `python -m stack.launcher feed ...` is the feed child; anything else is `nowcast up`.
     if sys.argv[1:2] == ["feed"]:
-        raise SystemExit(feed_main(sys.argv[2:]))
-    raise SystemExit(main(sys.argv[1:]))
+        raise SystemExit(run_script("cli.up:feed_main", sys.argv[2:]))
+    raise SystemExit(run_script("cli.up:main"))

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli import up
 from model import InputError
-from stack import launcher
+from stack import feed, launcher
 from stack.launcher import Child, ChildSpec, StackError, StopRequested, Supervisor
 
 
@@ -197,13 +198,13 @@ def test_free_port_and_port_is_free() -> None:
 
 @pytest.mark.parametrize(("text", "grid"), [("128x96", (128, 96)), ("64X64", (64, 64))])
 def test_parse_grid(text: str, grid: tuple[int, int]) -> None:
-    assert launcher.parse_grid(text) == grid
+    assert up.parse_grid(text) == grid
 
 
 @pytest.mark.parametrize(("text", "message"), [("128", "must look like 128x128"), ("4x64", "at least 8x8")])
 def test_parse_grid_rejects(text: str, message: str) -> None:
-    with pytest.raises(launcher.argparse.ArgumentTypeError, match=message):
-        launcher.parse_grid(text)
+    with pytest.raises(up.argparse.ArgumentTypeError, match=message):
+        up.parse_grid(text)
 
 
 def test_find_redis_server_prefers_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -269,13 +270,13 @@ def test_main_refuses_a_busy_port(tmp_path: Path) -> None:
         sock.listen()
         port = sock.getsockname()[1]
         with pytest.raises(InputError, match=f"port {port} on 127.0.0.1 is in use"):
-            launcher.main(["--port", str(port), "--data-dir", str(tmp_path)])
+            up.main(["--port", str(port), "--data-dir", str(tmp_path)])
 
 
 def test_main_refuses_a_missing_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOWCAST_CHECKPOINT", str(tmp_path / "nope.pt"))
     with pytest.raises(InputError) as error:
-        launcher.main(["--port", str(launcher.free_port()), "--data-dir", str(tmp_path / "var")])
+        up.main(["--port", str(launcher.free_port()), "--data-dir", str(tmp_path / "var")])
     assert str(error.value) == (
         f"checkpoint {tmp_path / 'nope.pt'} not found: train one (nowcast train) or set NOWCAST_CHECKPOINT "
         "to a checkpoint file"
@@ -302,7 +303,7 @@ def test_relative_paths_are_resolved_for_children(tmp_path: Path, monkeypatch: p
 )
 def test_main_rejects_bad_options(argv: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message):
-        launcher.main(argv)
+        up.main(argv)
 
 
 # ------------------------------------------------------------------------- the private Redis
@@ -342,16 +343,16 @@ def test_private_redis_is_persistent_and_password_protected(tmp_path: Path) -> N
 # ------------------------------------------------------------------------------- the feed clock
 
 
-UTC = launcher.dt.UTC
-STEP = launcher.dt.timedelta(minutes=6)
+UTC = feed.dt.UTC
+STEP = feed.dt.timedelta(minutes=6)
 
 
-def at(hour: int, minute: int, second: int = 0) -> launcher.dt.datetime:
-    return launcher.dt.datetime(2026, 7, 1, hour, minute, second, tzinfo=UTC)
+def at(hour: int, minute: int, second: int = 0) -> feed.dt.datetime:
+    return feed.dt.datetime(2026, 7, 1, hour, minute, second, tzinfo=UTC)
 
 
 def test_simulated_clock_runs_speed_times_faster() -> None:
-    clock = launcher.SimulatedClock(wall_start=1000.0, sim_start=at(12, 0), speed=60.0)
+    clock = feed.SimulatedClock(wall_start=1000.0, sim_start=at(12, 0), speed=60.0)
     assert clock.now(1000.0) == at(12, 0)
     assert clock.now(1006.0) == at(12, 6)  # 6 s of wall time = one 6-minute slot
     assert clock.wall_at(at(12, 12)) == 1012.0
@@ -361,34 +362,34 @@ def test_simulated_clock_runs_speed_times_faster() -> None:
     ("time", "slot"),
     [(at(12, 5, 59), at(12, 0)), (at(12, 6), at(12, 6)), (at(0, 0), at(0, 0)), (at(23, 59), at(23, 54))],
 )
-def test_floor_slot(time: launcher.dt.datetime, slot: launcher.dt.datetime) -> None:
-    assert launcher.floor_slot(time, STEP) == slot
+def test_floor_slot(time: feed.dt.datetime, slot: feed.dt.datetime) -> None:
+    assert feed.floor_slot(time, STEP) == slot
 
 
 def test_slots_to_write_primes_history_then_continues() -> None:
     # An empty feed gets the last `history` slots at once, ending at the current one.
-    assert launcher.slots_to_write(None, at(12, 0), step=STEP, history=3) == [at(11, 48), at(11, 54), at(12, 0)]
+    assert feed.slots_to_write(None, at(12, 0), step=STEP, history=3) == [at(11, 48), at(11, 54), at(12, 0)]
     # Up to date: nothing. One slot later: exactly that one.
-    assert launcher.slots_to_write(at(12, 0), at(12, 0), step=STEP, history=3) == []
-    assert launcher.slots_to_write(at(12, 0), at(12, 6), step=STEP, history=3) == [at(12, 6)]
+    assert feed.slots_to_write(at(12, 0), at(12, 0), step=STEP, history=3) == []
+    assert feed.slots_to_write(at(12, 0), at(12, 6), step=STEP, history=3) == [at(12, 6)]
     # A feed stopped for hours fills only the recent history, not the whole gap.
-    assert launcher.slots_to_write(at(6, 0), at(12, 0), step=STEP, history=2) == [at(11, 54), at(12, 0)]
+    assert feed.slots_to_write(at(6, 0), at(12, 0), step=STEP, history=2) == [at(11, 54), at(12, 0)]
     # Scans ahead of the clock (a faster earlier run): nothing until the clock passes them.
-    assert launcher.slots_to_write(at(13, 0), at(12, 0), step=STEP, history=3) == []
+    assert feed.slots_to_write(at(13, 0), at(12, 0), step=STEP, history=3) == []
 
 
 def test_prune_and_newest_scan(tmp_path: Path) -> None:
     for minute in (0, 6, 12, 18):
         (tmp_path / f"scan_20260701T12{minute:02d}Z.nc").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("not a scan")
-    assert launcher.newest_scan_time(tmp_path) == at(12, 18)
-    assert launcher.prune_scans(tmp_path, keep=2) == 2
+    assert feed.newest_scan_time(tmp_path) == at(12, 18)
+    assert feed.prune_scans(tmp_path, keep=2) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "notes.txt",
         "scan_20260701T1212Z.nc",
         "scan_20260701T1218Z.nc",
     ]
-    assert launcher.newest_scan_time(tmp_path / "missing") is None
+    assert feed.newest_scan_time(tmp_path / "missing") is None
 
 
 # ------------------------------------------------------------------------------- the feed child
@@ -399,7 +400,7 @@ def test_frame_source_writes_the_synthetic_storm(tmp_path: Path) -> None:
     from model.io.netcdf import read_scans
 
     slots = [at(12, 0), at(12, 6), at(12, 12)]
-    written = launcher.FrameSource((16, 20), seed=5, first_slot=at(12, 0)).write(tmp_path, slots)
+    written = feed.FrameSource((16, 20), seed=5, first_slot=at(12, 0)).write(tmp_path, slots)
     assert [p.name for p in written] == ["scan_20260701T1200Z.nc", "scan_20260701T1206Z.nc", "scan_20260701T1212Z.nc"]
     sequence = read_scans(written)
     first_index = int(at(12, 0).timestamp()) // 60
@@ -438,13 +439,13 @@ def test_feed_child_primes_history_continues_and_resumes(tmp_path: Path) -> None
             assert process.wait(timeout=10) == 0  # SIGTERM is an orderly stop
         return sorted(feed_dir.glob("scan_*.nc"))
 
-    started = launcher.dt.datetime.now(UTC)
+    started = feed.dt.datetime.now(UTC)
     first_run = run_until(6)
     # Four history slots at once, the last of them the slot the feed started in; then one per slot.
     assert (
-        launcher.floor_slot(started, STEP)
+        feed.floor_slot(started, STEP)
         <= read_scans(first_run[:4]).times[-1].astype(object).replace(tzinfo=UTC)
-        <= launcher.floor_slot(launcher.dt.datetime.now(UTC), STEP)
+        <= feed.floor_slot(feed.dt.datetime.now(UTC), STEP)
     )
     sequence = read_scans(first_run)  # a valid CF sequence: 6-minute cadence, no gaps
     assert sequence.dbz.shape == (len(first_run), 16, 20)

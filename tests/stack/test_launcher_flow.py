@@ -1,6 +1,6 @@
 """``run_stack`` end to end with stand-in children: fast checks of the launcher's own flow.
 
-A driver process runs the real ``stack.launcher.main`` with ``stack_specs`` replaced by one small
+A driver process runs the real ``nowcast up`` with ``stack_specs`` replaced by one small
 HTTP server that plays the API (``/readyz``) and records the environment it was given. The whole
 stack, with the real children, is in tests/integration/test_stack.py.
 """
