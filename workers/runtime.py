@@ -57,6 +57,7 @@ class Forecast:
     model_version: str
     checkpoint_sha256: str
     fallback_reason: str | None = None  # why the model did not run, when source != "predrnn"
+    frame: str | None = None  # the model's frame, "eulerian" | "lagrangian"; None for extrapolation
     timings: dict[str, float] = field(default_factory=dict)  # seconds: "model_load", "inference"
 
 
@@ -136,8 +137,9 @@ def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forec
         predicted = forecast_dbz(loaded.model, dbz, steps, scaling=scaling, precision=loaded.precision,
                                  device=loaded.device)
         timings["inference"] = time.perf_counter() - started
-        return Forecast(predicted, "predrnn", f"PredRNN-{loaded.model.config.version}", loaded.checkpoint_sha256,
-                        loaded.checkpoint_sha256, None, timings)
+        config = loaded.model.config
+        return Forecast(predicted, "predrnn", f"PredRNN-{config.version}", loaded.checkpoint_sha256,
+                        loaded.checkpoint_sha256, None, timings, config.frame)
     except (CheckpointError, RuntimeError, ValueError) as exc:  # missing/corrupt file, OOM, bad weights
         reason = f"model unavailable: {exc}"
         if not settings.fallback_extrapolation:

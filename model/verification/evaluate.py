@@ -111,13 +111,15 @@ def as_forecaster(method: Any, scaling: Scaling, device: Any = None) -> tuple[st
         target = torch.device(device or "cpu")
         model = method.to(target)
 
+        from model.forecast import forecast_frames
+
         def network(context: np.ndarray, steps: int) -> np.ndarray:
+            # forecast_frames honours the checkpoint's frame (a Lagrangian model advects).
             was_training = model.training
             model.eval()
             try:
-                with torch.inference_mode():
-                    tensor = torch.from_numpy(np.ascontiguousarray(context, dtype=np.float32)).to(target)
-                    return model.forecast(tensor, steps).float().cpu().numpy()
+                return forecast_frames(model, np.asarray(context, dtype=np.float32), steps, "fp32", target,
+                                       scaling=scaling)
             finally:
                 model.train(was_training)
 
