@@ -14,6 +14,7 @@ predicts is advected forward by its lead time with the motion of the last scans.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,13 +30,15 @@ if TYPE_CHECKING:
 
 def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: str, device: torch.device,
                     fused: bool | None = None, channels_last: bool | None = None,
-                    scaling: Scaling = DEFAULT_SCALING) -> np.ndarray:
+                    scaling: Scaling = DEFAULT_SCALING, timings: dict[str, float] | None = None) -> np.ndarray:
     """frames (B, T, C, H, W) float32 -> (B, steps, C, H, W) float32, unclipped.
 
     ``fused`` and ``channels_last`` (see :meth:`PredRNN.forecast`) default to on for bf16, whose
     numbers differ from fp32's anyway and which they make faster (docs: Results, Speed),
     and to off for fp32, which then equals ``forward`` bit for bit. ``scaling`` (the checkpoint's)
-    tells a Lagrangian model which dBZ the frames hold, for its motion field.
+    tells a Lagrangian model which dBZ the frames hold, for its motion field. ``timings``, when
+    given, receives the seconds of each stage: ``network``, and for a Lagrangian model also
+    ``lagrangian_motion``, ``lagrangian_align`` and ``lagrangian_advect``.
     """
     import torch
 
@@ -45,19 +48,24 @@ def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: s
     fused = fast if fused is None else fused
     channels_last = fast if channels_last is None else channels_last
     model = model.to(device)
+    timings = {} if timings is None else timings
     lagrangian = getattr(model.config, "frame", "eulerian") == "lagrangian"
     if lagrangian:
-        frames, motions = _to_lagrangian(model, frames, steps, scaling)
+        frames, motions = _to_lagrangian(model, frames, steps, scaling, timings)
+    started = time.perf_counter()
     context = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
     with autocast(precision, device):
         predicted = model.forecast(context, steps, fused=fused, channels_last=channels_last)
     predicted = predicted.float().cpu().numpy()
+    timings["network"] = time.perf_counter() - started
     if lagrangian:
+        started = time.perf_counter()
         predicted = _from_lagrangian(predicted, motions)
+        timings["lagrangian_advect"] = time.perf_counter() - started
     return predicted
 
 
-def _to_lagrangian(model: PredRNN, frames: np.ndarray, steps: int, scaling: Scaling
+def _to_lagrangian(model: PredRNN, frames: np.ndarray, steps: int, scaling: Scaling, timings: dict[str, float]
                    ) -> tuple[np.ndarray, list[Motion]]:
     """The model's context length of each sample, advected to its newest scan, and each motion."""
     from model.network.lagrangian import align_context, motion_of
@@ -70,11 +78,16 @@ def _to_lagrangian(model: PredRNN, frames: np.ndarray, steps: int, scaling: Scal
     context_length = min(int(model.config.input_length), frames.shape[1])
     aligned = np.empty((frames.shape[0], context_length, *frames.shape[2:]), dtype=np.float32)
     motions = []
+    timings["lagrangian_motion"] = timings["lagrangian_align"] = 0.0
     for i, sample in enumerate(frames[:, :, 0]):
+        started = time.perf_counter()
         # "No echo" is 0 in model space; the motion is estimated on dBZ like the baseline's.
         motion = motion_of(model_to_dbz(sample, scaling), max(steps, context_length - 1),
                            zerovalue=float(scaling["dbz_min"]))
+        aligned_at = time.perf_counter()
         aligned[i, :, 0] = align_context(sample[-context_length:], motion, 0.0)
+        timings["lagrangian_motion"] += aligned_at - started
+        timings["lagrangian_align"] += time.perf_counter() - aligned_at
         motions.append(motion)
     return aligned, motions
 
@@ -99,14 +112,15 @@ def forecast_dbz(
     device: torch.device | str = "cpu",
     fused: bool | None = None,
     channels_last: bool | None = None,
+    timings: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Context (T, H, W) dBZ -> (steps, H, W) dBZ with the model's own scaling (checkpoint meta).
 
-    ``fused`` and ``channels_last``: as :func:`forecast_frames` (None: on for bf16 only).
+    ``fused``, ``channels_last`` and ``timings``: as :func:`forecast_frames` (None: on for bf16 only).
     """
     import torch
 
     frames = dbz_to_model(dbz, scaling)[None, :, None]  # (1, T, 1, H, W)
     predicted = forecast_frames(model, frames, steps, precision, torch.device(device), fused, channels_last,
-                                scaling)
+                                scaling, timings)
     return model_to_dbz(predicted[0, :, 0], scaling)

@@ -135,7 +135,7 @@ def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forec
         started = time.perf_counter()
         scaling = loaded.meta.get("scaling") or DEFAULT_SCALING
         predicted = forecast_dbz(loaded.model, dbz, steps, scaling=scaling, precision=loaded.precision,
-                                 device=loaded.device)
+                                 device=loaded.device, timings=timings)
         timings["inference"] = time.perf_counter() - started
         config = loaded.model.config
         return Forecast(predicted, "predrnn", f"PredRNN-{config.version}", loaded.checkpoint_sha256,
