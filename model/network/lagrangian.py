@@ -52,19 +52,36 @@ class Motion:
 def displacements(velocity: np.ndarray, steps: int) -> np.ndarray:
     """pysteps' semi-Lagrangian displacements after 1..``steps`` intervals, (steps, 2, H, W) float32.
 
-    Computed one interval at a time from the previous displacement, which is what pysteps'
-    ``extrapolate`` does internally for integer lead times, so advecting with D_k equals its output.
+    pysteps' scheme (``extrapolate`` with its default ``n_iter=1``), one interval at a time: the
+    velocity increment is read at the midpoint ``x + D - v/2`` of the backward step, D moves back
+    by it, and the next increment starts from the velocity at the new ``x + D``; velocities are
+    read bilinearly with the edge value beyond the domain (scipy's "nearest" mode). pysteps keeps
+    only the last D and reads each velocity with scipy; the same arithmetic in float64 with
+    ``grid_sample`` ("border" padding is "nearest") gives every D_k in one pass, several times
+    faster, and equals pysteps' D to the float32 rounding of the result (tested).
     """
-    from model.baselines import _import_pysteps
+    import torch
+    import torch.nn.functional as F
 
-    pysteps = _import_pysteps()
-    extrapolate = pysteps.extrapolation.semilagrangian.extrapolate
-    velocity = np.asarray(velocity, dtype=np.float64)
-    out = np.empty((steps, *velocity.shape), dtype=np.float32)
-    previous = None
+    v = torch.from_numpy(np.asarray(velocity, dtype=np.float64))[None]  # (1, 2, H, W)
+    h, w = v.shape[-2:]
+    rows = torch.arange(h, dtype=torch.float64).view(h, 1)
+    cols = torch.arange(w, dtype=torch.float64).view(1, w)
+
+    def velocity_at(d: torch.Tensor) -> torch.Tensor:
+        x = 2.0 * (cols + d[0]) / max(w - 1, 1) - 1.0
+        y = 2.0 * (rows + d[1]) / max(h - 1, 1) - 1.0
+        grid = torch.stack((x, y), dim=-1)[None]
+        return F.grid_sample(v, grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+
+    out = np.empty((steps, 2, h, w), dtype=np.float32)
+    d = torch.zeros(2, h, w, dtype=torch.float64)
+    increment = v[0].clone()
     for k in range(steps):
-        _, previous = extrapolate(None, velocity, [1], return_displacement=True, displacement_prev=previous)
-        out[k] = previous
+        increment = velocity_at(d - increment / 2.0)
+        d = d - increment
+        increment = velocity_at(d)
+        out[k] = d.numpy()
     return out
 
 

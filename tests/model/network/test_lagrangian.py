@@ -37,6 +37,9 @@ def test_displacements_reproduce_pysteps_extrapolation(storm: np.ndarray) -> Non
     d = displacements(velocity, 8)
     ours = np.stack([sample(last, d[k], NO_ECHO) for k in range(8)])
     np.testing.assert_allclose(ours, expected, atol=1e-4)
+    # The displacement itself, against pysteps' own after 8 intervals.
+    _, final = pysteps.extrapolation.semilagrangian.extrapolate(None, velocity, 8, return_displacement=True)
+    np.testing.assert_allclose(d[-1], final, atol=1e-5)
 
 
 def test_untrained_lagrangian_model_is_extrapolation(storm: np.ndarray) -> None:
