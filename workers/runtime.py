@@ -57,8 +57,8 @@ class Forecast:
     model_version: str
     checkpoint_sha256: str
     fallback_reason: str | None = None  # why the model did not run, when source != "predrnn"
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: "model_load", "inference", stages
     frame: str | None = None  # the model's frame, "eulerian" | "lagrangian"; None for extrapolation
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: "model_load", "inference"
 
 
 _CACHE: dict[tuple[int, str], LoadedModel] = {}
@@ -100,6 +100,12 @@ def get_model(settings: WorkerSettings) -> LoadedModel:
         p = model.config.patch_size
         dummy = torch.zeros(1, 2, model.config.channels, 2 * p, 2 * p, device=device)
         model.forecast(dummy, 1)
+        if model.config.frame == "lagrangian":  # pysteps' import and the displacement kernels too
+            from model.baselines import _import_pysteps
+            from model.network.lagrangian import displacements
+
+            _import_pysteps()
+            displacements(np.zeros((2, 2 * p, 2 * p)), 1)
     loaded = LoadedModel(model, meta, device, precision, sha256, time.perf_counter() - started, os.getpid())
     _CACHE.clear()  # a new checkpoint replaces the old one; keep one model per process
     _CACHE[key] = loaded
