@@ -114,7 +114,8 @@ def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespac
     scaling: Scaling = meta.get("scaling") or DEFAULT_SCALING
     if args.output.suffix == ".npy":
         frames = dbz_to_model(sequence.dbz, scaling)[None, :, None]
-        raw = forecast_frames(model, frames, args.steps, precision, device, args.fused, args.channels_last)[0, :, 0]
+        raw = forecast_frames(model, frames, args.steps, precision, device, args.fused, args.channels_last,
+                              scaling)[0, :, 0]
         args.output.parent.mkdir(parents=True, exist_ok=True)
         np.save(args.output, raw)
         log.info("wrote %s %s (raw model space)", args.output, raw.shape)
@@ -132,7 +133,7 @@ def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespac
         checkpoint_sha256=checkpoint_hash,
         source="predrnn",
         input_times=sequence.times,
-        extra_attrs={"precision": precision},
+        extra_attrs={"precision": precision, "model_frame": model.config.frame},
     )
     log.info("wrote %s: %d lead times from %d scans (%s)", args.output, args.steps, sequence.times.size,
              precision)
@@ -156,7 +157,8 @@ def main(argv: list[str]) -> int:
     precision = resolve(args.precision, device)
     started = time.perf_counter()
     try:
-        predicted = forecast_frames(model, frames, args.steps, precision, device, args.fused, args.channels_last)
+        predicted = forecast_frames(model, frames, args.steps, precision, device, args.fused, args.channels_last,
+                                    meta.get("scaling") or DEFAULT_SCALING)
     except ValueError as exc:  # e.g. a layer-norm model given another grid
         raise InputError(f"{args.input}: {exc}") from exc
     elapsed = time.perf_counter() - started

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 from model import InputError
@@ -78,10 +79,37 @@ def _resolve_config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+def _lagrangian_preset(args: argparse.Namespace) -> Path | None:
+    """The preset or run config of the Lagrangian trainer, if that is what was asked for."""
+    from model.training.lagrangian import is_lagrangian_preset
+
+    for candidate in (args.config, args.out / "config.json" if args.out else None):
+        if candidate is not None and candidate.is_file() and is_lagrangian_preset(candidate):
+            return candidate
+    return None
+
+
+def _train_lagrangian(args: argparse.Namespace, preset: Path) -> int:
+    from model.training import lagrangian
+
+    if args.eval_only or args.compile or args.channels_last is not None or args.seed is not None:
+        raise InputError("the Lagrangian trainer takes --out, --resume, --device, --max-iterations and "
+                         "--precision; evaluate its best.pt with nowcast evaluate")
+    config = lagrangian.load_config(preset)
+    out_dir = args.out or Path("runs") / config.name
+    device = "cpu" if args.device == "auto" and not torch.cuda.is_available() else args.device
+    lagrangian.train(config, out_dir, resume=args.resume, device=device, max_iterations=args.max_iterations,
+                     precision=args.precision)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_iterations is not None and args.max_iterations < 1:
         raise InputError("--max-iterations must be >= 1")
+    preset = _lagrangian_preset(args)
+    if preset is not None:
+        return _train_lagrangian(args, preset)
     try:
         if args.config is None and args.out is None:
             raise InputError("--config is required")

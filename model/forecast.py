@@ -4,14 +4,17 @@ forecast_frames(model, frames (B, T, C, H, W), steps, precision, device) -> (B, 
     model space in [0, 1], the raw network output (not clipped)
 forecast_dbz(model, dbz (T, H, W), steps, scaling=..., ...) -> (steps, H, W) dBZ
 
-``nowcast predict``, ``nowcast parity`` and the workers go through these two functions, so a
-change in how a forecast is made (another frame of reference around the network, for example a
-Lagrangian one that aligns the context and advects the output) is made here, once:
+``nowcast predict``, ``nowcast evaluate``, ``nowcast parity`` and the workers go through these two
+functions, so the frame of reference a checkpoint declares (``config.frame``) is honoured here,
+once. An Eulerian model runs on the frames as they are. A Lagrangian model (see
+model/network/lagrangian.py) gets its context advected to the newest scan, and each frame it
+predicts is advected forward by its lead time with the motion of the last scans.
 :func:`forecast_dbz` scales dBZ to model space, calls :func:`forecast_frames` and scales back.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,16 +24,21 @@ from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model, model_to_dbz
 if TYPE_CHECKING:
     import torch
 
+    from model.network.lagrangian import Motion
     from model.network.predrnn import PredRNN
 
 
 def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: str, device: torch.device,
-                    fused: bool | None = None, channels_last: bool | None = None) -> np.ndarray:
+                    fused: bool | None = None, channels_last: bool | None = None,
+                    scaling: Scaling = DEFAULT_SCALING, timings: dict[str, float] | None = None) -> np.ndarray:
     """frames (B, T, C, H, W) float32 -> (B, steps, C, H, W) float32, unclipped.
 
     ``fused`` and ``channels_last`` (see :meth:`PredRNN.forecast`) default to on for bf16, whose
     numbers differ from fp32's anyway and which they make faster (docs: Results, Speed),
-    and to off for fp32, which then equals ``forward`` bit for bit.
+    and to off for fp32, which then equals ``forward`` bit for bit. ``scaling`` (the checkpoint's)
+    tells a Lagrangian model which dBZ the frames hold, for its motion field. ``timings``, when
+    given, receives the seconds of each stage: ``network``, and for a Lagrangian model also
+    ``lagrangian_motion``, ``lagrangian_align`` and ``lagrangian_advect``.
     """
     import torch
 
@@ -40,10 +48,58 @@ def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: s
     fused = fast if fused is None else fused
     channels_last = fast if channels_last is None else channels_last
     model = model.to(device)
+    timings = {} if timings is None else timings
+    lagrangian = getattr(model.config, "frame", "eulerian") == "lagrangian"
+    if lagrangian:
+        frames, motions = _to_lagrangian(model, frames, steps, scaling, timings)
+    started = time.perf_counter()
     context = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
     with autocast(precision, device):
         predicted = model.forecast(context, steps, fused=fused, channels_last=channels_last)
-    return predicted.float().cpu().numpy()
+    predicted = predicted.float().cpu().numpy()
+    timings["network"] = time.perf_counter() - started
+    if lagrangian:
+        started = time.perf_counter()
+        predicted = _from_lagrangian(predicted, motions)
+        timings["lagrangian_advect"] = time.perf_counter() - started
+    return predicted
+
+
+def _to_lagrangian(model: PredRNN, frames: np.ndarray, steps: int, scaling: Scaling, timings: dict[str, float]
+                   ) -> tuple[np.ndarray, list[Motion]]:
+    """The model's context length of each sample, advected to its newest scan, and each motion."""
+    from model.network.lagrangian import align_context, motion_of
+
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 5 or frames.shape[2] != 1:
+        raise ValueError(f"a Lagrangian model takes (B, T, 1, H, W) reflectivity, got shape {frames.shape}")
+    if frames.shape[1] < 2:
+        raise ValueError("a Lagrangian model needs at least 2 scans to estimate the motion")
+    context_length = min(int(model.config.input_length), frames.shape[1])
+    aligned = np.empty((frames.shape[0], context_length, *frames.shape[2:]), dtype=np.float32)
+    motions = []
+    timings["lagrangian_motion"] = timings["lagrangian_align"] = 0.0
+    for i, sample in enumerate(frames[:, :, 0]):
+        started = time.perf_counter()
+        # "No echo" is 0 in model space; the motion is estimated on dBZ like the baseline's.
+        motion = motion_of(model_to_dbz(sample, scaling), max(steps, context_length - 1),
+                           zerovalue=float(scaling["dbz_min"]))
+        aligned_at = time.perf_counter()
+        aligned[i, :, 0] = align_context(sample[-context_length:], motion, 0.0)
+        timings["lagrangian_motion"] += aligned_at - started
+        timings["lagrangian_align"] += time.perf_counter() - aligned_at
+        motions.append(motion)
+    return aligned, motions
+
+
+def _from_lagrangian(predicted: np.ndarray, motions: list[Motion]) -> np.ndarray:
+    """(B, K, 1, H, W) in the Lagrangian frame -> on the grid: frame k advected by k + 1 scans."""
+    from model.network.lagrangian import advect_forward
+
+    out = np.empty_like(predicted)
+    for i, motion in enumerate(motions):
+        out[i, :, 0] = advect_forward(predicted[i, :, 0], motion, 0.0)
+    return out
 
 
 def forecast_dbz(
@@ -56,13 +112,15 @@ def forecast_dbz(
     device: torch.device | str = "cpu",
     fused: bool | None = None,
     channels_last: bool | None = None,
+    timings: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Context (T, H, W) dBZ -> (steps, H, W) dBZ with the model's own scaling (checkpoint meta).
 
-    ``fused`` and ``channels_last``: as :func:`forecast_frames` (None: on for bf16 only).
+    ``fused``, ``channels_last`` and ``timings``: as :func:`forecast_frames` (None: on for bf16 only).
     """
     import torch
 
     frames = dbz_to_model(dbz, scaling)[None, :, None]  # (1, T, 1, H, W)
-    predicted = forecast_frames(model, frames, steps, precision, torch.device(device), fused, channels_last)
+    predicted = forecast_frames(model, frames, steps, precision, torch.device(device), fused, channels_last,
+                                scaling, timings)
     return model_to_dbz(predicted[0, :, 0], scaling)

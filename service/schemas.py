@@ -70,6 +70,13 @@ class StatusInfo(BaseModel):
     model: str | None = Field(
         None, description="What made the product: `PredRNN-v2`, or the extrapolation method of the fallback"
     )
+    model_frame: str | None = Field(
+        None,
+        description=(
+            "The PredRNN's frame of reference: `lagrangian` (optical flow carries the motion, the network "
+            "the growth and decay) or `eulerian`; absent when extrapolation made the product"
+        ),
+    )
     model_version: str | None = Field(
         None, description="sha256 of the checkpoint the job runs with (`no-checkpoint` when there is none)"
     )

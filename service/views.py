@@ -53,6 +53,7 @@ def status_info(request: Request, record: Any) -> StatusInfo:
         slot=data.get("slot") or None,
         reference_time=data.get("reference_time") or None,
         model=data.get("model") or None,
+        model_frame=data.get("model_frame") or None,
         model_version=data.get("model_version") or None,
         timestep_minutes=data.get("timestep_minutes"),
         lead_times=_lead_times(data),

@@ -65,6 +65,7 @@ class JobRecord:
     slot: str | None = None  # scheduled runs: the scan time, ISO-8601 UTC
     reference_time: str | None = None  # the last input scan's time, ISO-8601 UTC (set with the product)
     model: str | None = None  # what made the product, e.g. "PredRNN-v2" or the extrapolation method
+    model_frame: str | None = None  # "eulerian" | "lagrangian" for a PredRNN; None for extrapolation
     timestep_minutes: int | None = None  # minutes between scans and between lead times
     owner: str | None = None  # who submitted it (API key id); None for scheduled runs
 

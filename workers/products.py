@@ -149,6 +149,8 @@ def write_products(
     attrs = dict(extra_attrs or {})
     if forecast.fallback_reason:
         attrs["fallback_reason"] = forecast.fallback_reason
+    if forecast.frame:
+        attrs["model_frame"] = forecast.frame
     netcdf = write_forecast(
         product_dir / NETCDF_NAME, forecast.dbz,
         reference_time=reference, lead_minutes=lead_minutes, grid=sequence.grid,

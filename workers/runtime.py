@@ -57,7 +57,8 @@ class Forecast:
     model_version: str
     checkpoint_sha256: str
     fallback_reason: str | None = None  # why the model did not run, when source != "predrnn"
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: "model_load", "inference"
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: "model_load", "inference", stages
+    frame: str | None = None  # the model's frame, "eulerian" | "lagrangian"; None for extrapolation
 
 
 _CACHE: dict[tuple[int, str], LoadedModel] = {}
@@ -99,6 +100,12 @@ def get_model(settings: WorkerSettings) -> LoadedModel:
         p = model.config.patch_size
         dummy = torch.zeros(1, 2, model.config.channels, 2 * p, 2 * p, device=device)
         model.forecast(dummy, 1)
+        if model.config.frame == "lagrangian":  # pysteps' import and the displacement kernels too
+            from model.baselines import _import_pysteps
+            from model.network.lagrangian import displacements
+
+            _import_pysteps()
+            displacements(np.zeros((2, 2 * p, 2 * p)), 1)
     loaded = LoadedModel(model, meta, device, precision, sha256, time.perf_counter() - started, os.getpid())
     _CACHE.clear()  # a new checkpoint replaces the old one; keep one model per process
     _CACHE[key] = loaded
@@ -134,10 +141,11 @@ def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forec
         started = time.perf_counter()
         scaling = loaded.meta.get("scaling") or DEFAULT_SCALING
         predicted = forecast_dbz(loaded.model, dbz, steps, scaling=scaling, precision=loaded.precision,
-                                 device=loaded.device)
+                                 device=loaded.device, timings=timings)
         timings["inference"] = time.perf_counter() - started
-        return Forecast(predicted, "predrnn", f"PredRNN-{loaded.model.config.version}", loaded.checkpoint_sha256,
-                        loaded.checkpoint_sha256, None, timings)
+        config = loaded.model.config
+        return Forecast(predicted, "predrnn", f"PredRNN-{config.version}", loaded.checkpoint_sha256,
+                        loaded.checkpoint_sha256, None, timings, config.frame)
     except (CheckpointError, RuntimeError, ValueError) as exc:  # missing/corrupt file, OOM, bad weights
         reason = f"model unavailable: {exc}"
         if not settings.fallback_extrapolation:

@@ -271,7 +271,8 @@ def _forecast_and_write(
         message = f"forecast written by extrapolation fallback ({forecast.fallback_reason})"
     reference = sequence.times[-1].astype(dt.datetime).replace(tzinfo=dt.UTC)
     return _finish(r, job_id, status="successful", message=message, progress=100, products=products,
-                   source=forecast.source, model=forecast.model_name, timestep_minutes=settings.timestep_minutes,
+                   source=forecast.source, model=forecast.model_name, model_frame=forecast.frame,
+                   timestep_minutes=settings.timestep_minutes,
                    reference_time=reference.strftime("%Y-%m-%dT%H:%M:%SZ"),
                    timings={k: round(v, 4) for k, v in timings.items()})
 

@@ -28,6 +28,9 @@ import torch.nn.functional as F
 from model.network.patch import from_patches, pad_to_multiple, to_patches
 
 
+FRAMES = ("eulerian", "lagrangian")
+
+
 @dataclass
 class PredRNNConfig:
     version: str = "v2"  # "v1" (PredRNN) | "v2" (PredRNN-V2: adds the decoupling loss and its adapter)
@@ -42,11 +45,17 @@ class PredRNNConfig:
     input_length: int = 10  # context frames
     output_length: int = 10  # frames predicted after the context
     decouple_beta: float = 0.1  # weight of the V2 decoupling loss (0.1 MNIST, 0.01 KTH)
+    # "eulerian": the authors' model, frames on the fixed grid. "lagrangian": the network sees the
+    # context advected to the newest scan and predicts each frame as a residual on the previous
+    # one, with the residual head starting at zero (model/network/lagrangian.py, docs/model.md).
+    frame: str = "eulerian"
 
     def __post_init__(self) -> None:
         self.num_hidden = [int(n) for n in self.num_hidden]
         if self.version not in ("v1", "v2"):
             raise ValueError(f"version must be 'v1' or 'v2', not {self.version!r}")
+        if self.frame not in FRAMES:
+            raise ValueError(f"frame must be one of {FRAMES}, not {self.frame!r}")
         if not self.num_hidden or len(set(self.num_hidden)) != 1:
             raise ValueError(f"num_hidden must be non-empty with equal widths, got {self.num_hidden}")
         if self.filter_size % 2 != 1:
@@ -205,6 +214,12 @@ class PredRNN(nn.Module):
         in_channels = [config.frame_channels] + config.num_hidden[:-1]
         self.cell_list = nn.ModuleList(SpatioTemporalLSTMCell(config, c) for c in in_channels)
         self.conv_last = nn.Conv2d(nh, config.frame_channels, 1, 1, 0, bias=False)
+        # In the Lagrangian frame the head predicts a change of the previous frame. Starting it at
+        # zero makes the untrained model persistence in that frame, which is extrapolation on the
+        # grid: training starts from the operational baseline and can only add to it.
+        self.residual = config.frame == "lagrangian"
+        if self.residual:
+            nn.init.zeros_(self.conv_last.weight)
         if config.version == "v2":
             self.adapter = nn.Conv2d(nh, nh, 1, 1, 0, bias=False)
 
@@ -263,6 +278,8 @@ class PredRNN(nn.Module):
             needs_head = t >= keep_from or mask_true is not None or t + 1 >= t_avail
             if needs_head:
                 x_gen = self.conv_last(hidden[-1])
+                if self.residual:
+                    x_gen = x_gen + net
                 if t >= keep_from:
                     outputs.append(x_gen)
         decouple_loss = torch.stack(decouple).mean() if with_decouple else None
@@ -297,6 +314,24 @@ class PredRNN(nn.Module):
             decouple = mse.new_zeros(())
         total = mse + self.config.decouple_beta * decouple if with_decouple else mse
         return from_patches(predicted, p), LossTerms(total, mse, decouple)
+
+    def rollout(self, context: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable :meth:`forecast` for training on forecasts: the test-time rule with autograd.
+
+        context: (B, T_in, C, H, W), H and W divisible by the patch size. Returns the ``steps``
+        frames after the context (B, steps, C, H, W), unclipped, and the decoupling loss (zero for v1).
+        """
+        t_in = context.shape[1]
+        if t_in < 1 or steps < 1:
+            raise ValueError("need at least one context frame and one step")
+        p = self.config.patch_size
+        if context.shape[-2] % p or context.shape[-1] % p:
+            raise ValueError(f"rollout needs H and W divisible by the patch size {p}, got {tuple(context.shape[-2:])}")
+        with_decouple = self.config.version == "v2"
+        predicted, decouple = self._unroll(to_patches(context, p), t_in - 1 + steps, None, t_in - 1, with_decouple)
+        if decouple is None:
+            decouple = predicted.new_zeros(())
+        return from_patches(predicted, p), decouple
 
     @torch.inference_mode()
     def forecast(

@@ -112,13 +112,15 @@ def as_forecaster(method: Any, scaling: Scaling, device: Any = None) -> tuple[st
         target = torch.device(device or "cpu")
         model = method.to(target)
 
+        from model.forecast import forecast_frames
+
         def network(context: np.ndarray, steps: int) -> np.ndarray:
+            # forecast_frames honours the checkpoint's frame (a Lagrangian model advects).
             was_training = model.training
             model.eval()
             try:
-                with torch.inference_mode():
-                    tensor = torch.from_numpy(np.ascontiguousarray(context, dtype=np.float32)).to(target)
-                    return model.forecast(tensor, steps).float().cpu().numpy()
+                return forecast_frames(model, np.asarray(context, dtype=np.float32), steps, "fp32", target,
+                                       scaling=scaling)
             finally:
                 model.train(was_training)
 
@@ -227,9 +229,45 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.1f}"
 
 
+COMPARISON_LEADS_MINUTES = (6, 30, 60, 120)
+COMPARISON_THRESHOLDS = ("20dBZ", "30dBZ", "40dBZ")
+
+
+def comparison_table(results: dict[str, dict[str, Any]], reference: str = "extrapolation") -> list[str]:
+    """Markdown lines: CSI per threshold at a few lead times for every method, side by side.
+
+    With ``reference`` among the methods, a last column per threshold gives each method's worst
+    difference to it over all lead times (min over leads of CSI - CSI_reference): the number that
+    says whether a model is ever worse than the operational baseline, not just on average.
+    """
+    scored = {name: r for name, r in results.items() if r.get("nowcast")}
+    if len(scored) < 2:
+        return []
+    first = next(iter(scored.values()))
+    step = first.get("timestep_minutes") or 1
+    n_leads = len(first["nowcast"]["lead_steps"])
+    columns = [int(m // step) for m in COMPARISON_LEADS_MINUTES if m % step == 0 and 1 <= m // step <= n_leads]
+    label = " / ".join(f"{k * step:g}" for k in columns)
+    has_reference = reference in scored
+    header = ["method"] + [f"CSI {t} at {label} min" for t in COMPARISON_THRESHOLDS]
+    if has_reference:
+        header += [f"worst CSI {t} - {reference}" for t in COMPARISON_THRESHOLDS]
+    lines = ["## Comparison", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name, result in scored.items():
+        csi = result["nowcast"]["csi"]
+        cells = [" / ".join(_fmt(csi[t][k - 1], 3) for k in columns) for t in COMPARISON_THRESHOLDS]
+        if has_reference:
+            ref = scored[reference]["nowcast"]["csi"]
+            for t in COMPARISON_THRESHOLDS:
+                gaps = [a - b for a, b in zip(csi[t], ref[t], strict=True) if a is not None and b is not None]
+                cells.append(f"{min(gaps):+.3f}" if gaps else "n/a")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def markdown_report(results: dict[str, dict[str, Any]]) -> str:
-    """Markdown tables of strict-JSON results (one section per method)."""
-    lines: list[str] = []
+    """Markdown tables of strict-JSON results: the comparison, then one section per method."""
+    lines: list[str] = comparison_table(results)
     for name, result in results.items():
         lines += [f"## {name}", "", f"{result.get('sequences')} sequences, split {result.get('split', '-')}, "
                   f"protocol {result.get('protocol')}.", ""]

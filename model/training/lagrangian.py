@@ -1,0 +1,472 @@
+"""Training a Lagrangian PredRNN-V2 for skill: the loss is taken where the forecast is verified.
+
+    nowcast train --config model/training/configs/radar_lagrangian_cpu.toml --out runs/NAME [--resume]
+
+One iteration (shapes for batch B, context T_in, forecast K, grid H x W):
+
+1. B storms from the on-disk cache: scans (B, T_in + K, H, W) dBZ and the pysteps displacements
+   (B, K, 2, H, W) of the motion estimated from the context, exactly as at inference;
+2. the context advected to its newest scan (differentiable bilinear sampling, no gradient needed);
+3. the network's K frames in the Lagrangian frame (test-time rule, no scheduled sampling: future
+   scans exist on the grid only, and advecting them back would blur every target);
+4. each frame advected forward by its lead inside the graph and compared with the raw observed
+   scan, leaving out pixels whose source lies outside the domain;
+5. loss = intensity-weighted MAE + MSE (weights rise with the verified dBZ thresholds, after
+   Shi et al. 2017's balanced loss) + a differentiable CSI term per threshold (the threshold a
+   steep sigmoid) + PredRNN-V2's decoupling loss.
+
+``best.pt`` is chosen on validation CSI (the thresholds and leads of ``[run] selection_*``), never
+on MSE, which rewards the blur that loses echoes. Validation at iteration 0 scores the untrained
+model, which is extrapolation (its residual head starts at zero): every later row says what
+training added. A run stops and resumes anywhere (``last.pt`` holds optimizer and iteration; the
+batches are a function of seed and iteration), and the cache is built once, shard by shard.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model import InputError
+from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from model.io.units import DEFAULT_SCALING
+from model.network.lagrangian import advect_torch, motion_of
+from model.network.precision import autocast, resolve
+from model.network.predrnn import PredRNN, PredRNNConfig
+from model.verification.metrics import SkillScores
+
+log = logging.getLogger(__name__)
+
+SHARD_STORMS = 64  # storms per cache file: small enough to rebuild, few enough files
+_SPLIT_CODES = {"train": 11, "valid": 12}  # distinct from the evaluation source's split codes
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+@dataclass
+class DataOptions:
+    seed: int = 0  # storm seeds: (seed, split code, index)
+    height: int = 96  # pixels; large enough that storms stay in the domain for the forecast
+    width: int = 96
+    input_length: int = 6  # scans of context
+    output_length: int = 20  # scans forecast (2 hours at 6 minutes)
+    train_storms: int = 1536
+    valid_storms: int = 64
+    cache_dir: str = "var/cache/lagrangian"
+
+
+@dataclass
+class LossOptions:
+    thresholds: list[float] = field(default_factory=lambda: [20.0, 30.0, 40.0])  # dBZ
+    weights: list[float] = field(default_factory=lambda: [2.0, 5.0, 10.0])  # pixel weight at or above each
+    mae: float = 1.0  # weight of the weighted absolute error
+    mse: float = 1.0  # weight of the weighted squared error
+    csi: float = 0.3  # weight of mean (1 - soft CSI) over thresholds and leads
+    temperature: float = 2.0  # dBZ: width of the sigmoid that stands in for the threshold
+
+
+@dataclass
+class OptimOptions:
+    batch_size: int = 8
+    lr: float = 5e-4
+    max_iterations: int = 1000
+    grad_clip: float = 1.0
+
+
+@dataclass
+class RunOptions:
+    display_interval: int = 10
+    eval_interval: int = 50
+    checkpoint_interval: int = 25
+    precision: str = "auto"  # bf16 where native (AVX512-BF16, AMX, CUDA), else fp32
+    selection_leads: list[int] = field(default_factory=lambda: [5, 10])  # scans: 30 and 60 minutes
+    selection_thresholds: list[float] = field(default_factory=lambda: [20.0, 30.0])
+
+
+@dataclass
+class LagrangianConfig:
+    name: str
+    seed: int
+    model: PredRNNConfig
+    data: DataOptions
+    loss: LossOptions
+    optim: OptimOptions
+    run: RunOptions
+    trainer: str = "lagrangian"
+
+    def __post_init__(self) -> None:
+        if self.model.frame != "lagrangian":
+            raise ValueError("[model] frame must be 'lagrangian' for this trainer")
+        if (self.model.input_length, self.model.output_length) != (self.data.input_length, self.data.output_length):
+            raise ValueError("[model] and [data] must agree on input_length and output_length")
+        if len(self.loss.thresholds) != len(self.loss.weights):
+            raise ValueError("[loss] thresholds and weights must have the same length")
+        p = self.model.patch_size
+        if self.data.height % p or self.data.width % p:
+            raise ValueError(f"[data] height and width must be divisible by the patch size {p}")
+        if any(not 1 <= k <= self.data.output_length for k in self.run.selection_leads):
+            raise ValueError("[run] selection_leads must lie in 1..output_length")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LagrangianConfig:
+        sections = {"model": PredRNNConfig, "data": DataOptions, "loss": LossOptions,
+                    "optim": OptimOptions, "run": RunOptions}
+        known = {"name", "seed", "trainer", *sections}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+        built: dict[str, Any] = {"name": str(values["name"]), "seed": int(values.get("seed", 0))}
+        for key, section in sections.items():
+            given = dict(values.get(key, {}))
+            wrong = set(given) - {f.name for f in dataclasses.fields(section)}
+            if wrong:
+                raise ValueError(f"[{key}]: unknown keys {sorted(wrong)}")
+            built[key] = section(**given)
+        return cls(**built)
+
+
+def is_lagrangian_preset(path: Path) -> bool:
+    """True when a TOML preset (or a run's config.json) asks for this trainer."""
+    try:
+        text = path.read_text()
+        values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError):
+        return False
+    return values.get("trainer") == "lagrangian"
+
+
+def load_config(path: Path) -> LagrangianConfig:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the preset ({exc.strerror or exc})") from exc
+    try:
+        values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        return LagrangianConfig.from_dict(values)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InputError(f"{path}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------- cache
+
+
+def _storm(data: DataOptions, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scans (T, H, W) dBZ and displacements (K, 2, H, W) px of one storm."""
+    from model.data.synthetic import storm_frames
+
+    total = data.input_length + data.output_length
+    scans = storm_frames([data.seed, _SPLIT_CODES[split], index], total, data.height, data.width)
+    steps = max(data.output_length, data.input_length - 1)
+    motion = motion_of(scans[: data.input_length], steps, zerovalue=DEFAULT_SCALING["dbz_min"])
+    return scans, motion.displacements
+
+
+def _shard_path(data: DataOptions, split: str, shard: int) -> Path:
+    tag = f"s{data.seed}_{data.height}x{data.width}_{data.input_length}-{data.output_length}"
+    return Path(data.cache_dir) / tag / f"{split}_{shard:04d}.npz"
+
+
+def _write_shard(data: DataOptions, split: str, shard: int, count: int) -> str:
+    path = _shard_path(data, split, shard)
+    start = shard * SHARD_STORMS
+    storms = [_storm(data, split, i) for i in range(start, min(start + SHARD_STORMS, count))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    # float16: dBZ to 0.03 and displacements to 0.03 px at 50 px, half the disk and page cache.
+    np.savez(tmp, scans=np.stack([s for s, _ in storms]).astype(np.float16),
+             displacements=np.stack([d for _, d in storms]).astype(np.float16))
+    os.replace(tmp, path)  # a shard exists whole or not at all: an interrupted build resumes
+    return str(path)
+
+
+def build_cache(data: DataOptions, workers: int | None = None) -> None:
+    """Generate the storms and their motion once; existing shards are kept (resumable)."""
+    jobs = []
+    for split, count in (("train", data.train_storms), ("valid", data.valid_storms)):
+        for shard in range(math.ceil(count / SHARD_STORMS)):
+            if not _shard_path(data, split, shard).is_file():
+                jobs.append((split, shard, count))
+    if not jobs:
+        return
+    workers = workers or max(1, min(2, os.cpu_count() or 1))
+    log.info("cache: %d shard(s) of %d storms to build in %s with %d process(es)", len(jobs), SHARD_STORMS,
+             data.cache_dir, workers)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(_write_shard, data, split, shard, count) for split, shard, count in jobs]
+        for done, future in enumerate(futures, 1):
+            future.result()
+            elapsed = time.perf_counter() - started
+            log.info("cache: %d/%d shards, %.1f storms/s, ETA %s", done, len(jobs), done * SHARD_STORMS / elapsed,
+                     _duration(elapsed / done * (len(jobs) - done)))
+
+
+class StormCache:
+    """All cached storms of one split in memory: scans (N, T, H, W), displacements (N, K, 2, H, W)."""
+
+    def __init__(self, data: DataOptions, split: str) -> None:
+        count = data.train_storms if split == "train" else data.valid_storms
+        shards = [np.load(_shard_path(data, split, s)) for s in range(math.ceil(count / SHARD_STORMS))]
+        self.scans = np.concatenate([s["scans"] for s in shards])[:count]
+        self.displacements = np.concatenate([s["displacements"] for s in shards])[:count]
+
+    def __len__(self) -> int:
+        return int(self.scans.shape[0])
+
+    def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scans (B, T, H, W), displacements (B, K, 2, H, W)) as float32 tensors."""
+        return (torch.from_numpy(self.scans[indices].astype(np.float32)),
+                torch.from_numpy(self.displacements[indices].astype(np.float32)))
+
+
+# ---------------------------------------------------------------------------- forward, loss
+
+
+def to_model_space(dbz: torch.Tensor) -> torch.Tensor:
+    lo, hi = DEFAULT_SCALING["dbz_min"], DEFAULT_SCALING["dbz_max"]
+    return (dbz.clamp(lo, hi) - lo) / (hi - lo)
+
+
+def to_dbz(x: torch.Tensor) -> torch.Tensor:
+    """Model space -> dBZ without clipping, so that gradients pass beyond [0, 1]."""
+    lo, hi = DEFAULT_SCALING["dbz_min"], DEFAULT_SCALING["dbz_max"]
+    return x * (hi - lo) + lo
+
+
+def lagrangian_forecast(model: PredRNN, scans_dbz: torch.Tensor, displacements: torch.Tensor,
+                        precision: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forecast on the grid, in the graph.
+
+    scans_dbz (B, T, H, W): the context is the first ``input_length`` scans; displacements
+    (B, K', 2, H, W) with K' >= output_length. Returns the advected forecast (B, K, H, W) in model
+    space (unclipped), the mask of pixels whose source lies inside the domain (B, K, H, W) and the
+    decoupling loss.
+    """
+    t_in, steps = model.config.input_length, model.config.output_length
+    context = to_model_space(scans_dbz[:, :t_in])
+    if t_in > 1:  # scan t_in-1-j advected forward by j intervals, j = 1..t_in-1
+        older = context[:, : t_in - 1].flip(1)
+        aligned_older, _ = advect_torch(older, displacements[:, : t_in - 1], 0.0)
+        context = torch.cat((aligned_older.flip(1), context[:, -1:]), dim=1)
+    with autocast(precision, scans_dbz.device):
+        predicted, decouple = model.rollout(context[:, :, None], steps)
+    advected, inside = advect_torch(predicted[:, :, 0].float(), displacements[:, :steps], 0.0)
+    return advected, inside, decouple.float()
+
+
+def skill_loss(forecast: torch.Tensor, inside: torch.Tensor, truth_dbz: torch.Tensor,
+               options: LossOptions) -> dict[str, torch.Tensor]:
+    """Weighted MAE/MSE and soft CSI of forecast (B, K, H, W) model space against truth (B, K, H, W) dBZ."""
+    weight = torch.ones_like(truth_dbz)
+    for threshold, w in zip(options.thresholds, options.weights, strict=True):
+        weight = torch.where(truth_dbz >= threshold, torch.full_like(weight, w), weight)
+    mask = inside.float()
+    weight = weight * mask
+    error = forecast - to_model_space(truth_dbz)
+    norm = mask.sum().clamp_min(1.0)
+    mae = (weight * error.abs()).sum() / norm
+    mse = (weight * error * error).sum() / norm
+    forecast_dbz = to_dbz(forecast)
+    soft_csi = []
+    for threshold in options.thresholds:
+        p = torch.sigmoid((forecast_dbz - threshold) / options.temperature) * mask
+        o = (truth_dbz >= threshold).float() * mask
+        hits = (p * o).sum(dim=(0, 2, 3))
+        union = p.sum(dim=(0, 2, 3)) + o.sum(dim=(0, 2, 3)) - hits
+        soft_csi.append(hits / (union + 1.0))  # per lead; +1 keeps rain-free leads finite
+    csi = 1.0 - torch.stack(soft_csi).mean()
+    total = options.mae * mae + options.mse * mse + options.csi * csi
+    return {"total": total, "mae": mae, "mse": mse, "csi": csi}
+
+
+@torch.no_grad()
+def validate(model: PredRNN, cache: StormCache, config: LagrangianConfig, precision: str,
+             batch_size: int = 16) -> dict[str, Any]:
+    """Skill of the model on the validation storms and the selection score (mean CSI)."""
+    model.eval()
+    t_in, steps = config.model.input_length, config.model.output_length
+    scores = SkillScores.init(steps)
+    for start in range(0, len(cache), batch_size):
+        scans, disp = cache.batch(np.arange(start, min(start + batch_size, len(cache))))
+        forecast, _, _ = lagrangian_forecast(model, scans, disp, precision)
+        predicted = to_dbz(forecast.clamp(0.0, 1.0)).numpy()
+        scores.accum(scans[:, t_in:].numpy(), predicted)
+    model.train()
+    result = scores.compute()
+    chosen = [result["csi"][f"{t:g}dBZ"][k - 1] for t in config.run.selection_thresholds
+              for k in config.run.selection_leads]
+    result["selection_score"] = float(np.mean(np.nan_to_num(chosen, nan=0.0)))
+    return result
+
+
+# ------------------------------------------------------------------------------------- loop
+
+
+@dataclass
+class RunState:
+    """What a resumed run needs besides the weights."""
+
+    iteration: int = 0
+    best_score: float = -math.inf
+    best_iteration: int = -1
+    baseline_score: float = math.nan  # iteration 0: the untrained model, i.e. extrapolation
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _truncate_csv(path: Path, iteration: int) -> None:
+    """Drop rows past ``iteration`` (written after last.pt, before a stop), so a resume appends cleanly."""
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    keep = [r for r in rows if int(r["iteration"]) <= iteration]
+    path.unlink()
+    for row in keep:
+        _append_csv(path, row)
+
+
+def batch_indices(seed: int, iteration: int, storms: int, batch_size: int) -> np.ndarray:
+    """The storms of one iteration: a function of (seed, iteration) only, so resuming repeats nothing."""
+    return np.random.default_rng([seed, iteration]).choice(storms, size=batch_size, replace=False)
+
+
+def _save(path: Path, model: PredRNN, config: LagrangianConfig, state: RunState,
+          optimizer: torch.optim.Optimizer | None, score: dict[str, Any] | None = None) -> None:
+    extra = {"frame": "lagrangian", "preset": config.name, "trainer": config.to_dict(),
+             "selection": {"score": state.best_score, "iteration": state.best_iteration,
+                           "extrapolation_score": state.baseline_score,
+                           "thresholds_dbz": config.run.selection_thresholds,
+                           "leads": config.run.selection_leads}}
+    if score is not None:
+        extra["validation"] = {"selection_score": score["selection_score"], "csi": score["csi"]}
+    train_state = None
+    if optimizer is not None:
+        train_state = {"optimizer": optimizer.state_dict(), "run_state": dataclasses.asdict(state),
+                       "torch_rng": torch.get_rng_state()}
+    save_checkpoint(path, model, iteration=state.iteration, scaling=dict(DEFAULT_SCALING), extra_meta=extra,
+                    train_state=train_state)
+
+
+def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, device: str = "cpu",
+          max_iterations: int | None = None, precision: str | None = None) -> dict[str, Any]:
+    """Train (or resume) into ``out_dir``: last.pt, best.pt, history.csv, validation.csv, config.json."""
+    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if device == "auto" else device))
+    precision = resolve(precision or config.run.precision, target)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last = out_dir / "last.pt"
+    if last.exists() and not resume:
+        raise InputError(f"{out_dir}: holds a run already; pass --resume to continue it or choose another --out")
+    (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    torch.manual_seed(config.seed)
+    build_cache(config.data)
+    train_cache, valid_cache = StormCache(config.data, "train"), StormCache(config.data, "valid")
+
+    model = PredRNN(config.model).to(target)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
+    state = RunState()
+    if resume and last.exists():
+        loaded, _ = load_checkpoint(last)
+        model.load_state_dict(loaded.state_dict())
+        payload = read_checkpoint(last)["train_state"]
+        optimizer.load_state_dict(payload["optimizer"])
+        state = RunState(**payload["run_state"])
+        torch.set_rng_state(payload["torch_rng"])
+        for name in ("history.csv", "validation.csv"):
+            _truncate_csv(out_dir / name, state.iteration)
+        log.info("resumed %s at iteration %d (best %.4f at %d)", out_dir, state.iteration, state.best_score,
+                 state.best_iteration)
+    stop = min(max_iterations or config.optim.max_iterations, config.optim.max_iterations)
+    log.info("training %s: %d parameters, %d train / %d valid storms, %s, %s, iterations %d -> %d",
+             config.name, model.num_parameters(), len(train_cache), len(valid_cache), target, precision,
+             state.iteration, stop)
+
+    def run_validation() -> dict[str, Any]:
+        score = validate(model, valid_cache, config, precision)
+        row = {"iteration": state.iteration, "selection_score": round(score["selection_score"], 5)}
+        for t in config.loss.thresholds:
+            for k in config.run.selection_leads:
+                row[f"csi{t:g}_lead{k}"] = round(float(np.nan_to_num(score["csi"][f"{t:g}dBZ"][k - 1])), 5)
+        row["mae_dbz_mean"] = round(float(np.nanmean(score["mae_dbz"])), 4)
+        _append_csv(out_dir / "validation.csv", row)
+        if state.iteration == 0:
+            state.baseline_score = score["selection_score"]
+        if score["selection_score"] > state.best_score:
+            state.best_score, state.best_iteration = score["selection_score"], state.iteration
+            _save(out_dir / "best.pt", model, config, state, None, score)
+        log.info("validation at %d: score %.4f (extrapolation %.4f, best %.4f at %d)", state.iteration,
+                 score["selection_score"], state.baseline_score, state.best_score, state.best_iteration)
+        return score
+
+    if state.iteration == 0:
+        run_validation()
+    started, done_here = time.perf_counter(), 0
+    model.train()
+    try:
+        while state.iteration < stop:
+            indices = batch_indices(config.seed, state.iteration, len(train_cache), config.optim.batch_size)
+            scans, disp = train_cache.batch(indices)
+            scans, disp = scans.to(target), disp.to(target)
+            forecast, inside, decouple = lagrangian_forecast(model, scans, disp, precision)
+            terms = skill_loss(forecast, inside, scans[:, config.model.input_length:], config.loss)
+            total = terms["total"] + config.model.decouple_beta * decouple
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            state.iteration += 1
+            done_here += 1
+            if state.iteration % config.run.display_interval == 0 or state.iteration == stop:
+                elapsed = time.perf_counter() - started
+                rate = done_here / elapsed
+                row = {"iteration": state.iteration, "loss": round(total.item(), 6),
+                       **{k: round(v.item(), 6) for k, v in terms.items() if k != "total"},
+                       "decouple": round(decouple.item(), 6), "grad_norm": round(grad_norm.item(), 4),
+                       "it_per_s": round(rate, 4)}
+                _append_csv(out_dir / "history.csv", row)
+                log.info("it %d/%d loss %.4f (mae %.4f mse %.4f csi %.4f) %.2f it/s ETA %s", state.iteration, stop,
+                         row["loss"], row["mae"], row["mse"], row["csi"], rate,
+                         _duration((stop - state.iteration) / rate))
+            if state.iteration % config.run.eval_interval == 0 or state.iteration == stop:
+                run_validation()
+            if state.iteration % config.run.checkpoint_interval == 0 or state.iteration == stop:
+                _save(last, model, config, state, optimizer)
+    except KeyboardInterrupt:
+        _save(last, model, config, state, optimizer)
+        log.info("stopped at iteration %d; --resume continues from last.pt", state.iteration)
+        raise
+    summary = {"iterations": state.iteration, "best_iteration": state.best_iteration,
+               "best_score": state.best_score, "extrapolation_score": state.baseline_score,
+               "precision": precision, "device": str(target)}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

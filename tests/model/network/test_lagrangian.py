@@ -1,0 +1,109 @@
+"""The Lagrangian frame: pysteps' displacements, exact extrapolation when untrained, a differentiable twin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.baselines import _import_pysteps, estimate_motion, extrapolation
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.data.synthetic import storm_frames
+from model.forecast import forecast_dbz
+from model.network.lagrangian import (
+    Motion,
+    advect_forward,
+    advect_torch,
+    align_context,
+    displacements,
+    motion_of,
+    sample,
+)
+from model.network.predrnn import PredRNN, PredRNNConfig
+
+NO_ECHO = -10.0
+
+
+@pytest.fixture(scope="module")
+def storm() -> np.ndarray:
+    return storm_frames([0, 99, 3], 16, 72, 100)  # not square, not a multiple of the patch size
+
+
+def test_displacements_reproduce_pysteps_extrapolation(storm: np.ndarray) -> None:
+    pysteps = _import_pysteps()
+    velocity = estimate_motion(storm[:6][-3:], zerovalue=NO_ECHO)
+    last = np.maximum(storm[5].astype(np.float64), NO_ECHO)
+    expected = pysteps.extrapolation.semilagrangian.extrapolate(last, velocity, 8, outval=NO_ECHO)
+    d = displacements(velocity, 8)
+    ours = np.stack([sample(last, d[k], NO_ECHO) for k in range(8)])
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    # The displacement itself, against pysteps' own after 8 intervals.
+    _, final = pysteps.extrapolation.semilagrangian.extrapolate(None, velocity, 8, return_displacement=True)
+    np.testing.assert_allclose(d[-1], final, atol=1e-5)
+
+
+def test_untrained_lagrangian_model_is_extrapolation(storm: np.ndarray) -> None:
+    # The residual head starts at zero: the forecast is the newest scan advected, i.e. extrapolation.
+    config = PredRNNConfig(num_hidden=[8, 8], frame="lagrangian", input_length=4, output_length=6)
+    model = PredRNN(config).eval()
+    assert torch.count_nonzero(model.conv_last.weight) == 0
+    ours = forecast_dbz(model, storm[:8], 6)
+    baseline = np.clip(extrapolation(storm[:8], 6), NO_ECHO, 60.0)
+    assert ours.shape == (6, 72, 100)
+    np.testing.assert_allclose(ours, baseline, atol=1e-3)
+
+
+def test_an_eulerian_model_ignores_the_motion(storm: np.ndarray) -> None:
+    torch.manual_seed(0)
+    model = PredRNN(PredRNNConfig(num_hidden=[8, 8])).eval()
+    assert not model.residual and model.config.frame == "eulerian"
+    context = torch.from_numpy(((np.clip(storm[:5], -10, 60) + 10) / 70)[None, :, None].astype(np.float32))
+    expected = model.forecast(context, 3)[0, :, 0].numpy() * 70 - 10
+    np.testing.assert_allclose(forecast_dbz(model, storm[:5], 3), np.clip(expected, -10, 60), atol=1e-4)
+
+
+def test_alignment_moves_each_scan_to_the_reference_time() -> None:
+    # A block moving one pixel right per scan: aligned, every context scan sits where the newest is.
+    scans = np.full((4, 20, 30), NO_ECHO, dtype=np.float32)
+    for t in range(4):
+        scans[t, 8:12, 5 + t:9 + t] = 40.0
+    velocity = np.zeros((2, 20, 30))
+    velocity[0] = 1.0
+    motion = Motion(velocity.astype(np.float32), displacements(velocity, 3))
+    aligned = align_context(scans, motion, NO_ECHO)
+    for t in range(4):
+        np.testing.assert_allclose(aligned[t], scans[-1], atol=1e-5)
+    forward = advect_forward(scans[-1:].repeat(2, 0), motion, NO_ECHO)
+    np.testing.assert_allclose(forward[1, 8:12, 10:14], 40.0)
+
+
+def test_torch_advection_matches_scipy_and_masks_outside_sources(storm: np.ndarray) -> None:
+    motion = motion_of(storm[:6], 10, zerovalue=NO_ECHO)
+    frames = storm[6:16].astype(np.float32)
+    expected = np.stack([sample(frames[k], motion.displacements[k], NO_ECHO) for k in range(10)])
+    ours, inside = advect_torch(torch.from_numpy(frames)[None], torch.from_numpy(motion.displacements)[None], NO_ECHO)
+    np.testing.assert_allclose(ours[0].numpy(), expected, atol=1e-3)
+    # Where the source is outside the domain scipy gives "no echo"; the mask says so.
+    assert not inside.all()
+    np.testing.assert_array_equal(ours[0].numpy()[~inside[0].numpy()], NO_ECHO)
+
+
+def test_gradients_flow_through_the_advection() -> None:
+    frames = torch.rand(1, 2, 12, 12, requires_grad=True)
+    d = torch.full((1, 2, 2, 12, 12), -0.5)
+    out, inside = advect_torch(frames, d)
+    out[inside].sum().backward()
+    assert frames.grad is not None and frames.grad.abs().sum() > 0
+
+
+def test_frame_is_validated_and_travels_in_the_checkpoint(tmp_path) -> None:
+    with pytest.raises(ValueError, match="frame must be one of"):
+        PredRNNConfig(frame="rotating")
+    model = PredRNN(PredRNNConfig(num_hidden=[4, 4], frame="lagrangian"))
+    save_checkpoint(tmp_path / "lag.pt", model)
+    loaded, _ = load_checkpoint(tmp_path / "lag.pt")
+    assert loaded.config.frame == "lagrangian" and loaded.residual
+    # A checkpoint written before the field existed has no "frame": it is Eulerian.
+    values = PredRNNConfig(num_hidden=[4, 4]).to_dict()
+    del values["frame"]
+    assert PredRNNConfig.from_dict(values).frame == "eulerian"
