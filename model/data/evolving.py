@@ -62,10 +62,13 @@ def evolving_sequence(
         src_col = centre_col + np.sin(angle) * d_row + np.cos(angle) * d_col - shear * t * d_row
         scan = map_coordinates(field, [src_row, src_col], order=1, mode="constant", cval=NO_ECHO_DBZ)
 
-        def bump(at: tuple[float, float]) -> np.ndarray:
-            return np.exp(-((src_row - at[0]) ** 2 + (src_col - at[1]) ** 2) / (2.0 * sigma**2))
-
-        change = growth_db_per_scan * t * (bump(grow_at) - bump(decay_at))
+        change = growth_db_per_scan * t * (
+            _bump(src_row, src_col, grow_at, sigma) - _bump(src_row, src_col, decay_at, sigma))
         scan = np.where(scan > ECHO_DBZ, scan + change, scan)
         out[t] = np.clip(scan, NO_ECHO_DBZ, 70.0)
     return out
+
+
+def _bump(rows: np.ndarray, cols: np.ndarray, at: tuple[float, float], sigma: float) -> np.ndarray:
+    """A unit Gaussian centred ``at`` (row, col), read at the given field coordinates."""
+    return np.exp(-((rows - at[0]) ** 2 + (cols - at[1]) ** 2) / (2.0 * sigma**2))

@@ -121,7 +121,8 @@ def advect_forward(frames: np.ndarray, motion: Motion, outval: float) -> np.ndar
     """(K, H, W) Lagrangian forecast -> (K, H, W) on the grid: frame k advected by k + 1 intervals."""
     frames = np.asarray(frames, dtype=np.float32)
     if frames.shape[0] > motion.steps:
-        raise ValueError(f"advecting {frames.shape[0]} frames needs as many displacements, the motion has {motion.steps}")
+        raise ValueError(f"advecting {frames.shape[0]} frames needs as many displacements, "
+                         f"the motion has {motion.steps}")
     return np.stack([sample(frame, motion.displacements[k], outval) for k, frame in enumerate(frames)])
 
 

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 
 from model.network.patch import from_patches, pad_to_multiple, to_patches
 
-
 FRAMES = ("eulerian", "lagrangian")
 
 
