@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scans", type=int, default=10, help="input scans (context)")
     parser.add_argument("--steps", type=int, default=20, help="lead steps (6 min each)")
     parser.add_argument("--repeats", type=int, default=2, help="warm runs after the cold one")
-    parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "model" / "checkpoints" / "radar_v2.pt")
-    parser.add_argument("--preset", default="radar_v2_cpu", help="architecture when the checkpoint is absent")
+    parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "model" / "checkpoints" / "radar_lagrangian.pt")
+    parser.add_argument("--preset", default="radar_lagrangian_cpu", help="architecture when the checkpoint is absent")
     parser.add_argument("--no-quicklooks", action="store_true", help="netCDF only (no PNG/GIF)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto",
                         help="as the workers' NOWCAST_PRECISION (default auto, the workers' default)")

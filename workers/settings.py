@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_CHECKPOINT = REPO_ROOT / "model" / "checkpoints" / "radar_v2.pt"
+SHIPPED_CHECKPOINT = REPO_ROOT / "model" / "checkpoints" / "radar_lagrangian.pt"
 
 
 class WorkerSettings(BaseSettings):

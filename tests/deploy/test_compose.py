@@ -188,7 +188,7 @@ def test_python_services_share_the_settings(services: dict[str, dict[str, Any]])
     assert shared["NOWCAST_REDIS_URL"] == f"redis://:{PASSWORD}@redis:6379/0"
     assert shared["NOWCAST_DATA_DIR"] == "/data"
     assert shared["NOWCAST_FEED_DIR"] == "/feed"
-    assert env_default(shared["NOWCAST_CHECKPOINT"]) == "/models/radar_v2.pt"
+    assert env_default(shared["NOWCAST_CHECKPOINT"]) == "/models/radar_lagrangian.pt"
     for name in WORKERS:
         assert nowcast_env(services[name]) == shared, name
     api = nowcast_env(services["api"])

@@ -135,16 +135,16 @@ def test_copied_sources_exist(stages: dict[str, Stage]) -> None:
             if any(p.startswith("--from=") for p in copy.split()):
                 continue
             for source in parts[:-1]:
-                if source == "model/checkpoints/radar_v2.pt":
+                if source == "model/checkpoints/radar_lagrangian.pt":
                     continue  # test_default_checkpoint_is_baked_in says what is missing
                 assert (ROOT / source).exists(), f"{stage.name}: COPY {source} does not exist"
 
 
 def test_default_checkpoint_is_baked_in(stages: dict[str, Stage]) -> None:
-    assert "model/checkpoints/radar_v2.pt /models/radar_v2.pt" in stages["runtime"].all("COPY")
-    assert "NOWCAST_CHECKPOINT=/models/radar_v2.pt" in " ".join(stages["runtime"].all("ENV"))
-    assert (ROOT / "model" / "checkpoints" / "radar_v2.pt").is_file(), (
-        "the shipped checkpoint model/checkpoints/radar_v2.pt is missing: the images cannot build"
+    assert "model/checkpoints/radar_lagrangian.pt /models/radar_lagrangian.pt" in stages["runtime"].all("COPY")
+    assert "NOWCAST_CHECKPOINT=/models/radar_lagrangian.pt" in " ".join(stages["runtime"].all("ENV"))
+    assert (ROOT / "model" / "checkpoints" / "radar_lagrangian.pt").is_file(), (
+        "the shipped checkpoint model/checkpoints/radar_lagrangian.pt is missing: the images cannot build"
     )
 
 

@@ -145,7 +145,7 @@ def test_settings_defaults_environment_and_limits(monkeypatch: pytest.MonkeyPatc
         assert settings.feed_dir == tmp_path / "feed"
         assert settings.product_dir("nowcast-x") == tmp_path / "products" / "nowcast-x"
         assert settings.lead_steps == 12 and settings.input_scans == 10 and settings.timestep_minutes == 6
-        assert settings.checkpoint.name == "radar_v2.pt"
+        assert settings.checkpoint.name == "radar_lagrangian.pt"
         assert get_settings() is settings
     finally:
         get_settings.cache_clear()

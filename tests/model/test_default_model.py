@@ -1,0 +1,86 @@
+"""The shipped default model on real rain it never saw: at least extrapolation's skill.
+
+The MeteoSwiss composite in tests/data/ is set in motion by a flow that rotates, translates and
+shears it, with one region growing and one decaying (model/data/evolving.py). The model trained
+on synthetic storms only; optical-flow extrapolation is the operational standard it must match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.baselines import extrapolation
+from model.checkpoint import load_checkpoint
+from model.data.evolving import evolving_sequence
+from model.forecast import forecast_dbz
+from model.io.odim import read_odim
+from model.verification.metrics import SkillScores
+from workers.settings import SHIPPED_CHECKPOINT
+
+ODIM = Path(__file__).resolve().parents[1] / "data" / "RFO_example_h5_grid.h5"
+CONTEXT, STEPS = 6, 20
+LEADS = {"30 min": 5, "60 min": 10}
+
+# (window row, col, size), velocity (rows, cols) px/scan, rotation rad/scan, growth dB/scan
+FLOWS = {
+    "rotating, growing in the north-west": ((352, 384, 128), (1.5, 2.5), 0.004, 0.5),
+    "faster, turning the other way": ((300, 300, 160), (-1.0, 3.0), -0.006, 0.8),
+}
+
+
+def skill(truth: np.ndarray, forecast: np.ndarray) -> dict:
+    scores = SkillScores.init(truth.shape[0])
+    scores.accum(truth[None], forecast[None])
+    return scores.compute()
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    model, meta = load_checkpoint(SHIPPED_CHECKPOINT)
+    return model, meta
+
+
+def test_the_default_model_is_lagrangian(default_model) -> None:
+    model, meta = default_model
+    assert model.config.frame == "lagrangian" and meta["frame"] == "lagrangian"
+
+
+def scores(flow: str, default_model) -> tuple[dict, dict]:
+    window, velocity, rotation, growth = FLOWS[flow]
+    field = read_odim(ODIM).dbz[0]
+    scans = evolving_sequence(field, CONTEXT + STEPS, window=window, velocity=velocity, rotation=rotation,
+                              growth_db_per_scan=growth)
+    context, truth = scans[:CONTEXT], scans[CONTEXT:]
+    assert (truth[-1] >= 30).mean() > 0.005, "the case must keep intense rain to the end"
+    model, meta = default_model
+    return (skill(truth, forecast_dbz(model, context, STEPS, scaling=meta["scaling"])),
+            skill(truth, extrapolation(context, STEPS)))
+
+
+def gaps(ours: dict, theirs: dict, threshold: str) -> dict[str, float]:
+    return {label: ours["csi"][threshold][lead - 1] - theirs["csi"][threshold][lead - 1]
+            for label, lead in LEADS.items()}
+
+
+@pytest.mark.parametrize("flow", list(FLOWS))
+def test_on_real_rain_it_keeps_extrapolations_csi_at_20_dbz(default_model, flow: str) -> None:
+    # Measured: within 0.01 of extrapolation at 30 and 60 minutes in both flows (-0.003 / -0.001
+    # and -0.009 / -0.001), never clearly above it: at 20 dBZ the network adds nothing on real rain.
+    for label, gap in gaps(*scores(flow, default_model), "20dBZ").items():
+        assert gap >= -0.01, f"{flow}: CSI 20 dBZ at {label} is {gap:+.3f} below extrapolation"
+
+
+def test_on_real_rain_it_gains_at_30_dbz_where_its_training_storms_look_alike(default_model) -> None:
+    flow = "rotating, growing in the north-west"
+    for label, gap in gaps(*scores(flow, default_model), "30dBZ").items():
+        assert gap > 0.03, f"{flow}: CSI 30 dBZ at {label} is only {gap:+.3f} above extrapolation"
+
+
+@pytest.mark.xfail(strict=True, reason="known limit (model card): with fast growth turning the other way "
+                   "it loses CSI 30 dBZ to extrapolation (-0.10 / -0.05 at 30 / 60 min)")
+def test_on_real_rain_with_fast_growth_it_keeps_extrapolations_csi_at_30_dbz(default_model) -> None:
+    for label, gap in gaps(*scores("faster, turning the other way", default_model), "30dBZ").items():
+        assert gap >= -0.01, f"CSI 30 dBZ at {label} is {gap:+.3f} below extrapolation"
