@@ -26,7 +26,6 @@ from kombu.exceptions import OperationalError as BrokerError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.routing import Match
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:nowcast:problem:"
@@ -135,16 +134,27 @@ async def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc, request.url.path)
 
 
+def _route_methods(routes: list[Any], path: str) -> set[str]:
+    """Methods of every route whose path matches, looking inside included routers too."""
+    methods: set[str] = set()
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:  # FastAPI's wrapper of an included router: its prefix, then its routes
+            prefix = getattr(getattr(route, "include_context", None), "prefix", "") or ""
+            if path.startswith(prefix):
+                methods |= _route_methods(inner.routes, path[len(prefix):] or "/")
+            continue
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(path):
+            methods |= set(route_methods)
+    return methods
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette's own 405 names one route's only)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        route_methods = getattr(route, "methods", None)
-        if match != Match.NONE and route_methods:
-            methods |= set(route_methods)
+    methods = _route_methods(list(request.app.router.routes), request.url.path)
     order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-    return [m for m in order if m in methods] + sorted(methods - set(order)) + ["OPTIONS"]
+    return [m for m in order if m in methods] + sorted(methods - set(order) - {"OPTIONS"}) + ["OPTIONS"]
 
 
 async def _http_exception_handler(request: Request, exc: Exception) -> Response:

@@ -129,7 +129,7 @@ class JobList(BaseModel):
 
 
 # Scan times outside these years are clock or encoding errors (model.io.netcdf.YEARS_PLAUSIBLE).
-FIRST_YEAR, LAST_YEAR = 1900, 2999
+FIRST_YEAR, LAST_YEAR = 1900, 2200
 
 
 class GridSpec(BaseModel):

@@ -58,7 +58,7 @@ RAINRATE_UNITS = {
 DBZ_PLAUSIBLE = (-40.0, 90.0)
 MAX_RAIN_RATE_MM_H = 1000.0
 # Scan times outside these years are clock or encoding errors; lead times stay representable.
-YEARS_PLAUSIBLE = (1900, 2999)
+YEARS_PLAUSIBLE = (1900, 2200)
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "longitude")
 

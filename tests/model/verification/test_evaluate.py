@@ -128,7 +128,6 @@ def test_baselines_share_the_same_sequences_and_limit() -> None:
 
 
 def test_baseline_cli_on_synthetic_radar(tmp_path: Path) -> None:
-    pytest.importorskip("pysteps")
     out = tmp_path / "baselines.json"
     assert nowcast(["evaluate", "--baseline", "persistence,extrapolation", "--data", "synthetic",
                     "--option", "test_sequences=4", "--option", "height=64", "--option", "width=64",
