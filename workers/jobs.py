@@ -326,13 +326,14 @@ if held then return 1 end
 return 0
 """
 
-# A lost worker's job goes back to the queue only while it is still "running" with its lease run
-# out, in one step: of several processes reaping at once, one requeues it and the others skip it.
+# A lost worker's job goes back to the queue only while it is unfinished with its lease run out
+# (a lease exists only once a worker started the job), in one step: of several processes reaping at once, one requeues it and the others skip it.
 _REQUEUE_STALLED = """
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
 redis.call('ZREM', KEYS[2], ARGV[1])
-if cjson.decode(redis.call('HGET', KEYS[1], 'status') or 'null') ~= 'running' then return nil end
+local status = cjson.decode(redis.call('HGET', KEYS[1], 'status') or 'null')
+if status ~= 'running' and status ~= 'accepted' then return nil end
 local requeues = tonumber(redis.call('HGET', KEYS[1], 'requeues') or '0') + 1
 redis.call('HSET', KEYS[1], 'status', '"accepted"', 'requeues', tostring(requeues),
            'task_id', cjson.encode(ARGV[1] .. '-r' .. requeues), 'message', cjson.encode(ARGV[3]),

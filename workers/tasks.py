@@ -215,6 +215,9 @@ def _run_locked(
     product_dir = settings.product_dir(job_id)
     for partial in remove_partial_files(product_dir):
         log.warning("job %s: removed %s left by an interrupted attempt", job_id, partial.name)
+    # The lease starts before the status says "running": a worker lost right after this line
+    # still leaves a lease to run out.
+    jobs.heartbeat(r, job_id=job_id, owner=lock, lease_s=settings.lease_s)
     jobs.update_job(r, job_id=job_id, status="running", attempts=attempts, progress=5,
                     started=record.started or jobs.utc_now_iso(), finished=None, message="reading input")
     try:
