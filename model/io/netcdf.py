@@ -20,10 +20,12 @@ message starts with the offending file's path.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +61,7 @@ DBZ_PLAUSIBLE = (-40.0, 90.0)
 MAX_RAIN_RATE_MM_H = 1000.0
 # Scan times outside these years are clock or encoding errors; lead times stay representable.
 YEARS_PLAUSIBLE = (1900, 2200)
+DISK_FULL_BYTES = 1 << 20  # a failed write with less free space than this is taken as a full disk
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "longitude")
 
@@ -523,7 +526,15 @@ def _atomic_to_netcdf(ds: xr.Dataset, path: Path, encoding: dict[str, Any]) -> P
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine=ENGINE, format="NETCDF4", encoding=encoding)
+        try:
+            ds.to_netcdf(tmp, engine=ENGINE, format="NETCDF4", encoding=encoding)
+        except (RuntimeError, OSError) as exc:
+            # HDF5 reports a full disk as a bare "HDF error", or as EACCES on the next file it
+            # creates; say what it is, as the OSError it is.
+            if shutil.disk_usage(path.parent).free < DISK_FULL_BYTES:
+                raise OSError(errno.ENOSPC, f"No space left on device writing {path.name} ({exc})",
+                              str(path.parent)) from exc
+            raise
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; products are read by the API's user too
