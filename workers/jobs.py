@@ -327,7 +327,8 @@ return 0
 """
 
 # A lost worker's job goes back to the queue only while it is unfinished with its lease run out
-# (a lease exists only once a worker started the job), in one step: of several processes reaping at once, one requeues it and the others skip it.
+# (a lease exists only once a worker started the job), in one step: of several processes reaping
+# at once, one requeues it and the others skip it.
 _REQUEUE_STALLED = """
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
