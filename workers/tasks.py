@@ -255,10 +255,12 @@ def _fail(settings: WorkerSettings, r: redis.Redis, job_id: str, *, message: str
 
 
 def _finish(r: redis.Redis, job_id: str, *, status: str, message: str, **fields: Any) -> dict[str, Any]:
-    log.log(logging.INFO if status == "successful" else logging.WARNING, "job %s %s: %s", job_id, status, message)
     current = jobs.get_job(r, job_id=job_id)
     if current is not None and current.status == "dismissed":  # the client gave up on it meanwhile
+        log.info("job %s was dismissed while it ran; its result is not recorded", job_id)
+        jobs.clear_lease(r, job_id=job_id)
         return summary(current)
+    log.log(logging.INFO if status == "successful" else logging.WARNING, "job %s %s: %s", job_id, status, message)
     record = jobs.update_job(r, job_id=job_id, status=status, message=message, finished=jobs.utc_now_iso(),
                              **fields)
     jobs.clear_lease(r, job_id=job_id)
