@@ -138,7 +138,8 @@ def run_bad_inputs(stack: FaultStack, http: httpx.Client) -> dict[str, Any]:
             server_errors.append(case)
         elif not 400 <= response.status_code < 500 or "detail" not in response.json():
             refused_without_reason.append(f"{case}: {response.status_code}")
-    residue = sorted(p.name for p in (stack.data_dir / "inputs").iterdir()) if (stack.data_dir / "inputs").exists() else []
+    inputs = stack.data_dir / "inputs"
+    residue = sorted(p.name for p in inputs.iterdir()) if inputs.exists() else []
     jobs = http.get("/jobs").json()["numberMatched"]
     return {"cases": sum(codes.values()), "codes": {str(k): v for k, v in sorted(codes.items())},
             "server_errors": server_errors, "not_4xx_problem": refused_without_reason,
