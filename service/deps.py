@@ -89,16 +89,39 @@ def require_api_key(settings: SettingsDep, presented: Annotated[str | None, Secu
 ApiKeyDep = Annotated[str, Depends(require_api_key)]
 
 
-def load_job(
-    store: JobStoreDep,
-    job_id: Annotated[str, Path(alias="jobID", min_length=1, max_length=200, description="The job's id")],
-) -> Any:
-    """The job record, or 404 ``job-not-found`` (an unknown id is never reported as pending)."""
+def caller(settings: SettingsDep, presented: Annotated[str | None, Security(api_key_scheme)]) -> str | None:
+    """The owner id of a valid ``X-API-Key``, or None without one (reads that need no key)."""
+    return key_owner(presented) if presented and key_is_valid(presented, settings) else None
+
+
+def check_owner(record: Any, owner: str | None, settings: ApiSettings) -> None:
+    """Only the key that submitted a job may act on it (and read it, where reads need a key).
+
+    Where reads need a key, another key's job answers 404, as if it did not exist: ids must not be
+    probed. Where reads are open, the job is visible anyway and a foreign dismissal is a plain 403.
+    """
+    if record.owner is None or record.owner == owner:
+        return
+    if settings.read_requires_key:
+        raise Problem(404, "job-not-found", f"no job with id {record.job_id!r}", field="jobID")
+    raise Problem(403, "not-owner", f"job {record.job_id} belongs to another API key", field="X-API-Key")
+
+
+JobIdPath = Annotated[str, Path(alias="jobID", min_length=1, max_length=200, description="The job's id")]
+
+
+def load_job(store: JobStoreDep, settings: SettingsDep, job_id: JobIdPath,
+             owner: Annotated[str | None, Depends(caller)]) -> Any:
+    """The job record, or 404 ``job-not-found`` (an unknown id is never reported as pending);
+    where reads need a key, only the caller's own jobs and the scheduled nowcasts are found."""
     record = jobs.get_job(store, job_id=job_id)
     if record is None:
         raise Problem(404, "job-not-found", f"no job with id {job_id!r}", field="jobID")
+    if settings.read_requires_key:
+        check_owner(record, owner, settings)
     set_job_id(job_id)
     return record
 
 
 JobDep = Annotated[Any, Depends(load_job)]
+CallerDep = Annotated[str | None, Depends(caller)]

@@ -1,4 +1,4 @@
-"""Structured JSON logs carrying the request id and the job id of the work in hand.
+"""Structured JSON logs (or escaped text lines) carrying the request id and the job id of the work in hand.
 
 ``request_id`` is set by the request middleware for every request, ``job_id`` by the routes once
 they know which job a request is about (:func:`set_job_id`). Both live in one dict held by a context
@@ -13,6 +13,8 @@ import datetime as dt
 import json
 import logging
 from typing import Any
+
+from workers.logformat import EscapingFormatter
 
 request_context: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar(
     "request_context", default=None
@@ -58,7 +60,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler()
     handler._nowcast_api = True  # type: ignore[attr-defined]
-    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Text lines escape control characters (a request path could otherwise forge lines); JSON does.
+    text = EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(JsonFormatter() if fmt == "json" else text)
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -17,6 +17,8 @@ import redis
 from celery import Celery
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from service.logs import configure_logging
 from service.metrics import ApiMetrics
@@ -43,9 +45,30 @@ def make_celery(settings: ApiSettings) -> Celery:
     """The workers' Celery app configured from our settings: used to send tasks by name and to ask
     workers for readiness (``workers.celery_app`` is configuration only and never imports torch)."""
     app = create_celery_app(settings)
-    # A publish to an unreachable broker fails within seconds instead of hanging the request.
-    app.conf.task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+    # A publish to an unreachable or paused broker fails within seconds instead of hanging the request.
+    app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
+    timeout = settings.redis_timeout_seconds
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
+    app.conf.broker_connection_timeout = timeout
     return app
+
+
+def make_job_store(settings: ApiSettings) -> redis.Redis:
+    """The API's Redis client: lazy (the API starts while Redis is down and /readyz says so), and
+    without retries, so a Redis that stops answering costs a request ``redis_timeout_seconds``
+    and then a 503 with Retry-After instead of a thread blocked for many times that."""
+    timeout = settings.redis_timeout_seconds
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -114,11 +137,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.worker_probe = WorkerProbe()
-    # Lazy clients: nothing connects until a request needs it, so the API starts while Redis is down
-    # and /readyz says so.
-    app.state.redis = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
-    )
+    app.state.redis = make_job_store(settings)
     app.state.celery = make_celery(settings)
     install_problem_handlers(app)
     include_routers(app, settings)

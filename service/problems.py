@@ -18,10 +18,14 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError as BrokerError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:nowcast:problem:"
@@ -130,13 +134,41 @@ async def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc, request.url.path)
 
 
-async def _http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
+def _route_methods(routes: list[Any], path: str) -> set[str]:
+    """Methods of every route whose path matches, looking inside included routers too."""
+    methods: set[str] = set()
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:  # FastAPI's wrapper of an included router: its prefix, then its routes
+            prefix = getattr(getattr(route, "include_context", None), "prefix", "") or ""
+            if path.startswith(prefix):
+                methods |= _route_methods(inner.routes, path[len(prefix):] or "/")
+            continue
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(path):
+            methods |= set(route_methods)
+    return methods
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's own 405 names one route's only)."""
+    methods = _route_methods(list(request.app.router.routes), request.url.path)
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    return [m for m in order if m in methods] + sorted(methods - set(order) - {"OPTIONS"}) + ["OPTIONS"]
+
+
+async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+        if request.method == "OPTIONS":  # what a client asks with OPTIONS is exactly the Allow list
+            return Response(status_code=204, headers=headers)
     code = _HTTP_CODES.get(exc.status_code, f"http-{exc.status_code}")
     detail = exc.detail if isinstance(exc.detail, str) else _title(exc.status_code)
     if exc.status_code == 413:
         detail = "the request body is larger than the configured limit"
-    problem = Problem(exc.status_code, code, detail, headers=exc.headers)
+    problem = Problem(exc.status_code, code, detail, headers=headers)
     return problem_response(problem, request.url.path)
 
 
@@ -157,6 +189,26 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, request.url.path)
 
 
+async def _store_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    # Redis down, paused or refusing writes: the client can try again; nothing was accepted.
+    logger.warning("job store or broker unavailable on %s %s: %s", request.method, request.url.path,
+                   exc.__class__.__name__)
+    seconds = getattr(request.app.state.settings, "retry_after_seconds", 5)
+    problem = Problem(
+        503,
+        "queue-unavailable",
+        f"the job store (Redis) does not answer ({exc.__class__.__name__}); try again later",
+        headers={"Retry-After": str(seconds)},
+    )
+    return problem_response(problem, request.url.path)
+
+
+async def _client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    # Nobody is left to read an answer; this is the client's doing, not an error of ours.
+    logger.info("client disconnected before sending the whole body of %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     # Logged with the traceback; the client gets no internals, only the request id to quote.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -169,6 +221,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _problem_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(redis.RedisError, _store_unavailable_handler)
+    app.add_exception_handler(BrokerError, _store_unavailable_handler)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect_handler)
     app.add_exception_handler(Exception, _unexpected_handler)
 
 

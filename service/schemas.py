@@ -9,9 +9,10 @@ nowcast slots take (the feed was stale or incomplete; ``message`` says why).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 JobStatus = Literal["accepted", "running", "successful", "failed", "dismissed", "skipped"]
 UNFINISHED: frozenset[str] = frozenset({"accepted", "running"})
@@ -134,15 +135,36 @@ class JobList(BaseModel):
     links: list[Link]
 
 
+# Scan times outside these years are clock or encoding errors (model.io.netcdf.YEARS_PLAUSIBLE).
+FIRST_YEAR, LAST_YEAR = 1900, 2200
+
+
 class GridSpec(BaseModel):
     """Where the JSON frames lie: 1-D projection coordinates plus CF grid-mapping attributes."""
 
-    x: list[float] = Field(description="Column coordinates (metres), length W, strictly monotonic")
-    y: list[float] = Field(description="Row coordinates (metres), length H, strictly monotonic")
+    x: list[float] = Field(description="Column coordinates (metres), length W, finite, strictly monotonic")
+    y: list[float] = Field(description="Row coordinates (metres), length H, finite, strictly monotonic")
     grid_mapping: dict[str, str | float | int | list[float]] = Field(
         default_factory=dict,
         description="CF grid-mapping attributes, e.g. {grid_mapping_name: lambert_azimuthal_equal_area, ...}",
     )
+
+
+    @field_validator("x", "y")
+    @classmethod
+    def _finite_and_monotonic(cls, axis: list[float]) -> list[float]:
+        # JSON parsers here accept NaN and Infinity literals; an axis needs neither.
+        if not all(math.isfinite(v) for v in axis):
+            raise ValueError("the axis holds NaN or infinite values")
+        steps = [b - a for a, b in zip(axis, axis[1:], strict=False)]
+        if steps and not (all(d > 0 for d in steps) or all(d < 0 for d in steps)):
+            raise ValueError("the axis is not strictly monotonic")
+        return axis
+
+
+Row = Annotated[list[float | None], Field(min_length=1)]
+Frame = Annotated[list[Row], Field(min_length=1)]
+Size = Annotated[StrictInt, Field(ge=1)]
 
 
 class ForecastJSONRequest(BaseModel):
@@ -165,16 +187,23 @@ class ForecastJSONRequest(BaseModel):
         },
     )
 
-    frames: list[list[list[float | None]]] = Field(description="(T, H, W) values; null = no data")
-    shape: tuple[int, int, int] = Field(description="(T, H, W), must match `frames`")
+    frames: list[Frame] = Field(
+        min_length=1,
+        description="(T, H, W) values, at least one scan of one row of one value; null = no data. The "
+        "service needs at least `input_scans` scans (the process description says how many).",
+    )
+    shape: list[Size] = Field(min_length=3, max_length=3, description="(T, H, W), must match `frames`")
     dtype: Literal["float32", "float64"] = "float32"
-    timestep_minutes: int = Field(description="Cadence of the frames; must equal the service's")
+    timestep_minutes: StrictInt = Field(description="Cadence of the frames; must equal the service's")
     units: Literal["dBZ", "mm/h"] = Field(description="Reflectivity, or rain rate (Marshall-Palmer)")
     times: list[dt.datetime] | None = Field(
         None,
-        description="Scan time of each frame (UTC). Default: the last frame at the current slot",
+        description=f"Scan time of each frame (UTC), years {FIRST_YEAR}..{LAST_YEAR}. "
+        "Default: the last frame at the current slot",
     )
-    steps: int | None = Field(None, description="Lead times wanted; default the service's `lead_steps`")
+    steps: StrictInt | None = Field(
+        None, ge=1, description="Lead times wanted (an integer); default the service's `lead_steps`"
+    )
     grid: GridSpec | None = None
 
     @field_validator("frames")
@@ -212,7 +241,16 @@ class ForecastJSONRequest(BaseModel):
         shape = info.data.get("shape")
         if shape is not None and len(times) != shape[0]:
             raise ValueError(f"times has {len(times)} entries but there are {shape[0]} frames")
-        return [t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC) for t in times]
+        in_utc = []
+        for index, t in enumerate(times):
+            try:
+                utc = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+            except OverflowError:  # an offset that pushes it past year 1 or 9999
+                raise ValueError(f"times[{index}] lies outside the range of UTC times") from None
+            if not FIRST_YEAR <= utc.year <= LAST_YEAR:
+                raise ValueError(f"times[{index}] is in year {utc.year}, outside {FIRST_YEAR}..{LAST_YEAR}")
+            in_utc.append(utc)
+        return in_utc
 
     @field_validator("grid")
     @classmethod
@@ -288,7 +326,7 @@ class ForecastJSONResult(BaseModel):
     lead_time_minutes: list[int]
     valid_times: list[str]
     units: Literal["dBZ"] = "dBZ"
-    shape: tuple[int, int, int]
+    shape: list[int] = Field(min_length=3, max_length=3, description="(L, H, W)")
     x: list[float] | None
     y: list[float] | None
     attributes: dict[str, Any]

@@ -54,6 +54,13 @@ logger = logging.getLogger(__name__)
 
 FORECAST_TASK = "workers.tasks.forecast"
 MAX_UPLOAD_FILES = 200
+# Statuses from which sending the same input again queues a new run.
+REQUEUEABLE = ("failed", "dismissed")
+# JSON nesting deeper than this is refused before parsing: frames need three levels, a request five.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_OPENING = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
 # Magic numbers of netCDF classic (CDF\x01), 64-bit offset (\x02), CDF-5 (\x05) and netCDF-4/HDF5.
 _NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -87,6 +94,10 @@ _ERROR_CODES: dict[type[netcdf.RadarInputError], str] = {
     netcdf.AllNaNScanError: "all-nan-scan",
     netcdf.TooFewScansError: "too-few-scans",
     netcdf.GridTooLargeError: "grid-too-large",
+    netcdf.TooManyScansError: "too-many-scans",
+    netcdf.ImplausibleValueError: "implausible-value",
+    netcdf.GridAxisError: "bad-grid-axis",
+    netcdf.TimeRangeError: "time-out-of-range",
 }
 
 
@@ -121,12 +132,16 @@ def check_steps(steps: int | None, settings: ApiSettings) -> int:
 
 
 def _problem_from(error: netcdf.RadarInputError, names: dict[str, str]) -> Problem:
-    """A 422 naming the client's file instead of our staging path."""
-    message, culprit = str(error), None
+    """A 422 naming the client's file instead of our staging path.
+
+    Messages start with the offending file and may name a second one (the scan it conflicts with),
+    so the culprit is the file named first.
+    """
+    message = str(error)
+    positions = sorted((message.find(staged), staged) for staged in names if staged in message)
+    culprit = names[positions[0][1]] if positions else None
     for staged, shown in sorted(names.items(), key=lambda item: -len(item[0])):
-        if staged in message:
-            culprit = culprit or shown
-            message = message.replace(staged, shown)
+        message = message.replace(staged, shown)
     for staged_dir in {str(Path(s).parent) for s in names}:
         message = message.replace(staged_dir + os.sep, "").replace(staged_dir, "the upload")
     code = _ERROR_CODES.get(type(error), "invalid-radar-input")
@@ -141,6 +156,7 @@ def read_sequence(directory: Path, names: dict[str, str], settings: ApiSettings)
             timestep_minutes=settings.timestep_minutes,
             min_scans=settings.input_scans,
             max_grid=settings.max_grid,
+            max_scans=settings.max_scans,
         )
     except netcdf.RadarInputError as error:
         raise _problem_from(error, names) from error
@@ -201,6 +217,10 @@ def json_frames_to_dbz(request: ForecastJSONRequest) -> np.ndarray:
     if request.units == "mm/h":
         if np.nanmin(values, initial=0.0) < 0:
             raise Problem(422, "bad-units", "frames hold negative rain rates", field="frames")
+        try:
+            netcdf.check_plausible_rain_rate(values, "frames")
+        except netcdf.ImplausibleValueError as exc:
+            raise Problem(422, "implausible-value", str(exc), field="frames") from exc
         with np.errstate(divide="ignore", invalid="ignore"):
             dbz = rainrate_to_dbz(values)
         values = np.where(np.isnan(values), np.nan, np.maximum(dbz, netcdf.RAIN_FLOOR_DBZ))
@@ -250,7 +270,14 @@ def stage_json(staging: Path, request: ForecastJSONRequest, settings: ApiSetting
             f"timestep_minutes is {request.timestep_minutes}; this service runs at {settings.timestep_minutes}",
             field="timestep_minutes",
         )
-    _, height, width = request.shape
+    count, height, width = request.shape
+    if count > settings.max_scans:
+        raise Problem(
+            422,
+            "too-many-scans",
+            f"{count} frames; at most {settings.max_scans} scans are accepted per request",
+            field="frames",
+        )
     if max(height, width) > settings.max_grid:
         raise Problem(
             422,
@@ -300,14 +327,18 @@ def enqueue(
 ) -> tuple[Any, bool]:
     """Create (or find) the job of a validated, staged sequence and send its task.
 
+    The job id covers the owner, so one key never receives, or learns of, another key's job. A
+    ``failed`` or ``dismissed`` job is queued again under a fresh task id: workers remember revoked
+    ids and would drop a message that reused the dismissed one.
+
     Returns
     -------
     (record, created) : the ``workers.jobs.JobRecord`` and whether a run was queued by this call.
     """
-    job_id = jobs.forecast_job_id(sequence_sha256(sequence), model_version, steps)
+    job_id = jobs.forecast_job_id(sequence_sha256(sequence), model_version, steps, owner=owner)
     set_job_id(job_id)
     existing = jobs.get_job(store, job_id=job_id)
-    if existing is not None and existing.status != "failed":
+    if existing is not None and existing.status not in REQUEUEABLE:
         logger.info("input already submitted; returning job %s (%s)", job_id, existing.status)
         return existing, False
     target = Path(settings.data_dir) / "inputs" / job_id
@@ -329,23 +360,26 @@ def enqueue(
         )
         if not created:
             return record, False
+        task_id = job_id
     else:
-        record = jobs.update_job(
-            store,
-            job_id=job_id,
-            status="accepted",
-            progress=0,
-            message="queued again after failure",
-            started=None,
-            finished=None,
+        requeued = jobs.requeue_job(
+            store, job_id=job_id, from_statuses=REQUEUEABLE, message=f"queued again after {existing.status}"
         )
+        if requeued is None:  # a concurrent resubmission queued it first
+            return jobs.get_job(store, job_id=job_id), False
+        record, task_id = requeued
     try:
         celery.send_task(
-            FORECAST_TASK, args=[job_id, str(target), steps], task_id=job_id, queue=settings.inference_queue
+            FORECAST_TASK, args=[job_id, str(target), steps], task_id=task_id, queue=settings.inference_queue
         )
     except Exception as exc:  # kombu raises OperationalError and friends when the broker is down
         jobs.update_job(store, job_id=job_id, status="failed", message=f"could not be queued: {exc}")
-        raise Problem(503, "queue-unavailable", "the job could not be queued; send the same input again") from exc
+        raise Problem(
+            503,
+            "queue-unavailable",
+            "the job could not be queued; send the same input again",
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+        ) from exc
     logger.info("queued forecast %s (%d steps)", job_id, steps)
     return record, True
 
@@ -421,11 +455,26 @@ async def read_json_body(request: Request, settings: ApiSettings) -> bytes:
     return body
 
 
+def json_depth(body: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, brackets inside strings ignored; vectorised, so
+    a 16 MB body costs milliseconds and a pathological one never reaches the recursive parser."""
+    outside_strings = _JSON_STRING.sub(b"", body)
+    codes = np.frombuffer(outside_strings, dtype=np.uint8)
+    steps = np.isin(codes, _OPENING).astype(np.int64) - np.isin(codes, _CLOSING).astype(np.int64)
+    return int(np.cumsum(steps).max(initial=0))
+
+
 def parse_json_request(body: bytes, *, prefix: str = "") -> ForecastJSONRequest:
     """Parse and validate a JSON forecast request; 422 naming the first offending field."""
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise Problem(
+            422, "json-too-deep", f"the body nests {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted",
+            field="body",
+        )
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise Problem(422, "invalid-json", f"the body is not valid JSON: {exc}", field="body") from exc
     if prefix:
         if not isinstance(document, dict) or not isinstance(document.get(prefix), dict):
@@ -445,7 +494,7 @@ def parse_json_request(body: bytes, *, prefix: str = "") -> ForecastJSONRequest:
         field = f"{prefix}.{location}" if prefix else location
         raise Problem(
             422,
-            "invalid-request",
+            "invalid-steps" if location == "steps" else "invalid-request",
             f"{field}: {first['msg']}",
             field=field,
             extra={
@@ -491,8 +540,9 @@ async def submit_multipart(
             raise Problem(422, "invalid-steps", "steps must be given once, as an integer", field="steps")
         steps_value: int | None = None
         if raw_steps:
-            text = str(raw_steps[0]).strip()
-            if not re.fullmatch(r"[+-]?\d{1,9}", text):
+            text = str(raw_steps[0])
+            # ASCII digits only: str.isdigit and \\d also take other scripts' digits, and int() spaces.
+            if not re.fullmatch(r"-?[0-9]{1,9}", text):
                 raise Problem(422, "invalid-steps", f"steps must be an integer, got {text[:40]!r}", field="steps")
             steps_value = int(text)
         steps = check_steps(steps_value, settings)

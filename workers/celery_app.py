@@ -20,6 +20,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging
 
+from workers.logformat import EscapingFormatter
 from workers.schedule import beat_schedule
 from workers.settings import WorkerSettings, get_settings
 
@@ -34,6 +35,7 @@ TASK_ROUTES = {
     "workers.tasks.forecast": {"queue": GPU_QUEUE},
     "workers.tasks.nowcast": {"queue": GPU_QUEUE},
     "workers.tasks.*": {"queue": CPU_QUEUE},
+    "workers.housekeeping.*": {"queue": CPU_QUEUE},
 }
 
 
@@ -71,6 +73,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
             timestep_minutes=settings.timestep_minutes,
             latency_offset_minutes=settings.latency_offset_minutes,
             queue=GPU_QUEUE,
+            lease_s=settings.lease_s,
+            housekeeping_queue=CPU_QUEUE,
         ),
         "beat_schedule_filename": str(settings.beat_dir / "celerybeat-schedule"),
         # Never backfill: after a beat restart a past-due slot is dropped, not run late.
@@ -81,7 +85,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
 
 def create_app(settings: WorkerSettings | None = None) -> Celery:
     """A configured app; ``settings=None`` reads :func:`get_settings` when the config is first used."""
-    app = Celery("nowcast", include=["workers.tasks"], set_as_current=False)
+    app = Celery("nowcast", include=["workers.tasks", "workers.housekeeping"], set_as_current=False)
     if settings is not None:
         app.config_from_object(celery_config(settings))
         return app
@@ -96,9 +100,11 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
 
 @setup_logging.connect(weak=False)
 def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
-    """Our root handler instead of Celery's: task and library logs share one format and stream."""
-    logging.basicConfig(level=loglevel or logging.INFO,
-                        format="%(asctime)s %(levelname)s [%(processName)s] %(name)s: %(message)s")
+    """Our root handler instead of Celery's: task and library logs share one format and stream, with
+    control characters escaped (file names and messages can come from clients)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s [%(processName)s] %(name)s: %(message)s"))
+    logging.basicConfig(level=loglevel or logging.INFO, handlers=[handler])
 
 
 app = create_app()

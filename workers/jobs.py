@@ -6,14 +6,21 @@ create_job(r, *, job_id, kind, steps, input_path, model_version, slot=None, owne
     -> (JobRecord, created: bool)        an existing id returns its record and False
 get_job(r, *, job_id) -> JobRecord | None          an unknown id is None, never "pending"
 update_job(r, *, job_id, **fields) -> JobRecord    raises JobNotFoundError for an unknown id
-list_jobs(r, *, kind=None, limit=20, offset=0) -> (records newest first, total)
+list_jobs(r, *, kind=None, limit=20, offset=0, owner=None) -> (records newest first, total)
+    with ``owner``: that owner's jobs and the scheduled (ownerless) nowcasts only
 increment_attempts(r, *, job_id) -> int
+requeue_job(r, *, job_id, from_statuses, message) -> (JobRecord, task_id) | None
 acquire_lock / release_lock / steal_lock / lock_owner   the per-job lock (SET NX EX)
-forecast_job_id(input_sha256, model_version, steps), nowcast_job_id(slot), model_version(path)
+heartbeat / extend_lease / clear_lease / requeue_stalled   the lease of a running job
+expired_jobs / delete_job                                  retention
+forecast_job_id(input_sha256, model_version, steps, owner=None), nowcast_job_id(slot), model_version(path)
 
 Layout: one hash per job (``nowcast:job:<id>``, every field JSON-encoded so a partial update is a
 single HSET and never overwrites fields another process changed), a sorted set per index
-(``nowcast:jobs`` and ``nowcast:jobs:<kind>``, scored by creation time), and ``nowcast:lock:<id>``.
+(``nowcast:jobs``, ``nowcast:jobs:<kind>`` and ``nowcast:jobs:owner:<owner>``, scored by creation
+time), ``nowcast:lock:<id>``, and ``nowcast:leases``: running jobs scored by the time their lease
+runs out. A worker renews its job's lease (and its lock) while it works; one that dies stops
+renewing, and :func:`requeue_stalled` hands the job to the queue again, once.
 No torch, no model imports: the API imports this module.
 """
 
@@ -68,6 +75,8 @@ class JobRecord:
     model_frame: str | None = None  # "eulerian" | "lagrangian" for a PredRNN; None for extrapolation
     timestep_minutes: int | None = None  # minutes between scans and between lead times
     owner: str | None = None  # who submitted it (API key id); None for scheduled runs
+    task_id: str | None = None  # the Celery task id of the latest queued run (None: the job id)
+    requeues: int = 0  # runs queued again: resubmitted after failure or dismissal, or a lost worker
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,8 +93,15 @@ def _index_key(kind: str | None) -> str:
     return f"{KEY_PREFIX}jobs" if kind is None else f"{KEY_PREFIX}jobs:{kind}"
 
 
+def _owner_key(owner: str) -> str:
+    return f"{KEY_PREFIX}jobs:owner:{owner}"
+
+
 def _lock_key(job_id: str) -> str:
     return f"{KEY_PREFIX}lock:{job_id}"
+
+
+LEASES_KEY = f"{KEY_PREFIX}leases"
 
 
 def utc_now_iso() -> str:
@@ -125,8 +141,7 @@ def _check_fields(fields: dict[str, Any]) -> None:
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
+for i = 2, #KEYS do redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2]) end
 return 1
 """
 
@@ -159,8 +174,8 @@ def create_job(
                        model_version=model_version, slot=slot, owner=owner, message=message)
     values = record.to_dict()
     _check_fields(values)
-    created = r.eval(_CREATE, 3, _job_key(job_id), _index_key(None), _index_key(kind), repr(time.time()),
-                     job_id, *_encode(values))
+    keys = [_job_key(job_id), _index_key(None), _index_key(kind)] + ([_owner_key(owner)] if owner else [])
+    created = r.eval(_CREATE, len(keys), *keys, repr(time.time()), job_id, *_encode(values))
     if created:
         return record, True
     existing = get_job(r, job_id=job_id)
@@ -187,18 +202,30 @@ def update_job(r: redis.Redis, *, job_id: str, **fields: Any) -> JobRecord:
 
 
 def list_jobs(
-    r: redis.Redis, *, kind: str | None = None, limit: int = 20, offset: int = 0
+    r: redis.Redis, *, kind: str | None = None, limit: int = 20, offset: int = 0, owner: str | None = None
 ) -> tuple[list[JobRecord], int]:
-    """Records newest first and the total count (of that kind)."""
+    """Records newest first and the total count (of that kind).
+
+    With ``owner``, only what that owner may see: its own jobs and the scheduled nowcasts.
+    """
     if kind is not None and kind not in JOB_KINDS:
         raise ValueError(f"kind must be one of {JOB_KINDS}, not {kind!r}")
     if limit < 0 or offset < 0:
         raise ValueError("limit and offset must not be negative")
-    index = _index_key(kind)
-    total = int(r.zcard(index))
+    if owner is None:
+        indexes = [_index_key(kind)]
+    else:
+        indexes = [key for key, wanted in ((_owner_key(owner), kind != "nowcast"),
+                                           (_index_key("nowcast"), kind != "forecast")) if wanted]
+    total = sum(int(r.zcard(index)) for index in indexes)
     if limit == 0:
         return [], total
-    ids = [_text(i) for i in r.zrevrange(index, offset, offset + limit - 1)]
+    if len(indexes) == 1:
+        ids = [_text(i) for i in r.zrevrange(indexes[0], offset, offset + limit - 1)]
+    else:  # two disjoint indexes: merge their newest offset + limit entries by score
+        scored = [(score, _text(i)) for index in indexes
+                  for i, score in r.zrevrange(index, 0, offset + limit - 1, withscores=True)]
+        ids = [i for _, i in sorted(scored, reverse=True)[offset:offset + limit]]
     with r.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.hgetall(_job_key(job_id))
@@ -220,6 +247,38 @@ def increment_attempts(r: redis.Redis, *, job_id: str) -> int:
     if not r.exists(_job_key(job_id)):
         raise JobNotFoundError(job_id)
     return int(r.hincrby(_job_key(job_id), "attempts", 1))
+
+
+# Queue a finished run again under a fresh task id, if its status still allows it. ``attempts`` is
+# reset: the new run is a new request, not a continuation.
+_REQUEUE = """
+local status = cjson.decode(redis.call('HGET', KEYS[1], 'status') or 'null')
+local allowed = false
+for i = 3, #ARGV - 1 do if status == ARGV[i] then allowed = true end end
+if not allowed then return nil end
+local requeues = tonumber(redis.call('HGET', KEYS[1], 'requeues') or '0') + 1
+local task_id = cjson.encode(ARGV[1] .. '-r' .. requeues)
+redis.call('HSET', KEYS[1], 'status', '"accepted"', 'progress', '0', 'message', cjson.encode(ARGV[2]),
+           'started', 'null', 'finished', 'null', 'attempts', '0', 'requeues', tostring(requeues),
+           'task_id', task_id, 'updated', cjson.encode(ARGV[#ARGV]))
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
+def requeue_job(
+    r: redis.Redis, *, job_id: str, from_statuses: tuple[str, ...], message: str
+) -> tuple[JobRecord, str] | None:
+    """Set a job whose status is one of ``from_statuses`` back to ``accepted`` under a new task id.
+
+    Returns the record and the task id to send, or None when the status did not allow it (another
+    process requeued or finished it first): exactly one caller wins.
+    """
+    raw = r.eval(_REQUEUE, 2, _job_key(job_id), LEASES_KEY, job_id, message, *from_statuses, utc_now_iso())
+    if raw is None:
+        return None
+    record = _record_from_hash(dict(zip(raw[0::2], raw[1::2], strict=True)))
+    return record, str(record.task_id)
 
 
 # ---------------------------------------------------------------------------------------- job lock
@@ -258,6 +317,96 @@ def lock_owner(r: redis.Redis, *, job_id: str) -> str | None:
     return None if value is None else _text(value)
 
 
+# --------------------------------------------------------------------------------------- job lease
+
+_HEARTBEAT = """
+local held = redis.call('GET', KEYS[1]) == ARGV[1]
+if held then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+if held then return 1 end
+return 0
+"""
+
+# A lost worker's job goes back to the queue only while it is unfinished with its lease run out
+# (a lease exists only once a worker started the job), in one step: of several processes reaping
+# at once, one requeues it and the others skip it.
+_REQUEUE_STALLED = """
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
+redis.call('ZREM', KEYS[2], ARGV[1])
+local status = cjson.decode(redis.call('HGET', KEYS[1], 'status') or 'null')
+if status ~= 'running' and status ~= 'accepted' then return nil end
+local requeues = tonumber(redis.call('HGET', KEYS[1], 'requeues') or '0') + 1
+redis.call('HSET', KEYS[1], 'status', '"accepted"', 'requeues', tostring(requeues),
+           'task_id', cjson.encode(ARGV[1] .. '-r' .. requeues), 'message', cjson.encode(ARGV[3]),
+           'updated', cjson.encode(ARGV[4]))
+redis.call('DEL', KEYS[3])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
+def heartbeat(r: redis.Redis, *, job_id: str, owner: str, lease_s: float) -> bool:
+    """Renew a running job's lease, and its lock if ``owner`` still holds it; True when it does."""
+    expires = time.time() + lease_s
+    return bool(r.eval(_HEARTBEAT, 2, _lock_key(job_id), LEASES_KEY, owner, int(lease_s * 1000),
+                       repr(expires), job_id))
+
+
+def extend_lease(r: redis.Redis, *, job_id: str, seconds: float) -> None:
+    """Keep the lease for ``seconds`` without a holder (a retry waiting for its countdown)."""
+    r.zadd(LEASES_KEY, {job_id: time.time() + seconds})
+
+
+def clear_lease(r: redis.Redis, *, job_id: str) -> None:
+    r.zrem(LEASES_KEY, job_id)
+
+
+def requeue_stalled(r: redis.Redis, *, now: float | None = None) -> list[tuple[JobRecord, str]]:
+    """Every running job whose lease ran out, set back to ``accepted`` under a new task id.
+
+    Returns (record, task id to send) for each; ``attempts`` is kept, so a job that kills every
+    worker it meets still fails after ``max_attempts``.
+    """
+    now = time.time() if now is None else now
+    requeued = []
+    for raw_id in r.zrangebyscore(LEASES_KEY, "-inf", now):
+        job_id = _text(raw_id)
+        raw = r.eval(_REQUEUE_STALLED, 3, _job_key(job_id), LEASES_KEY, _lock_key(job_id), job_id, repr(now),
+                     "queued again: its worker stopped renewing the lease", utc_now_iso())
+        if raw is not None:
+            record = _record_from_hash(dict(zip(raw[0::2], raw[1::2], strict=True)))
+            requeued.append((record, str(record.task_id)))
+    return requeued
+
+
+# ---------------------------------------------------------------------------------------- retention
+
+
+def expired_jobs(r: redis.Redis, *, created_before: float, batch: int = 500) -> list[JobRecord]:
+    """Finished jobs created before ``created_before`` (epoch seconds), oldest first."""
+    ids = [_text(i) for i in r.zrangebyscore(_index_key(None), "-inf", created_before, start=0, num=batch)]
+    records = [get_job(r, job_id=job_id) for job_id in ids]
+    return [record for record in records if record is not None and record.status in FINISHED_STATUSES]
+
+
+def jobs_with_status(r: redis.Redis, *, status: str, batch: int = 1000) -> list[JobRecord]:
+    """Among the newest ``batch`` jobs, those with ``status``."""
+    records, _ = list_jobs(r, limit=batch)
+    return [record for record in records if record.status == status]
+
+
+def delete_job(r: redis.Redis, *, record: JobRecord) -> None:
+    """Remove a job record from the store and every index."""
+    with r.pipeline(transaction=True) as pipe:
+        pipe.delete(_job_key(record.job_id))
+        pipe.zrem(_index_key(None), record.job_id)
+        pipe.zrem(_index_key(record.kind), record.job_id)
+        if record.owner:
+            pipe.zrem(_owner_key(record.owner), record.job_id)
+        pipe.zrem(LEASES_KEY, record.job_id)
+        pipe.execute()
+
+
 # ------------------------------------------------------------------------------------------ job ids
 
 
@@ -274,9 +423,14 @@ def nowcast_job_id(slot: dt.datetime) -> str:
     return f"nowcast-{slot.astimezone(dt.UTC):%Y%m%dT%H%MZ}"
 
 
-def forecast_job_id(input_sha256: str, model_version: str, steps: int) -> str:
-    """Same input, model and horizon -> same id, so a resubmission finds the existing job."""
-    digest = hashlib.sha256(f"{input_sha256}|{model_version}|{int(steps)}".encode()).hexdigest()
+def forecast_job_id(input_sha256: str, model_version: str, steps: int, *, owner: str | None = None) -> str:
+    """Same input, model, horizon and owner -> same id, so a resubmission finds the existing job.
+
+    The owner is part of the id so that two keys sending the same scans get separate jobs: neither
+    can read, dismiss or learn of the other's.
+    """
+    text = f"{input_sha256}|{model_version}|{int(steps)}" + (f"|{owner}" if owner else "")
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"forecast-{digest[:32]}"
 
 

@@ -22,6 +22,10 @@ from celery.schedules import crontab
 SLOT_TOLERANCE = dt.timedelta(seconds=30)  # beat's clock may run a little ahead of ours
 NOWCAST_TASK = "workers.tasks.nowcast"
 BEAT_ENTRY = "nowcast-every-slot"
+REQUEUE_ENTRY = "requeue-stalled-jobs"
+PRUNE_ENTRY = "prune-old-jobs"
+REQUEUE_TASK = "workers.housekeeping.requeue_stalled"
+PRUNE_TASK = "workers.housekeeping.prune"
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -57,16 +61,27 @@ def beat_crontab(
 
 def beat_schedule(
     *, timestep_minutes: int, latency_offset_minutes: int, queue: str = "gpu",
-    nowfun: Callable[[], dt.datetime] | None = None,
+    nowfun: Callable[[], dt.datetime] | None = None, lease_s: float = 30, housekeeping_queue: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
-    """The ``beat_schedule`` setting: one nowcast per slot, no arguments (the task derives the slot)."""
+    """The ``beat_schedule`` setting: one nowcast per slot, no arguments (the task derives the slot),
+    the lost-job check every half lease (a lost job waits at most 1.5 leases) and an hourly prune."""
     return {
         BEAT_ENTRY: {
             "task": NOWCAST_TASK,
             "schedule": beat_crontab(timestep_minutes=timestep_minutes,
                                      latency_offset_minutes=latency_offset_minutes, nowfun=nowfun),
             "options": {"queue": queue, "expires": expires_seconds(timestep_minutes)},
-        }
+        },
+        REQUEUE_ENTRY: {
+            "task": REQUEUE_TASK,
+            "schedule": lease_s / 2,
+            "options": {"queue": housekeeping_queue, "expires": lease_s / 2},
+        },
+        PRUNE_ENTRY: {
+            "task": PRUNE_TASK,
+            "schedule": 3600.0,
+            "options": {"queue": housekeeping_queue, "expires": 1800},
+        },
     }
 
 

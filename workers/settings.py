@@ -35,6 +35,7 @@ class WorkerSettings(BaseSettings):
     latency_offset_minutes: int = Field(2, ge=0)  # beat fires this long after each scan time
     stale_after_minutes: int = Field(30, ge=0)  # newest scan older than this at the slot -> skipped
     max_grid: int = Field(1024, ge=8)  # largest H or W accepted, pixels
+    max_scans: int = Field(30, ge=1)  # most scans one input may hold (checked from the file headers)
 
     task_soft_time_limit_s: int = Field(150, ge=1)  # raises SoftTimeLimitExceeded in the task
     task_time_limit_s: int = Field(180, ge=1)  # kills and replaces the worker child
@@ -42,6 +43,11 @@ class WorkerSettings(BaseSettings):
     result_expires_s: int = Field(7 * 24 * 3600, ge=60)  # Celery result TTL (job records stay)
     max_attempts: int = Field(3, ge=1)  # deliveries + retries of one job before it is failed
     retry_backoff_s: float = Field(2.0, ge=0)  # first retry countdown; doubles, capped at 60 s
+    # A running job's worker renews its lease every third of this; a lease left to expire means the
+    # worker is gone, and the requeue task (beat, every half lease) puts the job back in the queue.
+    lease_s: int = Field(30, ge=3)
+    redis_timeout_seconds: float = Field(2.0, gt=0)  # a Redis that stops answering fails a call this fast
+    retention_days: float = Field(7.0, gt=0)  # finished jobs, their inputs and products are pruned after this
 
     fallback_extrapolation: bool = True  # no usable checkpoint -> pysteps extrapolation, recorded
     quicklooks: bool = True  # PNG per lead time and an animated GIF next to the netCDF
@@ -62,6 +68,8 @@ class WorkerSettings(BaseSettings):
             )
         if self.feed_dir is None:
             self.feed_dir = self.data_dir / "feed"
+        if self.max_scans < self.input_scans:
+            raise ValueError(f"max_scans {self.max_scans} is below input_scans {self.input_scans}")
         if self.lead_steps > self.max_lead_steps:
             raise ValueError(f"lead_steps {self.lead_steps} exceeds max_lead_steps {self.max_lead_steps}")
         return self

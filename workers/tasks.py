@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -37,6 +38,7 @@ from model.io.netcdf import RadarInputError, RadarSequence, file_sha256, read_sc
 from workers import jobs
 from workers.celery_app import app
 from workers.feeds import FeedNotReady, FeedSkip, select_sequence
+from workers.heartbeat import Heartbeat
 from workers.products import remove_partial_files, write_products
 from workers.runtime import ModelUnavailableError, run_forecast
 from workers.schedule import slot_for
@@ -163,16 +165,19 @@ def run_job(
         log.info("job %s already %s; nothing to do", job_id, record.status)
         return done
     owner = _lock_owner_id()
-    ttl = settings.task_time_limit_s + 30
+    # The lock lives as long as the lease and is renewed with it: a lost holder frees it within a lease.
+    ttl = settings.lease_s
     if not _take_lock(r, job_id, owner, ttl):
         countdown = min(30, ttl)
         log.info("job %s is being run by %s; looking again in %d s", job_id, jobs.lock_owner(r, job_id=job_id),
                  countdown)
-        # Bounded in total: by then the holder has finished or its lock has expired.
-        raise task.retry(countdown=countdown, max_retries=ttl // countdown + 2 + settings.max_attempts,
+        # Bounded in total: by then the holder has finished, hit its time limit, or lost its lock.
+        budget = settings.task_time_limit_s + settings.lease_s
+        raise task.retry(countdown=countdown, max_retries=budget // countdown + 2 + settings.max_attempts,
                          exc=TransientJobError(f"job {job_id} locked by another worker"))
     try:
-        return _run_locked(task, settings, r, job_id=job_id, steps=steps, select=select, deadline=deadline)
+        return _run_locked(task, settings, r, job_id=job_id, steps=steps, select=select, deadline=deadline,
+                           lock=owner)
     finally:
         try:
             jobs.release_lock(r, job_id=job_id, owner=owner)
@@ -182,7 +187,7 @@ def run_job(
 
 def _run_locked(
     task: Task, settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, select: Selector,
-    deadline: dt.datetime | None,
+    deadline: dt.datetime | None, lock: str,
 ) -> dict[str, Any]:
     record = jobs.get_job(r, job_id=job_id)
     if record is None:
@@ -200,48 +205,65 @@ def _run_locked(
     except FeedSkip as exc:
         return _finish(r, job_id, status="skipped", message=str(exc))
 
-    # A record still "running" was left by an attempt that died (worker lost): count on from it.
-    # Anything else (accepted: new, re-queued, or was waiting for a scan) starts a fresh count.
-    attempts = jobs.increment_attempts(r, job_id=job_id) if record.status == "running" else 1
+    # Every delivery that starts work counts, including those after a lost worker (a record left
+    # "running", or requeued by its lease); a new submission starts again from 0 (jobs.requeue_job).
+    attempts = jobs.increment_attempts(r, job_id=job_id)
     if attempts > settings.max_attempts:
-        return _finish(r, job_id, status="failed", message=(
+        return _fail(settings, r, job_id, message=(
             f"gave up after {settings.max_attempts} attempts; the earlier ones ended without a result "
             "(worker lost or killed)"), attempts=attempts)
     product_dir = settings.product_dir(job_id)
     for partial in remove_partial_files(product_dir):
         log.warning("job %s: removed %s left by an interrupted attempt", job_id, partial.name)
+    # The lease starts before the status says "running": a worker lost right after this line
+    # still leaves a lease to run out.
+    jobs.heartbeat(r, job_id=job_id, owner=lock, lease_s=settings.lease_s)
     jobs.update_job(r, job_id=job_id, status="running", attempts=attempts, progress=5,
                     started=record.started or jobs.utc_now_iso(), finished=None, message="reading input")
     try:
-        return _forecast_and_write(settings, r, job_id=job_id, steps=steps, files=files)
+        with Heartbeat(r, job_id=job_id, owner=lock, lease_s=settings.lease_s):
+            return _forecast_and_write(settings, r, job_id=job_id, steps=steps, files=files)
     except (RadarInputError, PermanentJobError, ModelUnavailableError) as exc:
-        return _finish(r, job_id, status="failed", message=str(exc))
+        return _fail(settings, r, job_id, message=str(exc))
     except SoftTimeLimitExceeded:
-        return _finish(r, job_id, status="failed",
-                       message=f"time limit of {settings.task_soft_time_limit_s} s exceeded")
+        return _fail(settings, r, job_id, message=f"time limit of {settings.task_soft_time_limit_s} s exceeded")
     except TRANSIENT_ERRORS as exc:
         reason = f"{exc.__class__.__name__}: {exc}"
         if attempts >= settings.max_attempts:
-            return _finish(r, job_id, status="failed", message=f"{reason} (after {attempts} attempts)")
+            return _fail(settings, r, job_id, message=f"{reason} (after {attempts} attempts)")
         countdown = _backoff(settings, attempts)
         log.warning("job %s attempt %d: %s; retrying in %.1f s", job_id, attempts, reason, countdown)
         try:
             jobs.update_job(r, job_id=job_id, message=f"attempt {attempts} failed ({reason}); retrying")
+            # The retry waits in this worker for its countdown: the lease must outlast that wait.
+            jobs.extend_lease(r, job_id=job_id, seconds=countdown + settings.lease_s)
         except redis.RedisError:
             pass
         raise task.retry(countdown=countdown, max_retries=task.request.retries + 1, exc=exc) from exc
     except Exception as exc:  # an unexpected bug: fail once, loudly, rather than burn attempts on it
         log.exception("job %s failed", job_id)
-        return _finish(r, job_id, status="failed", message=f"internal error: {exc.__class__.__name__}: {exc}")
+        return _fail(settings, r, job_id, message=f"internal error: {exc.__class__.__name__}: {exc}")
+
+
+def _fail(settings: WorkerSettings, r: redis.Redis, job_id: str, *, message: str, **fields: Any) -> dict[str, Any]:
+    """Record a failure and remove whatever product the failed attempt wrote: a failed job has none."""
+    product_dir = settings.product_dir(job_id)
+    if product_dir.exists():
+        shutil.rmtree(product_dir, ignore_errors=True)
+        log.warning("job %s: removed the partial product of the failed attempt", job_id)
+    return _finish(r, job_id, status="failed", message=message, **fields)
 
 
 def _finish(r: redis.Redis, job_id: str, *, status: str, message: str, **fields: Any) -> dict[str, Any]:
-    log.log(logging.INFO if status == "successful" else logging.WARNING, "job %s %s: %s", job_id, status, message)
     current = jobs.get_job(r, job_id=job_id)
     if current is not None and current.status == "dismissed":  # the client gave up on it meanwhile
+        log.info("job %s was dismissed while it ran; its result is not recorded", job_id)
+        jobs.clear_lease(r, job_id=job_id)
         return summary(current)
+    log.log(logging.INFO if status == "successful" else logging.WARNING, "job %s %s: %s", job_id, status, message)
     record = jobs.update_job(r, job_id=job_id, status=status, message=message, finished=jobs.utc_now_iso(),
                              **fields)
+    jobs.clear_lease(r, job_id=job_id)
     return summary(record)
 
 

@@ -2,8 +2,9 @@
 
 Interface
 ---------
-read_scans(paths, *, timestep_minutes=6, min_scans=1, max_grid=None) -> RadarSequence
-    ``paths``: one file per scan, a directory of scans, or one file with a time dimension.
+read_scans(paths, *, timestep_minutes=6, min_scans=1, max_grid=None, max_scans=None) -> RadarSequence
+    ``paths``: one file per scan, a directory of scans, or one file with a time dimension. Sizes are
+    checked from each file's header before any data is decoded.
     ``RadarSequence.dbz`` (T, H, W) float32 dBZ, NaN = no data; ``times`` (T,) datetime64[s] UTC.
 write_scans(directory, dbz (T, H, W), times, *, x, y, grid_mapping) -> list[Path]
     one CF file per scan, ``scan_YYYYmmddTHHMMZ.nc``, each written atomically.
@@ -19,10 +20,12 @@ message starts with the offending file's path.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +56,12 @@ RAINRATE_UNITS = {
     "mm hour-1": 1.0, "kg m-2 h-1": 1.0, "mm s-1": 3600.0, "mm/s": 3600.0, "kg m-2 s-1": 3600.0,
     "m s-1": 3.6e6,
 }
+# Values outside these bounds are not weather but broken data (undeclared fill values, overflow).
+DBZ_PLAUSIBLE = (-40.0, 90.0)
+MAX_RAIN_RATE_MM_H = 1000.0
+# Scan times outside these years are clock or encoding errors; lead times stay representable.
+YEARS_PLAUSIBLE = (1900, 2200)
+DISK_FULL_BYTES = 1 << 20  # a failed write with less free space than this is taken as a full disk
 LAT_NAMES = ("lat", "latitude")
 LON_NAMES = ("lon", "longitude")
 
@@ -99,6 +108,22 @@ class TooFewScansError(RadarInputError):
 
 class GridTooLargeError(RadarInputError):
     """The grid exceeds the configured maximum side length."""
+
+
+class TooManyScansError(RadarInputError):
+    """More scans than the caller accepts in one input."""
+
+
+class ImplausibleValueError(RadarInputError):
+    """Values no radar measures: infinite, or outside the plausible dBZ or rain-rate range."""
+
+
+class GridAxisError(RadarInputError):
+    """A 1-D grid axis is not finite and strictly monotonic."""
+
+
+class TimeRangeError(RadarInputError):
+    """Scan times outside the plausible years."""
 
 
 @dataclass
@@ -225,6 +250,7 @@ def _to_dbz(values: np.ndarray, units: str | None, kind: str, path: Path, name: 
     if kind == "dBZ" or normalised == "dbz":
         if normalised != "dbz":
             raise UnitsError(f"{path}: reflectivity {name!r} has units {units!r}, not dBZ")
+        check_plausible_dbz(values, f"{path}: {name!r}")
         return values.astype(np.float32)
     if normalised not in RAINRATE_UNITS:
         raise UnitsError(f"{path}: variable {name!r} has units {units!r}; rain rate needs one of "
@@ -232,9 +258,63 @@ def _to_dbz(values: np.ndarray, units: str | None, kind: str, path: Path, name: 
     rate = values.astype(np.float64) * RAINRATE_UNITS[normalised]
     if np.nanmin(rate, initial=0.0) < 0:
         raise UnitsError(f"{path}: {name!r} has negative rain rates (min {np.nanmin(rate):.3g} mm/h)")
+    check_plausible_rain_rate(rate, f"{path}: {name!r}")
     with np.errstate(invalid="ignore"):
         dbz = rainrate_to_dbz(rate)
     return np.where(np.isnan(rate), np.nan, np.maximum(dbz, RAIN_FLOOR_DBZ)).astype(np.float32)
+
+
+def _count_and_first(bad: np.ndarray) -> str:
+    first = [int(i) for i in np.argwhere(bad)[0]]
+    return f"{int(bad.sum())} value(s), the first at index {first}"
+
+
+def check_plausible_dbz(values: np.ndarray, where: str) -> None:
+    """ImplausibleValueError for infinite values or dBZ outside :data:`DBZ_PLAUSIBLE` (NaN is no data)."""
+    low, high = DBZ_PLAUSIBLE
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise ImplausibleValueError(f"{where} holds infinite values: {_count_and_first(infinite)}")
+    with np.errstate(invalid="ignore"):
+        outside = (values < low) | (values > high)
+    if outside.any():
+        raise ImplausibleValueError(
+            f"{where} holds reflectivities outside {low:g}..{high:g} dBZ: {_count_and_first(outside)} "
+            f"(range seen {np.nanmin(values):.3g}..{np.nanmax(values):.3g}); use NaN or the fill value for no data"
+        )
+
+
+def check_plausible_rain_rate(rate: np.ndarray, where: str) -> None:
+    """ImplausibleValueError for infinite rain rates or rates above :data:`MAX_RAIN_RATE_MM_H`."""
+    infinite = np.isinf(rate)
+    if infinite.any():
+        raise ImplausibleValueError(f"{where} holds infinite values: {_count_and_first(infinite)}")
+    with np.errstate(invalid="ignore"):
+        outside = rate > MAX_RAIN_RATE_MM_H
+    if outside.any():
+        raise ImplausibleValueError(
+            f"{where} holds rain rates above {MAX_RAIN_RATE_MM_H:g} mm/h: {_count_and_first(outside)} "
+            f"(max {np.nanmax(rate):.3g} mm/h)"
+        )
+
+
+def check_axis(values: np.ndarray, name: str, where: str) -> None:
+    """GridAxisError unless a 1-D coordinate is finite and strictly increasing or decreasing."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise GridAxisError(f"{where}: coordinate {name!r} holds NaN or infinite values")
+    steps = np.diff(values)
+    if steps.size and not ((steps > 0).all() or (steps < 0).all()):
+        raise GridAxisError(f"{where}: coordinate {name!r} is not strictly monotonic")
+
+
+def check_times(times: np.ndarray, where: str) -> None:
+    """TimeRangeError for scan times outside :data:`YEARS_PLAUSIBLE`."""
+    first, last = YEARS_PLAUSIBLE
+    years = times.astype("datetime64[Y]").astype(np.int64) + 1970
+    outside = (years < first) | (years > last)
+    if outside.any():
+        raise TimeRangeError(f"{where}: scan time year {int(years[outside][0])} is outside {first}..{last}")
 
 
 def _is_lat(var: xr.DataArray, name: str) -> bool:
@@ -260,6 +340,9 @@ def _read_grid(ds: xr.Dataset, var: xr.DataArray, path: Path) -> Grid:
             grid.lat, grid.lat_attrs = np.asarray(candidate.values, dtype=np.float64), dict(candidate.attrs)
         elif _is_lon(candidate, str(name)):
             grid.lon, grid.lon_attrs = np.asarray(candidate.values, dtype=np.float64), dict(candidate.attrs)
+    for axis_name, axis in ((y_name, grid.y), (x_name, grid.x)):
+        if axis is not None and np.issubdtype(axis.dtype, np.number):
+            check_axis(axis, axis_name, str(path))
     if (grid.x is None or grid.y is None) and (grid.lat is None or grid.lon is None):
         raise MissingVariableError(
             f"{path}: no spatial coordinates: need 1-D {y_name!r}/{x_name!r} coordinates or 2-D lat/lon"
@@ -289,10 +372,23 @@ def _read_times(ds: xr.Dataset, var: xr.DataArray, path: Path) -> np.ndarray:
         raise MissingVariableError(f"{path}: time is not CF time (units like 'seconds since ...')")
     if np.isnat(times).any():
         raise MissingVariableError(f"{path}: time coordinate holds missing values")
-    return times.astype("datetime64[s]")
+    times = times.astype("datetime64[s]")
+    check_times(times, str(path))
+    return times
 
 
-def _read_file(path: Path) -> _Block:
+def _check_header_size(var: xr.DataArray, path: Path, name: str, *, max_grid: int | None,
+                       scans_left: int | None) -> None:
+    """Sizes from the header alone: a small compressed file may decode to gigabytes."""
+    h, w = int(var.shape[-2]), int(var.shape[-1])
+    if max_grid is not None and max(h, w) > max_grid:
+        raise GridTooLargeError(f"{path}: grid {h}x{w} exceeds the maximum side {max_grid}")
+    scans = int(var.shape[0]) if var.ndim == 3 else 1
+    if scans_left is not None and scans > scans_left:
+        raise TooManyScansError(f"{path}: {name!r} brings the input above the maximum of scans per request")
+
+
+def _read_file(path: Path, *, max_grid: int | None = None, scans_left: int | None = None) -> _Block:
     if not path.is_file():
         raise NotNetCDFError(f"{path}: file not found")
     try:
@@ -308,6 +404,7 @@ def _read_file(path: Path) -> _Block:
             var = var.isel(dict.fromkeys(extra, 0))
         if var.ndim not in (2, 3):
             raise MissingVariableError(f"{path}: {name!r} has dims {var.dims}; expected (time, y, x)")
+        _check_header_size(var, path, name, max_grid=max_grid, scans_left=scans_left)
         grid = _read_grid(ds, var, path)
         times = _read_times(ds, var, path)
         try:
@@ -357,6 +454,7 @@ def read_scans(
     timestep_minutes: float = 6,
     min_scans: int = 1,
     max_grid: int | None = None,
+    max_scans: int | None = None,
 ) -> RadarSequence:
     """Read and validate a radar sequence.
 
@@ -366,6 +464,8 @@ def read_scans(
     timestep_minutes : expected cadence; gaps must be exactly one step.
     min_scans : fewer scans raise :class:`TooFewScansError`.
     max_grid : largest allowed H or W in pixels (None: no limit).
+    max_scans : most scans over all files (None: no limit); like ``max_grid``, checked from each
+        file's header before its data is decoded.
 
     Returns
     -------
@@ -379,7 +479,15 @@ def read_scans(
     files = _scan_files(paths)
     if not files:
         raise TooFewScansError(f"{paths}: no .nc scans found")
-    blocks = [_read_file(path) for path in files]
+    if max_scans is not None and len(files) > max_scans:
+        raise TooManyScansError(f"{files[max_scans]}: {len(files)} files, at most {max_scans} scans accepted")
+    blocks: list[_Block] = []
+    for path in files:
+        left = None if max_scans is None else max_scans - sum(b.times.size for b in blocks)
+        try:
+            blocks.append(_read_file(path, max_grid=max_grid, scans_left=left))
+        except TooManyScansError as exc:
+            raise TooManyScansError(f"{exc}: at most {max_scans} scans accepted") from exc
     reference = blocks[0]
     for block in blocks[1:]:
         difference = reference.grid.same_as(block.grid)
@@ -418,7 +526,15 @@ def _atomic_to_netcdf(ds: xr.Dataset, path: Path, encoding: dict[str, Any]) -> P
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine=ENGINE, format="NETCDF4", encoding=encoding)
+        try:
+            ds.to_netcdf(tmp, engine=ENGINE, format="NETCDF4", encoding=encoding)
+        except (RuntimeError, OSError) as exc:
+            # HDF5 reports a full disk as a bare "HDF error", or as EACCES on the next file it
+            # creates; say what it is, as the OSError it is.
+            if shutil.disk_usage(path.parent).free < DISK_FULL_BYTES:
+                raise OSError(errno.ENOSPC, f"No space left on device writing {path.name} ({exc})",
+                              str(path.parent)) from exc
+            raise
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; products are read by the API's user too

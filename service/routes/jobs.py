@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from service.deps import ApiKeyDep, CeleryDep, JobDep, JobStoreDep, SettingsDep
+from service.deps import ApiKeyDep, CallerDep, CeleryDep, JobDep, JobStoreDep, SettingsDep, check_owner
 from service.problems import Problem, problem_openapi
 from service.representations import JSON
 from service.results import RESULT_RESPONSES, Format, result_response
@@ -50,12 +50,18 @@ def page_links(
 def list_jobs(
     request: Request,
     store: JobStoreDep,
+    settings: SettingsDep,
+    owner: CallerDep,
     limit: Limit = 20,
     offset: Offset = 0,
     kind: Annotated[Literal["forecast", "nowcast"] | None, Query(description="Only this kind")] = None,
 ) -> JobList:
-    """Recent jobs, newest first, paginated with ``limit``/``offset`` and ``next``/``prev`` links."""
-    records, total = jobs.list_jobs(store, kind=kind, limit=limit, offset=offset)
+    """Recent jobs, newest first, paginated with ``limit``/``offset`` and ``next``/``prev`` links.
+
+    Where reads need a key, the list holds the caller's own forecasts and the scheduled nowcasts.
+    """
+    visible_to = owner if settings.read_requires_key else None
+    records, total = jobs.list_jobs(store, kind=kind, limit=limit, offset=offset, owner=visible_to)
     query = f"&kind={kind}" if kind else ""
     return JobList(
         jobs=[status_info(request, record) for record in records],
@@ -89,6 +95,7 @@ def get_job_status(request: Request, job: JobDep, settings: SettingsDep, respons
     summary="Dismiss a job",
     responses={
         401: problem_openapi("Missing or wrong X-API-Key", "api-key-invalid", 401),
+        403: problem_openapi("The job belongs to another API key", "not-owner", 403),
         409: problem_openapi(
             "The job is running or finished and can no longer be dismissed", "job-running", 409
         ),
@@ -96,12 +103,14 @@ def get_job_status(request: Request, job: JobDep, settings: SettingsDep, respons
     },
 )
 def dismiss_job(
-    request: Request, job: JobDep, store: JobStoreDep, celery: CeleryDep, _key: ApiKeyDep
+    request: Request, job: JobDep, store: JobStoreDep, celery: CeleryDep, settings: SettingsDep, owner: ApiKeyDep
 ) -> StatusInfo:
     """Dismiss a queued forecast: its task is revoked and its status becomes ``dismissed``.
 
-    A running or finished job is not touched (409); dismissing a dismissed job is a no-op.
+    Only the key that submitted the job may dismiss it (403). A running or finished job is not
+    touched (409); dismissing a dismissed job is a no-op. The same input may be submitted again.
     """
+    check_owner(job, owner, settings)
     data = job.to_dict()
     job_id, status = data["job_id"], data["status"]
     if status == "dismissed":
@@ -115,7 +124,7 @@ def dismiss_job(
             409, f"job-{status}", f"job {job_id} is {status}; only a queued (accepted) job can be dismissed"
         )
     # Revoke first: a worker that receives the message afterwards discards it.
-    celery.control.revoke(job_id)
+    celery.control.revoke(data.get("task_id") or job_id)
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     record = jobs.update_job(
         store, job_id=job_id, status="dismissed", message="dismissed by the client", finished=now

@@ -30,12 +30,17 @@ AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 
 
 def parse_scan_time(text: str) -> dt.datetime:
-    """``20260101T1206Z`` or ISO-8601 (``2026-01-01T12:06:00Z``) -> aware UTC datetime; 422 otherwise."""
+    """``20260101T1206Z`` or ISO-8601 (``2026-01-01T12:06:00Z``) -> aware UTC datetime; 422 otherwise.
+
+    A time whose offset moves it past year 1 or 9999 (``9999-12-31T23:59:59-23:59``) cannot be a
+    UTC datetime at all: that is a 422 too, not an OverflowError.
+    """
     match = _COMPACT.match(text)
     try:
         if match:
             return dt.datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M").replace(tzinfo=dt.UTC)
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
     except ValueError as exc:
         raise Problem(
             422,
@@ -43,7 +48,13 @@ def parse_scan_time(text: str) -> dt.datetime:
             f"scan_time {text!r} is not YYYYmmddTHHMMZ or ISO-8601",
             field="scan_time",
         ) from exc
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise Problem(
+            422,
+            "invalid-scan-time",
+            f"scan_time {text!r} lies outside the range of UTC times",
+            field="scan_time",
+        ) from exc
 
 
 @router.get("", response_model=JobList, summary="List scheduled nowcast slots")

@@ -9,8 +9,6 @@ from scipy.ndimage import gaussian_filter
 from model.baselines import estimate_motion, extrapolation, forecast_model_space, get_method, persistence, sprog
 from model.io.units import DEFAULT_SCALING, IDENTITY_SCALING, dbz_to_model
 
-pytest.importorskip("pysteps")
-
 # Echo moves down 1 pixel and right 2 pixels per frame.
 SHIFT_ROWS, SHIFT_COLS, SIZE = 1, 2, 72
 

@@ -50,3 +50,25 @@ def _fuzz(operation: schemathesis.APIOperation, checks: tuple) -> None:
         case.validate_response(response, checks=checks)
 
     exercise()
+
+
+def test_json_results_conform_to_the_documented_schema(settings: ApiSettings) -> None:
+    # Fuzzing never reaches a successful job, so the JSON product body is checked here on a real one.
+    import redis
+
+    from tests.service.builders import finish_job
+    from workers import jobs
+
+    store = redis.Redis.from_url(settings.redis_url)
+    try:
+        jobs.create_job(store, job_id="forecast-contract", kind="forecast", steps=3, input_path=None,
+                        model_version="v")
+        finish_job(store, job_id="forecast-contract", product_dir=settings.product_dir("forecast-contract"))
+        schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
+        operation = schema["/jobs/{jobID}/results"]["GET"]
+        case = operation.Case(path_parameters={"jobID": "forecast-contract"}, query={"f": "json"})
+        response = case.call(headers={"X-API-Key": API_KEY})
+        assert response.status_code == 200 and response.json()["shape"] == [3, 16, 20]
+        case.validate_response(response, checks=(response_schema_conformance, content_type_conformance))
+    finally:
+        store.close()

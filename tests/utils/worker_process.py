@@ -4,6 +4,7 @@
     worker.start()            # returns once the worker answers a control ping
     ...
     worker.kill_children()    # SIGKILL the pool child (the parent forks a new one)
+    worker.kill_all()         # SIGKILL parent and child: the whole worker is gone
     worker.stop()             # warm shutdown (SIGTERM), SIGKILL after a timeout
 
 The worker runs ``python -m celery -A workers.celery_app:app worker -P prefork -c 1`` from the
@@ -50,6 +51,7 @@ class WorkerProcess:
     env: dict[str, str] = field(default_factory=dict)
     queues: str = "gpu,cpu"
     concurrency: int = 1
+    beat: bool = False  # embed beat (-B): the schedule's housekeeping runs in this worker
     name: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}")
     log_path: Path | None = None
     process: subprocess.Popen | None = None
@@ -80,6 +82,9 @@ class WorkerProcess:
             "-P", "prefork", "-c", str(self.concurrency), "-Q", self.queues, "-n", self.nodename,
             "--loglevel", "INFO", "--without-mingle", "--without-gossip",
         ]
+        if self.beat:
+            (self.data_dir / "beat").mkdir(parents=True, exist_ok=True)
+            command.append("-B")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.environment(), stdout=log,
                                             stderr=subprocess.STDOUT)
@@ -109,6 +114,20 @@ class WorkerProcess:
 
     def child_pids(self) -> list[int]:
         return [] if self.process is None else _children_of(self.process.pid)
+
+    def kill_all(self) -> None:
+        """SIGKILL the parent and its children at once: the whole worker (or its host) is gone."""
+        if self.process is None:
+            return
+        children = self.child_pids()
+        self.process.kill()
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(timeout=10)
+        self.process = None
 
     def kill_children(self) -> list[int]:
         """SIGKILL the pool child(ren): what the OOM killer or a segfault does."""

@@ -92,7 +92,6 @@ def test_jobs_queued_across_a_redis_restart_are_not_lost(private_redis: RedisSer
 
     The checkpoint is absent here, so this also exercises the extrapolation fallback end to end.
     """
-    pytest.importorskip("pysteps")
     data_dir = tmp_path / "data"
     settings = WorkerSettings(redis_url=private_redis.url, data_dir=data_dir, checkpoint=tmp_path / "absent.pt")
     r = redis.Redis.from_url(private_redis.url)

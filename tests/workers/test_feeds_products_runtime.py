@@ -128,7 +128,6 @@ def test_runtime_caches_the_model_per_process_and_matches_a_direct_forecast(tmp_
 
 
 def test_runtime_falls_back_to_extrapolation_or_refuses(tmp_path: Path) -> None:
-    pytest.importorskip("pysteps")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
     context = blob_field(4)

@@ -58,7 +58,6 @@ def test_long_feed_keeps_a_realistic_rain_fraction() -> None:
 
 
 def test_echo_moves_the_way_extrapolation_expects() -> None:
-    pytest.importorskip("pysteps")
     from model.baselines import extrapolation, persistence
 
     frames = StormGenerator(np.random.default_rng(3), 96, 96).frames(10)

@@ -12,8 +12,6 @@ from model.io.netcdf import RAIN_FLOOR_DBZ, RadarInputError, read_scans
 from model.io.odim import OdimFormatError, odim_to_cf, read_odim
 from model.io.units import rainrate_to_dbz
 
-pytest.importorskip("pyproj")
-
 EXAMPLE = Path(__file__).parents[2] / "data" / "RFO_example_h5_grid.h5"
 SWISS_GRID = ("+proj=somerc +lat_0=46.95240555555556 +lon_0=7.439583333333333 +k_0=1.0 +x_0=600000.0 "
               "+y_0=200000.0 +ellps=bessel +towgs84=674.4,15.1,405.3,0,0,0,0 +units=m +no_defs")

@@ -139,7 +139,8 @@ def test_default_thresholds_include_rain_rates_in_dbz() -> None:
 
 
 def test_contingency_and_fss_agree_with_pysteps() -> None:
-    verification = pytest.importorskip("pysteps.verification")
+    from pysteps import verification
+
     rng = np.random.default_rng(7)
     truth = rng.normal(20, 12, (3, 2, 40, 48))
     pred = truth + rng.normal(0, 8, truth.shape)
