@@ -71,6 +71,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
             timestep_minutes=settings.timestep_minutes,
             latency_offset_minutes=settings.latency_offset_minutes,
             queue=GPU_QUEUE,
+            cpu_queue=CPU_QUEUE,
+            verify_every_s=settings.verification_interval_s,
         ),
         "beat_schedule_filename": str(settings.beat_dir / "celerybeat-schedule"),
         # Never backfill: after a beat restart a past-due slot is dropped, not run late.

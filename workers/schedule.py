@@ -21,7 +21,11 @@ from celery.schedules import crontab
 
 SLOT_TOLERANCE = dt.timedelta(seconds=30)  # beat's clock may run a little ahead of ours
 NOWCAST_TASK = "workers.tasks.nowcast"
+EXTRAPOLATION_TASK = "workers.tasks.nowcast_extrapolation"
+VERIFY_TASK = "workers.tasks.verify"
 BEAT_ENTRY = "nowcast-every-slot"
+EXTRAPOLATION_ENTRY = "extrapolation-every-slot"
+VERIFY_ENTRY = "verify"
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -57,16 +61,30 @@ def beat_crontab(
 
 def beat_schedule(
     *, timestep_minutes: int, latency_offset_minutes: int, queue: str = "gpu",
-    nowfun: Callable[[], dt.datetime] | None = None,
+    nowfun: Callable[[], dt.datetime] | None = None, cpu_queue: str = "cpu", verify_every_s: float = 60.0,
 ) -> dict[str, dict[str, Any]]:
-    """The ``beat_schedule`` setting: one nowcast per slot, no arguments (the task derives the slot)."""
+    """The ``beat_schedule`` setting: per slot the model's and the extrapolation nowcast (no arguments:
+    the task derives the slot), and the verification sweep every ``verify_every_s`` seconds."""
+    expires = expires_seconds(timestep_minutes)
     return {
         BEAT_ENTRY: {
             "task": NOWCAST_TASK,
             "schedule": beat_crontab(timestep_minutes=timestep_minutes,
                                      latency_offset_minutes=latency_offset_minutes, nowfun=nowfun),
-            "options": {"queue": queue, "expires": expires_seconds(timestep_minutes)},
-        }
+            "options": {"queue": queue, "expires": expires},
+        },
+        EXTRAPOLATION_ENTRY: {
+            "task": EXTRAPOLATION_TASK,
+            "schedule": beat_crontab(timestep_minutes=timestep_minutes,
+                                     latency_offset_minutes=latency_offset_minutes, nowfun=nowfun),
+            "options": {"queue": cpu_queue, "expires": expires},
+        },
+        VERIFY_ENTRY: {
+            "task": VERIFY_TASK,
+            "schedule": dt.timedelta(seconds=verify_every_s),
+            # A sweep still queued when the next is due is dropped: the next one does its work.
+            "options": {"queue": cpu_queue, "expires": max(1.0, verify_every_s)},
+        },
     }
 
 

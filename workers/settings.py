@@ -47,6 +47,18 @@ class WorkerSettings(BaseSettings):
     quicklooks: bool = True  # PNG per lead time and an animated GIF next to the netCDF
     warmup: bool = True  # one tiny forward pass right after loading the model
 
+    # Verification (docs/verification.md): every product against the scans at its valid times.
+    verification_interval_s: float = Field(60.0, gt=0)  # beat runs the verification sweep this often
+    verification_grace_minutes: int = Field(30, ge=0)  # a scan this late after its valid time is "missing"
+    verification_retention_days: float = Field(30.0, gt=0)  # verification records kept this long
+    verification_lookback: int = Field(600, ge=1)  # newest nowcast jobs the sweep looks at (2 per slot)
+    # Which stream /nowcasts/latest serves: "best" = the higher pooled CSI at policy_threshold_dbz
+    # over the last policy_slots slots verified for both streams, once policy_min_slots exist.
+    source_policy: Literal["model", "extrapolation", "best"] = "model"
+    policy_slots: int = Field(20, ge=1)
+    policy_min_slots: int = Field(5, ge=1)
+    policy_threshold_dbz: float = 30.0
+
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:
         if 60 % self.timestep_minutes:
