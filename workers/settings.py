@@ -7,6 +7,7 @@ No import-time singleton: ``get_settings()`` is cached, tests and the launcher c
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -59,6 +60,11 @@ class WorkerSettings(BaseSettings):
     policy_min_slots: int = Field(5, ge=1)
     policy_threshold_dbz: float = 30.0
 
+    # One clock for the local stack (workers/clock.py): simulated = sim_start + speed * (wall - wall_start).
+    clock_speed: float = Field(1.0, gt=0)
+    clock_wall_start: float | None = None  # epoch seconds
+    clock_sim_start: dt.datetime | None = None  # UTC
+
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:
         if 60 % self.timestep_minutes:
@@ -74,6 +80,10 @@ class WorkerSettings(BaseSettings):
             )
         if self.feed_dir is None:
             self.feed_dir = self.data_dir / "feed"
+        if self.policy_min_slots > self.policy_slots:
+            raise ValueError(f"policy_min_slots {self.policy_min_slots} exceeds policy_slots {self.policy_slots}")
+        if self.clock_speed != 1.0 and (self.clock_wall_start is None or self.clock_sim_start is None):
+            raise ValueError("clock_speed other than 1 needs clock_wall_start and clock_sim_start")
         if self.lead_steps > self.max_lead_steps:
             raise ValueError(f"lead_steps {self.lead_steps} exceeds max_lead_steps {self.max_lead_steps}")
         return self
