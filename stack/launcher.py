@@ -439,6 +439,16 @@ class StackOptions:
     quiet: bool = False
     python: str = sys.executable
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock_origin: tuple[float, dt.datetime] | None = None  # (wall epoch s, simulated UTC); None: now
+
+
+def stack_clock_origin(feed_dir: Path, wall: float | None = None) -> tuple[float, dt.datetime]:
+    """(wall_start, sim_start) of the stack's clock: now, or the newest scan when an earlier, faster
+    run left scans "in the future" (the feed then goes on from there, and so does beat)."""
+    wall = time.time() if wall is None else wall
+    start = dt.datetime.fromtimestamp(wall, dt.UTC)
+    newest = newest_scan_time(feed_dir) if feed_dir.is_dir() else None
+    return wall, max(start, newest) if newest is not None else start
 
 
 def child_env(options: StackOptions, *, redis_url: str, api_keys: str) -> dict[str, str]:
@@ -456,6 +466,13 @@ def child_env(options: StackOptions, *, redis_url: str, api_keys: str) -> dict[s
         }
     )
     env.setdefault("NOWCAST_FEED_DIR", str(data_dir / "feed"))
+    # One clock for every child (workers/clock.py): the feed writes, beat fires and the sweep judges
+    # "late" on the same simulated time, so at --speed 60 a slot is verified minutes after it starts.
+    wall_start, sim_start = options.clock_origin or stack_clock_origin(Path(env["NOWCAST_FEED_DIR"]))
+    env.update({"NOWCAST_CLOCK_SPEED": repr(float(options.speed)), "NOWCAST_CLOCK_WALL_START": repr(wall_start),
+                "NOWCAST_CLOCK_SIM_START": sim_start.strftime("%Y-%m-%dT%H:%M:%S+00:00")})
+    # The sweep runs every simulated minute, but not more than every 2 wall seconds.
+    env.setdefault("NOWCAST_VERIFICATION_INTERVAL_S", repr(max(2.0, 60.0 / options.speed)))
     env.setdefault("NOWCAST_LOG_FORMAT", "text")  # a terminal, not a log shipper
     # The API caches its worker check; a short cache turns /readyz green soon after the worker is up.
     env.setdefault("NOWCAST_READINESS_CACHE_SECONDS", "2")
@@ -783,11 +800,12 @@ def feed_main(argv: Sequence[str]) -> int:
     step = dt.timedelta(minutes=args.timestep_minutes)
     args.feed_dir.mkdir(parents=True, exist_ok=True)
     newest = newest_scan_time(args.feed_dir)
-    wall = time.time()
-    start = dt.datetime.fromtimestamp(wall, dt.UTC)
-    if newest is not None and newest >= start:  # a faster run left scans "in the future": go on from there
-        start = newest
-    clock = SimulatedClock(wall, start, args.speed)
+    if os.environ.get("NOWCAST_CLOCK_WALL_START") and os.environ.get("NOWCAST_CLOCK_SIM_START"):
+        # The stack's one clock, shared with beat and the workers.
+        clock = SimulatedClock(float(os.environ["NOWCAST_CLOCK_WALL_START"]),
+                               dt.datetime.fromisoformat(os.environ["NOWCAST_CLOCK_SIM_START"]), args.speed)
+    else:
+        clock = SimulatedClock(*stack_clock_origin(args.feed_dir), args.speed)
     source: FrameSource | None = None
     while not stop.is_set():
         current = floor_slot(clock.now(time.time()), step)

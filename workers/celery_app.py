@@ -73,12 +73,20 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
             queue=GPU_QUEUE,
             cpu_queue=CPU_QUEUE,
             verify_every_s=settings.verification_interval_s,
+            clock=_clock(settings),
         ),
         "beat_schedule_filename": str(settings.beat_dir / "celerybeat-schedule"),
         # Never backfill: after a beat restart a past-due slot is dropped, not run late.
         "beat_cron_starting_deadline": settings.timestep_minutes * 60 - 60,
         "beat_max_loop_interval": 30,
     }
+
+
+def _clock(settings: WorkerSettings) -> tuple[float, float, Any] | None:
+    """(speed, wall_start, sim_start) when the stack runs a simulated clock (workers/clock.py), else None."""
+    if settings.clock_wall_start is None or settings.clock_sim_start is None:
+        return None
+    return settings.clock_speed, settings.clock_wall_start, settings.clock_sim_start
 
 
 def create_app(settings: WorkerSettings | None = None) -> Celery:

@@ -34,7 +34,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from model.io.netcdf import RadarInputError, RadarSequence, file_sha256, read_scans
-from workers import jobs, verification
+from workers import clock, jobs, verification
 from workers.celery_app import app
 from workers.feeds import FeedNotReady, FeedSkip, select_sequence
 from workers.products import remove_partial_files, write_products
@@ -71,7 +71,8 @@ def redis_client(settings: WorkerSettings) -> redis.Redis:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """The stack's clock (wall time unless ``nowcast up --speed`` runs a simulated one)."""
+    return clock.now(get_settings())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -201,7 +202,8 @@ def _run_locked(
     except FeedNotReady as exc:
         if deadline is not None and _now() + dt.timedelta(seconds=FEED_RETRY_S) < deadline:
             jobs.update_job(r, job_id=job_id, message=f"waiting: {exc}")
-            raise task.retry(countdown=FEED_RETRY_S, max_retries=task.request.retries + 1, exc=exc) from exc
+            countdown = max(1.0, clock.seconds(settings, FEED_RETRY_S))  # FEED_RETRY_S on the stack's clock
+            raise task.retry(countdown=countdown, max_retries=task.request.retries + 1, exc=exc) from exc
         return _finish(r, job_id, status="skipped", message=f"{exc}; not there by {deadline:%H:%M:%SZ}")
     except FeedSkip as exc:
         return _finish(r, job_id, status="skipped", message=str(exc))
