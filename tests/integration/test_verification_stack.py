@@ -8,6 +8,7 @@ simulated clock, so slots are verified within a minute of wall time.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import signal
 import sys
 import time
@@ -97,5 +98,6 @@ def test_live_verification_on_the_stack_equals_a_direct_computation(
                 for scale, value in scores["fss"].items():
                     expected = computed["fss"][name][scale][0]
                     assert (value is None and np.isnan(expected)) or value == pytest.approx(expected)
-    print(f"first three slots verified {settled_after:.1f} s (wall) after the stack was ready")
+    logging.getLogger(__name__).warning("first three slots verified %.1f s (wall) after the stack was ready",
+                                        settled_after)
     assert settled_after < 120  # within two minutes of wall time at --speed 60
