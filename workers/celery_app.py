@@ -84,9 +84,10 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
 
 def _clock(settings: WorkerSettings) -> tuple[float, float, Any] | None:
     """(speed, wall_start, sim_start) when the stack runs a simulated clock (workers/clock.py), else None."""
-    if settings.clock_wall_start is None or settings.clock_sim_start is None:
+    origin = settings.clock_origin
+    if origin is None:
         return None
-    return settings.clock_speed, settings.clock_wall_start, settings.clock_sim_start
+    return settings.clock_speed, origin[0], origin[1]
 
 
 def create_app(settings: WorkerSettings | None = None) -> Celery:

@@ -24,13 +24,11 @@ from workers.settings import WorkerSettings
 def now(settings: WorkerSettings) -> dt.datetime:
     """The current time on the configured clock (UTC)."""
     wall = time.time()
-    if settings.clock_sim_start is None or settings.clock_wall_start is None:
-        if settings.clock_speed == 1.0:
-            return dt.datetime.fromtimestamp(wall, dt.UTC)
-        raise ValueError("a clock_speed other than 1 needs clock_wall_start and clock_sim_start")
-    start = settings.clock_sim_start
-    start = start.replace(tzinfo=dt.UTC) if start.tzinfo is None else start.astimezone(dt.UTC)
-    return start + dt.timedelta(seconds=settings.clock_speed * (wall - settings.clock_wall_start))
+    origin = settings.clock_origin
+    if origin is None:
+        return dt.datetime.fromtimestamp(wall, dt.UTC)
+    wall_start, sim_start = origin
+    return sim_start + dt.timedelta(seconds=settings.clock_speed * (wall - wall_start))
 
 
 def seconds(settings: WorkerSettings, simulated_s: float) -> float:

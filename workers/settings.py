@@ -62,8 +62,9 @@ class WorkerSettings(BaseSettings):
 
     # One clock for the local stack (workers/clock.py): simulated = sim_start + speed * (wall - wall_start).
     clock_speed: float = Field(1.0, gt=0)
-    clock_wall_start: float | None = None  # epoch seconds
-    clock_sim_start: dt.datetime | None = None  # UTC
+    # Unset (empty / 0) means the wall clock; nowcast up sets both, with the speed.
+    clock_wall_start: float = 0.0  # epoch seconds
+    clock_sim_start: str = ""  # ISO-8601 UTC
 
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:
@@ -82,11 +83,24 @@ class WorkerSettings(BaseSettings):
             self.feed_dir = self.data_dir / "feed"
         if self.policy_min_slots > self.policy_slots:
             raise ValueError(f"policy_min_slots {self.policy_min_slots} exceeds policy_slots {self.policy_slots}")
-        if self.clock_speed != 1.0 and (self.clock_wall_start is None or self.clock_sim_start is None):
+        if self.clock_sim_start:
+            try:
+                dt.datetime.fromisoformat(self.clock_sim_start.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise ValueError(f"clock_sim_start {self.clock_sim_start!r} is not an ISO-8601 time") from exc
+        if self.clock_speed != 1.0 and self.clock_origin is None:
             raise ValueError("clock_speed other than 1 needs clock_wall_start and clock_sim_start")
         if self.lead_steps > self.max_lead_steps:
             raise ValueError(f"lead_steps {self.lead_steps} exceeds max_lead_steps {self.max_lead_steps}")
         return self
+
+    @property
+    def clock_origin(self) -> tuple[float, dt.datetime] | None:
+        """(wall_start epoch s, sim_start UTC) of the stack's simulated clock, or None for the wall clock."""
+        if not self.clock_sim_start or not self.clock_wall_start:
+            return None
+        start = dt.datetime.fromisoformat(self.clock_sim_start.replace("Z", "+00:00"))
+        return self.clock_wall_start, start.replace(tzinfo=dt.UTC) if start.tzinfo is None else start.astimezone(dt.UTC)
 
     @property
     def inputs_dir(self) -> Path:

@@ -69,7 +69,7 @@ def test_verification_equals_skillscores_on_the_same_files(client: TestClient, s
     # The rolling gauges on /metrics: the last 24 h on the stack's clock, set here to an hour after the slots.
     import time
 
-    clocked = settings.model_copy(update={"clock_wall_start": time.time(), "clock_sim_start": NOW})
+    clocked = settings.model_copy(update={"clock_wall_start": time.time(), "clock_sim_start": NOW.isoformat()})
     with TestClient(create_app(clocked)) as clocked_client:
         text = clocked_client.get("/metrics").text
         default = clocked_client.get("/verification").json()  # default window: the same 24 h

@@ -370,11 +370,13 @@ def test_skill_panel_shows_csi_by_lead_for_both_streams_and_the_policy(browser: 
                     const a = await import('./viewer/static/api.js');
                     const slots = [{ id: 'nowcast-20260301T1230Z-extrapolation', status: 'successful',
                                      slot: '2026-03-01T12:30:00Z' },
-                                   { id: 'nowcast-20260301T1230Z', status: 'successful', slot: '2026-03-01T12:30:00Z' },
-                                   { id: 'nowcast-20260301T1224Z', status: 'successful', slot: '2026-03-01T12:24:00Z' }];
+                                   { id: 'nowcast-20260301T1230Z', status: 'successful',
+                                     slot: '2026-03-01T12:30:00Z' },
+                                   { id: 'nowcast-20260301T1224Z', status: 'successful',
+                                     slot: '2026-03-01T12:24:00Z' }];
+                    // The newest slot without a model product: its extrapolation product, not an older slot.
                     return [a.newestProduct(slots, 'model').id, a.newestProduct(slots, 'extrapolation').id,
-                            a.newestProduct(slots.slice(1, 3).concat([slots[0]]).filter((s) => !s.id.endsWith('0Z')),
-                                            'model').id];
+                            a.newestProduct([slots[0], slots[2]], 'model').id];
                 }"""
             )
             assert picked == ["nowcast-20260301T1230Z", "nowcast-20260301T1230Z-extrapolation",
