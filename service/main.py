@@ -36,6 +36,7 @@ TAGS = [
     {"name": "forecast", "description": "Submit a radar sequence for an on-demand forecast"},
     {"name": "jobs", "description": "Job status, results and dismissal (OGC API - Processes)"},
     {"name": "nowcasts", "description": "The scheduled 6-minute nowcasts"},
+    {"name": "verification", "description": "Live skill of every nowcast against the scans that followed"},
     {"name": "processes", "description": "OGC API - Processes landing page, conformance and process"},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics"},
 ]

@@ -25,6 +25,8 @@ class JobSnapshot:
     queue_depth: dict[str, float] = field(default_factory=dict)  # queue name -> waiting messages
     latest_nowcast_age_seconds: float = math.nan
     redis_up: bool = True
+    # (stream, lead minutes, threshold) -> CSI of the last 24 h of slots (NaN: undefined, no event)
+    verification_csi: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
 
 class ApiMetrics:
@@ -63,6 +65,13 @@ class ApiMetrics:
             "nowcast_redis_up", "1 when the job store answered the scrape", registry=self.registry
         )
 
+        self.verification_csi = Gauge(
+            "nowcast_verification_csi",
+            "Rolling CSI over the last 24 h of verified slots, by stream, lead time (minutes) and threshold",
+            ["source", "lead_minutes", "threshold"],
+            registry=self.registry,
+        )
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
@@ -75,4 +84,6 @@ class ApiMetrics:
         for queue, depth in snapshot.queue_depth.items():
             self.queue_depth.labels(queue).set(depth)
         self.nowcast_age.set(snapshot.latest_nowcast_age_seconds)
+        for (source, lead, threshold), value in snapshot.verification_csi.items():
+            self.verification_csi.labels(source, lead, threshold).set(value)
         return generate_latest(self.registry)

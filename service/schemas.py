@@ -331,3 +331,21 @@ class ForecastJSONResult(BaseModel):
     y: list[float] | None
     attributes: dict[str, Any]
     reflectivity: list[list[list[float | None]]]
+
+
+class VerificationReport(BaseModel):
+    """Live skill per stream over a window of slots (``GET /verification``)."""
+
+    since: str = Field(description="Window start (slot time, ISO-8601 UTC), inclusive")
+    until: str = Field(description="Window end, exclusive")
+    timestep_minutes: int
+    thresholds_dbz: list[float]
+    fss_scales_pixels: list[int] = Field(description="FSS window widths, pixels")
+    sources: dict[str, dict[str, Any]] = Field(
+        description=(
+            "Per stream (`model`, `extrapolation`): `slots` scored, `missing_scans`, `leads` [{lead_minutes, "
+            "slots, missing, fallback, scores {threshold: {csi, pod, far, bias, fss {scale: value}, hits, "
+            "misses, false_alarms, correct_negatives}}}] and `all_leads` (every lead pooled); null = undefined"
+        )
+    )
+    policy: dict[str, Any] = Field(description="The source policy: `policy`, `served`, `reason`, `csi`, `slots`")

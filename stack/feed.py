@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
 import threading
 import time
@@ -97,6 +98,15 @@ class FrameSource:
         return write_scans(feed_dir, frames, list(slots), x=self.x, y=self.y, grid_mapping=self.grid_mapping)
 
 
+def stack_clock_origin(feed_dir: Path, wall: float | None = None) -> tuple[float, dt.datetime]:
+    """(wall_start, sim_start) of the stack's clock: now, or the newest scan when an earlier, faster
+    run left scans "in the future" (the feed then goes on from there, and so does beat)."""
+    wall = time.time() if wall is None else wall
+    start = dt.datetime.fromtimestamp(wall, dt.UTC)
+    newest = newest_scan_time(feed_dir) if feed_dir.is_dir() else None
+    return wall, max(start, newest) if newest is not None else start
+
+
 def run_feed(
     feed_dir: Path,
     *,
@@ -118,11 +128,12 @@ def run_feed(
     step = dt.timedelta(minutes=timestep_minutes)
     feed_dir.mkdir(parents=True, exist_ok=True)
     newest = newest_scan_time(feed_dir)
-    wall = time.time()
-    start = dt.datetime.fromtimestamp(wall, dt.UTC)
-    if newest is not None and newest >= start:  # a faster run left scans "in the future": go on from there
-        start = newest
-    clock = SimulatedClock(wall, start, speed)
+    if os.environ.get("NOWCAST_CLOCK_WALL_START") and os.environ.get("NOWCAST_CLOCK_SIM_START"):
+        # The stack's one clock, shared with beat and the workers (workers/clock.py).
+        clock = SimulatedClock(float(os.environ["NOWCAST_CLOCK_WALL_START"]),
+                               dt.datetime.fromisoformat(os.environ["NOWCAST_CLOCK_SIM_START"]), speed)
+    else:
+        clock = SimulatedClock(*stack_clock_origin(feed_dir), speed)
     source: FrameSource | None = None
     while not stop.is_set():
         current = floor_slot(clock.now(time.time()), step)

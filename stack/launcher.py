@@ -31,6 +31,7 @@ stack/feed.py; the command lines are cli/up.py.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import ctypes
 import json
 import logging
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import IO
 
 from model import InputError
+from stack.feed import stack_clock_origin
 
 logger = logging.getLogger("nowcast.up")
 
@@ -427,6 +429,7 @@ class StackOptions:
     quiet: bool = False
     python: str = sys.executable
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock_origin: tuple[float, dt.datetime] | None = None  # (wall epoch s, simulated UTC); None: now
 
 
 def child_env(options: StackOptions, *, redis_url: str, api_keys: str) -> dict[str, str]:
@@ -444,6 +447,13 @@ def child_env(options: StackOptions, *, redis_url: str, api_keys: str) -> dict[s
         }
     )
     env.setdefault("NOWCAST_FEED_DIR", str(data_dir / "feed"))
+    # One clock for every child (workers/clock.py): the feed writes, beat fires and the sweep judges
+    # "late" on the same simulated time, so at --speed 60 a slot is verified minutes after it starts.
+    wall_start, sim_start = options.clock_origin or stack_clock_origin(Path(env["NOWCAST_FEED_DIR"]))
+    env.update({"NOWCAST_CLOCK_SPEED": repr(float(options.speed)), "NOWCAST_CLOCK_WALL_START": repr(wall_start),
+                "NOWCAST_CLOCK_SIM_START": sim_start.strftime("%Y-%m-%dT%H:%M:%S+00:00")})
+    # The sweep runs every simulated minute, but not more than every 2 wall seconds.
+    env.setdefault("NOWCAST_VERIFICATION_INTERVAL_S", repr(max(2.0, 60.0 / options.speed)))
     env.setdefault("NOWCAST_LOG_FORMAT", "text")  # a terminal, not a log shipper
     # The API caches its worker check; a short cache turns /readyz green soon after the worker is up.
     env.setdefault("NOWCAST_READINESS_CACHE_SECONDS", "2")

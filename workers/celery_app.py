@@ -74,13 +74,23 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
             latency_offset_minutes=settings.latency_offset_minutes,
             queue=GPU_QUEUE,
             lease_s=settings.lease_s,
-            housekeeping_queue=CPU_QUEUE,
+            cpu_queue=CPU_QUEUE,
+            verify_every_s=settings.verification_interval_s,
+            clock=_clock(settings),
         ),
         "beat_schedule_filename": str(settings.beat_dir / "celerybeat-schedule"),
         # Never backfill: after a beat restart a past-due slot is dropped, not run late.
         "beat_cron_starting_deadline": settings.timestep_minutes * 60 - 60,
         "beat_max_loop_interval": 30,
     }
+
+
+def _clock(settings: WorkerSettings) -> tuple[float, float, Any] | None:
+    """(speed, wall_start, sim_start) when the stack runs a simulated clock (workers/clock.py), else None."""
+    origin = settings.clock_origin
+    if origin is None:
+        return None
+    return settings.clock_speed, origin[0], origin[1]
 
 
 def create_app(settings: WorkerSettings | None = None) -> Celery:

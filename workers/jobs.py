@@ -13,7 +13,8 @@ requeue_job(r, *, job_id, from_statuses, message) -> (JobRecord, task_id) | None
 acquire_lock / release_lock / steal_lock / lock_owner   the per-job lock (SET NX EX)
 heartbeat / extend_lease / clear_lease / requeue_stalled   the lease of a running job
 expired_jobs / delete_job                                  retention
-forecast_job_id(input_sha256, model_version, steps, owner=None), nowcast_job_id(slot), model_version(path)
+forecast_job_id(input_sha256, model_version, steps, owner=None), nowcast_job_id(slot, stream),
+nowcast_stream(job_id), model_version(path)
 
 Layout: one hash per job (``nowcast:job:<id>``, every field JSON-encoded so a partial update is a
 single HSET and never overwrites fields another process changed), a sorted set per index
@@ -44,6 +45,11 @@ JOB_KINDS = ("forecast", "nowcast")
 JOB_STATUSES = ("accepted", "running", "successful", "failed", "dismissed", "skipped")
 FINISHED_STATUSES = ("successful", "failed", "dismissed", "skipped")
 NO_CHECKPOINT = "no-checkpoint"  # model_version when the checkpoint file is absent (fallback runs)
+# Every scheduled slot makes one product per stream: the model's (which is extrapolation when the
+# model cannot run: the fallback) and the extrapolation baseline's, for verification and the policy.
+MODEL_STREAM = "model"
+EXTRAPOLATION_STREAM = "extrapolation"
+STREAMS = (MODEL_STREAM, EXTRAPOLATION_STREAM)
 
 
 class JobNotFoundError(KeyError):
@@ -416,11 +422,24 @@ def _slot_iso(slot: dt.datetime) -> str:
     return slot.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def nowcast_job_id(slot: dt.datetime) -> str:
-    """``nowcast-YYYYmmddTHHMMZ`` of the slot's scan time (naive datetimes are taken as UTC)."""
+def nowcast_job_id(slot: dt.datetime, stream: str = MODEL_STREAM) -> str:
+    """The id of a slot's job in one stream (naive datetimes are taken as UTC).
+
+    ``nowcast-YYYYmmddTHHMMZ`` for the model's product (the id it always had) and
+    ``nowcast-YYYYmmddTHHMMZ-extrapolation`` for the slot's extrapolation product: one id per
+    (slot, stream), so each product is made exactly once by the same create / lock / no-op path.
+    """
+    if stream not in STREAMS:
+        raise ValueError(f"stream must be one of {STREAMS}, not {stream!r}")
     if slot.tzinfo is None:
         slot = slot.replace(tzinfo=dt.UTC)
-    return f"nowcast-{slot.astimezone(dt.UTC):%Y%m%dT%H%MZ}"
+    base = f"nowcast-{slot.astimezone(dt.UTC):%Y%m%dT%H%MZ}"
+    return base if stream == MODEL_STREAM else f"{base}-{stream}"
+
+
+def nowcast_stream(job_id: str) -> str:
+    """The stream (``model`` | ``extrapolation``) of a nowcast job id."""
+    return EXTRAPOLATION_STREAM if job_id.endswith(f"-{EXTRAPOLATION_STREAM}") else MODEL_STREAM
 
 
 def forecast_job_id(input_sha256: str, model_version: str, steps: int, *, owner: str | None = None) -> str:

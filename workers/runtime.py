@@ -4,6 +4,7 @@ Interface
 ---------
 get_model(settings) -> LoadedModel           cached per (pid, checkpoint sha256); loads + warms up once
 run_forecast(settings, dbz (T, H, W), steps) -> Forecast   PredRNN, or extrapolation as the fallback
+run_extrapolation(settings, dbz (T, H, W), steps) -> Forecast   the extrapolation product of a slot
 
 Never called at import or in ``worker_process_init`` (its 4 s budget kills slow children) and never in
 the prefork parent: a CUDA context does not survive ``fork``. torch is imported inside the functions
@@ -144,17 +145,31 @@ def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forec
                                  device=loaded.device, timings=timings)
         timings["inference"] = time.perf_counter() - started
         config = loaded.model.config
+        # Keywords: frame and timings are both optional, and their order is easy to swap.
         return Forecast(predicted, "predrnn", f"PredRNN-{config.version}", loaded.checkpoint_sha256,
-                        loaded.checkpoint_sha256, None, timings, config.frame)
+                        loaded.checkpoint_sha256, fallback_reason=None, frame=config.frame, timings=timings)
     except (CheckpointError, RuntimeError, ValueError) as exc:  # missing/corrupt file, OOM, bad weights
         reason = f"model unavailable: {exc}"
         if not settings.fallback_extrapolation:
             raise ModelUnavailableError(reason) from exc
         log.warning("%s; falling back to extrapolation", reason)
+    return run_extrapolation(settings, dbz, steps, reason=reason, timings=timings)
+
+
+def run_extrapolation(settings: WorkerSettings, dbz: np.ndarray, steps: int, *, reason: str | None = None,
+                      timings: dict[str, float] | None = None) -> Forecast:
+    """The extrapolation nowcast of the context (T, H, W) dBZ: (steps, H, W) dBZ, ``source = "extrapolation"``.
+
+    The scheduled extrapolation product of every slot and the model's fallback are this same call,
+    so a fallback product equals the slot's extrapolation product. ``reason`` (set for a fallback)
+    says why the model did not run.
+    """
+    timings = {} if timings is None else timings
     started = time.perf_counter()
     predicted = extrapolate(dbz, steps, settings.timestep_minutes)
     timings["inference"] = time.perf_counter() - started
-    return Forecast(predicted, "extrapolation", EXTRAPOLATION_MODEL, _pysteps_version(), "", reason, timings)
+    return Forecast(predicted, "extrapolation", EXTRAPOLATION_MODEL, _pysteps_version(), "",
+                    fallback_reason=reason, timings=timings)
 
 
 def _pysteps_version() -> str:

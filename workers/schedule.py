@@ -17,15 +17,19 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from celery.schedules import crontab
+from celery.schedules import BaseSchedule, crontab, schedstate
 
 SLOT_TOLERANCE = dt.timedelta(seconds=30)  # beat's clock may run a little ahead of ours
 NOWCAST_TASK = "workers.tasks.nowcast"
+EXTRAPOLATION_TASK = "workers.tasks.nowcast_extrapolation"
+VERIFY_TASK = "workers.tasks.verify"
 BEAT_ENTRY = "nowcast-every-slot"
 REQUEUE_ENTRY = "requeue-stalled-jobs"
 PRUNE_ENTRY = "prune-old-jobs"
 REQUEUE_TASK = "workers.housekeeping.requeue_stalled"
 PRUNE_TASK = "workers.housekeeping.prune"
+EXTRAPOLATION_ENTRY = "extrapolation-every-slot"
+VERIFY_ENTRY = "verify"
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -59,28 +63,116 @@ def beat_crontab(
     return crontab(minute=minute, nowfun=nowfun) if nowfun is not None else crontab(minute=minute)
 
 
+class SlotSchedule(BaseSchedule):
+    """Beat's trigger on a simulated clock (workers/clock.py): due at slot + offset of *that* clock.
+
+    ``simulated = sim_start + speed * (wall - wall_start)``. Beat keeps ``last_run_at`` on the wall
+    clock; it is mapped onto the simulated one, so the entry is due once per simulated slot, and the
+    time to the next trigger is returned in wall seconds (1/speed of the simulated wait). Like the
+    crontab, a slot whose trigger passed before beat (re)started is not backfilled.
+    """
+
+    def __init__(self, *, timestep_minutes: int, latency_offset_minutes: int, speed: float, wall_start: float,
+                 sim_start: dt.datetime, app: Any = None, nowfun: Callable[[], dt.datetime] | None = None) -> None:
+        super().__init__(nowfun=nowfun, app=app)  # nowfun: the wall clock (tests freeze it)
+        self.timestep_minutes = timestep_minutes
+        self.latency_offset_minutes = latency_offset_minutes
+        self.speed = float(speed)
+        self.wall_start = float(wall_start)
+        self.sim_start = _utc(sim_start)
+
+    def simulated(self, wall: dt.datetime | float) -> dt.datetime:
+        seconds = wall.timestamp() if isinstance(wall, dt.datetime) else float(wall)
+        return self.sim_start + dt.timedelta(seconds=self.speed * (seconds - self.wall_start))
+
+    def _last_fire(self, simulated_now: dt.datetime) -> dt.datetime:
+        offset = dt.timedelta(minutes=self.latency_offset_minutes)
+        return floor_to_step(simulated_now - offset, self.timestep_minutes) + offset
+
+    def remaining_estimate(self, last_run_at: dt.datetime) -> dt.timedelta:
+        now = self.simulated(self.now())
+        following = self._last_fire(now) + dt.timedelta(minutes=self.timestep_minutes)
+        return dt.timedelta(seconds=(following - now).total_seconds() / self.speed)
+
+    def is_due(self, last_run_at: dt.datetime) -> schedstate:
+        now = self.simulated(self.now())
+        fire = self._last_fire(now)
+        wait = self.remaining_estimate(last_run_at).total_seconds()
+        if last_run_at.tzinfo is None:  # beat's times are UTC (enable_utc)
+            last_run_at = last_run_at.replace(tzinfo=dt.UTC)
+        return schedstate(self.simulated(last_run_at) < fire, max(0.05, wait))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Beat pickles its entries into the schedule file; rebuild from the plain values.
+        return (_slot_schedule, (self.timestep_minutes, self.latency_offset_minutes, self.speed, self.wall_start,
+                                 self.sim_start.isoformat()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SlotSchedule) and self.__reduce__()[1] == other.__reduce__()[1]
+
+    def __hash__(self) -> int:
+        return hash(self.__reduce__()[1])
+
+    def __repr__(self) -> str:
+        return (f"<SlotSchedule every {self.timestep_minutes} min + {self.latency_offset_minutes}, "
+                f"x{self.speed:g} from {self.sim_start:%Y-%m-%dT%H:%MZ}>")
+
+
+def _slot_schedule(timestep_minutes: int, latency_offset_minutes: int, speed: float, wall_start: float,
+                   sim_start: str) -> SlotSchedule:
+    return SlotSchedule(timestep_minutes=timestep_minutes, latency_offset_minutes=latency_offset_minutes,
+                        speed=speed, wall_start=wall_start, sim_start=dt.datetime.fromisoformat(sim_start))
+
+
 def beat_schedule(
     *, timestep_minutes: int, latency_offset_minutes: int, queue: str = "gpu",
-    nowfun: Callable[[], dt.datetime] | None = None, lease_s: float = 30, housekeeping_queue: str = "cpu",
+    nowfun: Callable[[], dt.datetime] | None = None, cpu_queue: str = "cpu", verify_every_s: float = 60.0,
+    clock: tuple[float, float, dt.datetime] | None = None, lease_s: float = 30,
 ) -> dict[str, dict[str, Any]]:
-    """The ``beat_schedule`` setting: one nowcast per slot, no arguments (the task derives the slot),
-    the lost-job check every half lease (a lost job waits at most 1.5 leases) and an hourly prune."""
+    """The ``beat_schedule`` setting: per slot the model's and the extrapolation nowcast (no arguments:
+    the task derives the slot), the verification sweep every ``verify_every_s`` wall seconds, the
+    lost-job check every half lease (a lost job waits at most 1.5 leases) and an hourly prune.
+
+    ``clock`` = (speed, wall_start, sim_start) puts the slot triggers on the stack's simulated clock
+    (:class:`SlotSchedule`) and shortens their ``expires`` by the speed; None keeps the crontab.
+    """
+    def slot_trigger() -> BaseSchedule:
+        if clock is not None:
+            speed, wall_start, sim_start = clock
+            return SlotSchedule(timestep_minutes=timestep_minutes, latency_offset_minutes=latency_offset_minutes,
+                                speed=speed, wall_start=wall_start, sim_start=sim_start)
+        return beat_crontab(timestep_minutes=timestep_minutes, latency_offset_minutes=latency_offset_minutes,
+                            nowfun=nowfun)
+
+    expires: float = expires_seconds(timestep_minutes)
+    if clock is not None:
+        expires = max(0.5, expires / clock[0])
     return {
         BEAT_ENTRY: {
             "task": NOWCAST_TASK,
-            "schedule": beat_crontab(timestep_minutes=timestep_minutes,
-                                     latency_offset_minutes=latency_offset_minutes, nowfun=nowfun),
-            "options": {"queue": queue, "expires": expires_seconds(timestep_minutes)},
+            "schedule": slot_trigger(),
+            "options": {"queue": queue, "expires": expires},
+        },
+        EXTRAPOLATION_ENTRY: {
+            "task": EXTRAPOLATION_TASK,
+            "schedule": slot_trigger(),
+            "options": {"queue": cpu_queue, "expires": expires},
+        },
+        VERIFY_ENTRY: {
+            "task": VERIFY_TASK,
+            "schedule": dt.timedelta(seconds=verify_every_s),
+            # A sweep still queued when the next is due is dropped: the next one does its work.
+            "options": {"queue": cpu_queue, "expires": max(1.0, verify_every_s)},
         },
         REQUEUE_ENTRY: {
             "task": REQUEUE_TASK,
             "schedule": lease_s / 2,
-            "options": {"queue": housekeeping_queue, "expires": lease_s / 2},
+            "options": {"queue": cpu_queue, "expires": lease_s / 2},
         },
         PRUNE_ENTRY: {
             "task": PRUNE_TASK,
             "schedule": 3600.0,
-            "options": {"queue": housekeeping_queue, "expires": 1800},
+            "options": {"queue": cpu_queue, "expires": 1800},
         },
     }
 

@@ -7,6 +7,7 @@ No import-time singleton: ``get_settings()`` is cached, tests and the launcher c
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,24 @@ class WorkerSettings(BaseSettings):
     quicklooks: bool = True  # PNG per lead time and an animated GIF next to the netCDF
     warmup: bool = True  # one tiny forward pass right after loading the model
 
+    # Verification (docs/verification.md): every product against the scans at its valid times.
+    verification_interval_s: float = Field(60.0, gt=0)  # beat runs the verification sweep this often
+    verification_grace_minutes: int = Field(30, ge=0)  # a scan this late after its valid time is "missing"
+    verification_retention_days: float = Field(30.0, gt=0)  # verification records kept this long
+    verification_lookback: int = Field(600, ge=1)  # newest nowcast jobs the sweep looks at (2 per slot)
+    # Which stream /nowcasts/latest serves: "best" = the higher pooled CSI at policy_threshold_dbz
+    # over the last policy_slots slots verified for both streams, once policy_min_slots exist.
+    source_policy: Literal["model", "extrapolation", "best"] = "model"
+    policy_slots: int = Field(20, ge=1)
+    policy_min_slots: int = Field(5, ge=1)
+    policy_threshold_dbz: float = 30.0
+
+    # One clock for the local stack (workers/clock.py): simulated = sim_start + speed * (wall - wall_start).
+    clock_speed: float = Field(1.0, gt=0)
+    # Unset (empty / 0) means the wall clock; nowcast up sets both, with the speed.
+    clock_wall_start: float = 0.0  # epoch seconds
+    clock_sim_start: str = ""  # ISO-8601 UTC
+
     @model_validator(mode="after")
     def _check(self) -> WorkerSettings:
         if 60 % self.timestep_minutes:
@@ -70,9 +89,26 @@ class WorkerSettings(BaseSettings):
             self.feed_dir = self.data_dir / "feed"
         if self.max_scans < self.input_scans:
             raise ValueError(f"max_scans {self.max_scans} is below input_scans {self.input_scans}")
+        if self.policy_min_slots > self.policy_slots:
+            raise ValueError(f"policy_min_slots {self.policy_min_slots} exceeds policy_slots {self.policy_slots}")
+        if self.clock_sim_start:
+            try:
+                dt.datetime.fromisoformat(self.clock_sim_start.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise ValueError(f"clock_sim_start {self.clock_sim_start!r} is not an ISO-8601 time") from exc
+        if self.clock_speed != 1.0 and self.clock_origin is None:
+            raise ValueError("clock_speed other than 1 needs clock_wall_start and clock_sim_start")
         if self.lead_steps > self.max_lead_steps:
             raise ValueError(f"lead_steps {self.lead_steps} exceeds max_lead_steps {self.max_lead_steps}")
         return self
+
+    @property
+    def clock_origin(self) -> tuple[float, dt.datetime] | None:
+        """(wall_start epoch s, sim_start UTC) of the stack's simulated clock, or None for the wall clock."""
+        if not self.clock_sim_start or not self.clock_wall_start:
+            return None
+        start = dt.datetime.fromisoformat(self.clock_sim_start.replace("Z", "+00:00"))
+        return self.clock_wall_start, start.replace(tzinfo=dt.UTC) if start.tzinfo is None else start.astimezone(dt.UTC)
 
     @property
     def inputs_dir(self) -> Path:

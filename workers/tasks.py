@@ -35,12 +35,12 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from model.io.netcdf import RadarInputError, RadarSequence, file_sha256, read_scans
-from workers import jobs
+from workers import clock, jobs, verification
 from workers.celery_app import app
 from workers.feeds import FeedNotReady, FeedSkip, select_sequence
 from workers.heartbeat import Heartbeat
 from workers.products import remove_partial_files, write_products
-from workers.runtime import ModelUnavailableError, run_forecast
+from workers.runtime import Forecast, ModelUnavailableError, run_extrapolation, run_forecast
 from workers.schedule import slot_for
 from workers.settings import WorkerSettings, get_settings
 
@@ -73,7 +73,8 @@ def redis_client(settings: WorkerSettings) -> redis.Redis:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """The stack's clock (wall time unless ``nowcast up --speed`` runs a simulated one)."""
+    return clock.now(get_settings())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -142,6 +143,9 @@ def _backoff(settings: WorkerSettings, attempt: int) -> float:
 
 
 Selector = Callable[[], list[Path] | Path]
+# (settings, context dBZ (T, H, W), steps) -> Forecast: the model (with its fallback) or extrapolation.
+Forecaster = Callable[[WorkerSettings, Any, int], Forecast]
+EXTRAPOLATION_VERSION = "extrapolation"  # model_version of extrapolation-stream jobs (no checkpoint)
 
 
 def run_job(
@@ -154,12 +158,14 @@ def run_job(
     slot: dt.datetime | None,
     select: Selector,
     deadline: dt.datetime | None = None,
+    forecaster: Forecaster = run_forecast,
 ) -> dict[str, Any]:
     """Run one job end to end (see the module docstring). ``select`` returns the scan file(s)."""
     settings = get_settings()
     r = redis_client(settings)
+    version = EXTRAPOLATION_VERSION if forecaster is run_extrapolation else jobs.model_version(settings.checkpoint)
     record, _ = jobs.create_job(r, job_id=job_id, kind=kind, steps=steps, input_path=input_path,
-                                model_version=jobs.model_version(settings.checkpoint), slot=slot)
+                                model_version=version, slot=slot)
     done = _finished_result(record)
     if done is not None:
         log.info("job %s already %s; nothing to do", job_id, record.status)
@@ -177,7 +183,7 @@ def run_job(
                          exc=TransientJobError(f"job {job_id} locked by another worker"))
     try:
         return _run_locked(task, settings, r, job_id=job_id, steps=steps, select=select, deadline=deadline,
-                           lock=owner)
+                           lock=owner, forecaster=forecaster)
     finally:
         try:
             jobs.release_lock(r, job_id=job_id, owner=owner)
@@ -187,7 +193,7 @@ def run_job(
 
 def _run_locked(
     task: Task, settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, select: Selector,
-    deadline: dt.datetime | None, lock: str,
+    deadline: dt.datetime | None, lock: str, forecaster: Forecaster,
 ) -> dict[str, Any]:
     record = jobs.get_job(r, job_id=job_id)
     if record is None:
@@ -200,7 +206,8 @@ def _run_locked(
     except FeedNotReady as exc:
         if deadline is not None and _now() + dt.timedelta(seconds=FEED_RETRY_S) < deadline:
             jobs.update_job(r, job_id=job_id, message=f"waiting: {exc}")
-            raise task.retry(countdown=FEED_RETRY_S, max_retries=task.request.retries + 1, exc=exc) from exc
+            countdown = max(1.0, clock.seconds(settings, FEED_RETRY_S))  # FEED_RETRY_S on the stack's clock
+            raise task.retry(countdown=countdown, max_retries=task.request.retries + 1, exc=exc) from exc
         return _finish(r, job_id, status="skipped", message=f"{exc}; not there by {deadline:%H:%M:%SZ}")
     except FeedSkip as exc:
         return _finish(r, job_id, status="skipped", message=str(exc))
@@ -222,7 +229,8 @@ def _run_locked(
                     started=record.started or jobs.utc_now_iso(), finished=None, message="reading input")
     try:
         with Heartbeat(r, job_id=job_id, owner=lock, lease_s=settings.lease_s):
-            return _forecast_and_write(settings, r, job_id=job_id, steps=steps, files=files)
+            return _forecast_and_write(settings, r, job_id=job_id, steps=steps, files=files,
+                                       forecaster=forecaster)
     except (RadarInputError, PermanentJobError, ModelUnavailableError) as exc:
         return _fail(settings, r, job_id, message=str(exc))
     except SoftTimeLimitExceeded:
@@ -268,7 +276,8 @@ def _finish(r: redis.Redis, job_id: str, *, status: str, message: str, **fields:
 
 
 def _forecast_and_write(
-    settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, files: list[Path] | Path
+    settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, files: list[Path] | Path,
+    forecaster: Forecaster = run_forecast,
 ) -> dict[str, Any]:
     if not 1 <= steps <= settings.max_lead_steps:
         raise PermanentJobError(f"steps must be within 1-{settings.max_lead_steps}, got {steps}")
@@ -279,7 +288,7 @@ def _forecast_and_write(
     sequence = sequence.tail(settings.input_scans)
     timings["read"] = time.perf_counter() - started
     jobs.update_job(r, job_id=job_id, progress=20, message="forecasting")
-    forecast = run_forecast(settings, sequence.dbz, steps)
+    forecast = forecaster(settings, sequence.dbz, steps)
     timings.update(forecast.timings)
     jobs.update_job(r, job_id=job_id, progress=80, message="writing products", source=forecast.source)
     lead_minutes = [float(settings.timestep_minutes * (k + 1)) for k in range(steps)]
@@ -323,7 +332,22 @@ def parse_slot(slot_iso: str, timestep_minutes: int) -> dt.datetime:
 
 @app.task(bind=True, name="workers.tasks.nowcast")
 def nowcast(self: Task, slot_iso: str | None = None) -> dict[str, Any]:
-    """The scheduled nowcast of one slot; beat sends no argument and the slot follows from the clock."""
+    """The model's scheduled nowcast of one slot; beat sends no argument and the slot follows from the clock."""
+    return _scheduled(self, slot_iso, stream=jobs.MODEL_STREAM, forecaster=run_forecast)
+
+
+@app.task(bind=True, name="workers.tasks.nowcast_extrapolation")
+def nowcast_extrapolation(self: Task, slot_iso: str | None = None) -> dict[str, Any]:
+    """The extrapolation nowcast of the same slot (cpu queue), job ``nowcast-<slot>-extrapolation``.
+
+    A job of its own rather than a second product of the model's job: it needs no GPU, so it does
+    not hold the inference worker, it exists even when the model's job fails, and the same
+    create / lock / finished-is-a-no-op path makes it exactly once per slot.
+    """
+    return _scheduled(self, slot_iso, stream=jobs.EXTRAPOLATION_STREAM, forecaster=run_extrapolation)
+
+
+def _scheduled(task: Task, slot_iso: str | None, *, stream: str, forecaster: Forecaster) -> dict[str, Any]:
     settings = get_settings()
     if slot_iso is None:
         slot = slot_for(_now(), timestep_minutes=settings.timestep_minutes,
@@ -339,5 +363,26 @@ def nowcast(self: Task, slot_iso: str | None = None) -> dict[str, Any]:
                                     stale_after_minutes=settings.stale_after_minutes)
         return selection.paths
 
-    return run_job(self, kind="nowcast", job_id=jobs.nowcast_job_id(slot), steps=settings.lead_steps,
-                   input_path=str(settings.feed_dir), slot=slot, select=select, deadline=deadline)
+    return run_job(task, kind="nowcast", job_id=jobs.nowcast_job_id(slot, stream), steps=settings.lead_steps,
+                   input_path=str(settings.feed_dir), slot=slot, select=select, deadline=deadline,
+                   forecaster=forecaster)
+
+
+VERIFY_LOCK = "verification-sweep"  # one sweep at a time (a second one would only find the work done)
+
+
+@app.task(bind=True, name="workers.tasks.verify")
+def verify(self: Task) -> dict[str, Any]:
+    """Beat's verification sweep (cpu queue): score every product whose valid-time scans arrived."""
+    settings = get_settings()
+    r = redis_client(settings)
+    owner = _lock_owner_id()
+    if not _take_lock(r, VERIFY_LOCK, owner, settings.task_time_limit_s + 30):
+        return {"skipped": "another verification sweep is running"}
+    try:
+        return verification.sweep(settings, r, now=_now())
+    finally:
+        try:
+            jobs.release_lock(r, job_id=VERIFY_LOCK, owner=owner)
+        except redis.RedisError:  # the lock expires by itself
+            log.warning("could not release the verification lock")

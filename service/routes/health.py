@@ -30,7 +30,7 @@ from service.metrics import JobSnapshot
 from service.problems import PROBLEM_MEDIA_TYPE, TYPE_PREFIX, problem_openapi
 from service.schemas import HealthStatus, Readiness, ReadinessCheck
 from service.settings import ApiSettings
-from workers import jobs
+from workers import clock, jobs, skill_store, skill_summary
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +162,24 @@ def job_snapshot(store: Any, settings: ApiSettings, now: dt.datetime) -> JobSnap
             snapshot.latest_nowcast_age_seconds = max(0.0, (now - newest_success).total_seconds())
         # Celery's Redis transport keeps a queue as a list named after it (default priority).
         snapshot.queue_depth[settings.inference_queue] = float(store.llen(settings.inference_queue))
+        snapshot.verification_csi = rolling_csi(store, settings)
     except Exception as exc:  # Redis down: report it in nowcast_redis_up, keep the HTTP metrics
         logger.warning("metrics: job store unavailable (%s)", exc.__class__.__name__)
         snapshot.redis_up = False
     return snapshot
+
+
+def rolling_csi(store: Any, settings: ApiSettings) -> dict[tuple[str, str, str], float]:
+    """(stream, lead minutes, threshold) -> CSI of the last 24 h of slots; NaN where undefined."""
+    since, until = skill_summary.window(clock.now(settings))
+    values: dict[tuple[str, str, str], float] = {}
+    for stream in jobs.STREAMS:
+        summary = skill_summary.summarize(skill_store.records_between(store, stream=stream, since=since, until=until))
+        for lead in summary["leads"]:
+            for threshold, scores in lead["scores"].items():
+                csi = scores["csi"]
+                values[(stream, str(lead["lead_minutes"]), threshold)] = math.nan if csi is None else float(csi)
+    return values
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
@@ -15,8 +15,9 @@ from service.problems import Problem, problem_openapi
 from service.results import RESULT_RESPONSES, Format, result_response
 from service.routes.jobs import Lead, Limit, Offset, page_links
 from service.schemas import JobList
+from service.settings import ApiSettings
 from service.views import root, status_info
-from workers import jobs
+from workers import jobs, skill_summary
 
 router = APIRouter(prefix="/nowcasts", tags=["nowcasts"])
 
@@ -68,10 +69,31 @@ def list_nowcasts(request: Request, store: JobStoreDep, limit: Limit = 20, offse
     )
 
 
-def latest_successful(store: Any) -> Any | None:
-    """The newest successful nowcast among the last ``LATEST_WINDOW`` slots, or None."""
+def latest_successful(store: Any, stream: str | None = None) -> Any | None:
+    """The newest successful nowcast (of ``stream``, or either) among the last ``LATEST_WINDOW`` jobs."""
     records, _ = jobs.list_jobs(store, kind="nowcast", limit=LATEST_WINDOW, offset=0)
-    return next((record for record in records if record.status == "successful"), None)
+    matching = [record for record in records if record.status == "successful"
+                and (stream is None or jobs.nowcast_stream(record.job_id) == stream)]
+    matching.sort(key=lambda record: record.slot or "", reverse=True)  # newest scan time first
+    return matching[0] if matching else None
+
+
+def served_product(store: Any, settings: ApiSettings) -> tuple[Any | None, str, str]:
+    """(record, stream, reason): the newest slot's product from the stream the policy chooses.
+
+    When that stream has no product for the newest slot (the model's job failed or is still
+    running), the other stream's product of that slot is served and the reason says so.
+    """
+    decision = skill_summary.choose_source(store, settings)
+    newest = latest_successful(store)
+    if newest is None:
+        return None, decision.served, decision.reason
+    wanted = jobs.nowcast_job_id(parse_scan_time(newest.slot or ""), decision.served)
+    record = newest if newest.job_id == wanted else jobs.get_job(store, job_id=wanted)
+    if record is not None and record.status == "successful":
+        return record, decision.served, decision.reason
+    other = jobs.nowcast_stream(newest.job_id)
+    return newest, other, f"{decision.reason}; no {decision.served} product for the newest slot, serving {other}"
 
 
 @router.get(
@@ -87,19 +109,22 @@ def latest_nowcast(
     lead: LeadQuery = None,
     accept: AcceptHeader = None,
 ) -> Response:
-    """The newest successful scheduled product; ``Content-Location`` names its slot."""
-    record = latest_successful(store)
+    """The newest slot's product from the stream ``NOWCAST_SOURCE_POLICY`` chooses; ``Content-Location``
+    names it, ``Nowcast-Source`` says which stream was served and ``Nowcast-Source-Reason`` why."""
+    record, stream, reason = served_product(store, settings)
     if record is None:
         raise Problem(404, "no-nowcast", "no successful scheduled nowcast yet")
     set_job_id(record.job_id)
-    slot = record.job_id.removeprefix("nowcast-")
+    slot = record.job_id.removeprefix("nowcast-").removesuffix(f"-{jobs.EXTRAPOLATION_STREAM}")
+    location = f"{root(request)}/nowcasts/{slot}" + ("" if stream == jobs.MODEL_STREAM else f"?source={stream}")
     return result_response(
         record,
         settings,
         accept=accept,
         f=f,
         lead=lead,
-        extra_headers={"Content-Location": f"{root(request)}/nowcasts/{slot}"},
+        extra_headers={"Content-Location": location, "Nowcast-Source": stream,
+                       "Nowcast-Source-Reason": reason.encode("ascii", "replace").decode()},
     )
 
 
@@ -111,9 +136,11 @@ def nowcast_at(
     f: FormatQuery = None,
     lead: LeadQuery = None,
     accept: AcceptHeader = None,
+    source: Annotated[Literal["model", "extrapolation"], Query(description="Which stream's product")] = "model",
 ) -> Response:
-    """The product of the slot at ``scan_time``; a skipped slot answers 409 with the reason."""
-    job_id = jobs.nowcast_job_id(parse_scan_time(scan_time))
+    """The product of the slot at ``scan_time`` (the model's, or ``source=extrapolation``); a skipped
+    slot answers 409 with the reason."""
+    job_id = jobs.nowcast_job_id(parse_scan_time(scan_time), source)
     record = jobs.get_job(store, job_id=job_id)
     if record is None:
         raise Problem(404, "job-not-found", f"no nowcast for slot {scan_time} ({job_id})", field="scan_time")

@@ -170,15 +170,44 @@ export async function fetchJob(jobId, { signal } = {}) {
   return { job: normalizeJob(await response.json()), retryAfter: Number.isFinite(retryAfter) ? retryAfter : null };
 }
 
-/** The newest successful scheduled nowcast (null when there is none yet). */
-export async function fetchLatestNowcast({ slots = null, signal } = {}) {
+/** The stream of a scheduled job id: "extrapolation" for nowcast-<slot>-extrapolation, else "model". */
+export function streamOf(id) {
+  return String(id).endsWith("-extrapolation") ? "extrapolation" : "model";
+}
+
+/**
+ * The product the page shows by default, as /nowcasts/latest chooses it: the newest slot with a
+ * successful product, from the stream the source policy serves (`served`), or the other stream's
+ * product of that slot when the served one has none.
+ */
+export function newestProduct(slots, served = "model") {
+  const successful = slots.filter((slot) => slot.status === "successful");
+  if (successful.length === 0) return null;
+  const timeOf = (slot) => String(slot.slot ?? "");
+  const newest = successful.reduce((best, slot) => (timeOf(slot) > timeOf(best) ? slot : best));
+  const same = successful.filter((slot) => timeOf(slot) === timeOf(newest));
+  return same.find((slot) => streamOf(slot.id) === served) ?? same[0];
+}
+
+/** The newest successful scheduled nowcast of the served stream (null when there is none yet). */
+export async function fetchLatestNowcast({ slots = null, served = "model", signal } = {}) {
   const candidates = slots ?? (await fetchSlots({ signal }));
-  const latest = candidates.find((slot) => slot.status === "successful");
+  const latest = newestProduct(candidates, served);
   if (latest) return latest;
   try {
     return normalizeJob(await getJson("/nowcasts/latest", { signal }));
   } catch (error) {
     // 404: no nowcast yet; 406: the API would not send this one as JSON. Either way, none to show.
+    if (error instanceof ApiError && error.status >= 400 && error.status < 500) return null;
+    throw error;
+  }
+}
+
+/** The live verification report of the last 24 h (GET /verification), or null where there is none. */
+export async function fetchVerification({ signal } = {}) {
+  try {
+    return await getJson("/verification", { signal });
+  } catch (error) {
     if (error instanceof ApiError && error.status >= 400 && error.status < 500) return null;
     throw error;
   }

@@ -12,13 +12,16 @@ import {
   fetchJobs,
   fetchLatestNowcast,
   fetchSlots,
+  fetchVerification,
   forecastPngUrl,
   netcdfUrl,
   observedPngUrl,
   storeApiKey,
   storedApiKey,
+  streamOf,
   submitForecast,
 } from "./api.js";
+import { renderSkill } from "./skill.js";
 import {
   REFLECTIVITY_SCALE,
   dbzToRainRate,
@@ -89,12 +92,14 @@ export function searchWithJob(search, jobId) {
 
 /** A job id short enough for a list: "forecast-473fb0f1…"; slot ids (22 characters) stay whole. */
 export function shortId(id) {
+  if (id.startsWith("nowcast-")) return id; // a slot and its stream: both parts matter
   return id.length > 24 ? `${id.slice(0, 17)}\u2026` : id;
 }
 
-function sourceLabel(source) {
+/** "PredRNN", "Extrapolation" (the slot's extrapolation stream) or "Extrapolation fallback" (the model's). */
+function sourceLabel(source, id = "") {
   if (source === "predrnn") return "PredRNN";
-  if (source === "extrapolation") return "Extrapolation fallback";
+  if (source === "extrapolation") return streamOf(id) === "extrapolation" ? "Extrapolation" : "Extrapolation fallback";
   return source ? String(source) : "—";
 }
 
@@ -268,7 +273,7 @@ function showProductMeta(product, title) {
   $("product-title").textContent = title;
   $("product-reference").textContent = formatUtc(product.referenceTime);
   const source = $("product-source");
-  source.textContent = sourceLabel(product.source);
+  source.textContent = sourceLabel(product.source, product.id);
   source.className = `badge source-${product.source ?? "unknown"}`;
   // The checkpoint's sha256 names the model only when the model ran (not under the fallback).
   const version = product.modelVersion && product.source !== "extrapolation"
@@ -292,7 +297,7 @@ function renderSlots(slots, onShow) {
       item.dataset.jobId = slot.id;
       const head = element("div", "run-head");
       head.append(element("span", "run-time", formatClock(slot.referenceTime)), statusPill(slot.status));
-      if (slot.status === "successful") head.append(element("span", "run-source", sourceLabel(slot.source)));
+      if (slot.status === "successful") head.append(element("span", "run-source", sourceLabel(slot.source, slot.id)));
       item.append(head);
       if (slot.message && slot.status !== "successful") item.append(element("p", "run-message", slot.message));
       if (slot.status === "successful") {
@@ -352,6 +357,7 @@ class Viewer {
     this.pendingJobId = requestedJob(window.location.search);
     this.viewingLatest = this.pendingJobId === null;
     this.refreshing = false;
+    this.skill = { threshold: "30dBZ" };
     $("back-to-latest").addEventListener("click", () => this.showLatest());
     this.setupUpload();
   }
@@ -372,16 +378,19 @@ class Viewer {
     if (this.refreshing) return;
     this.refreshing = true;
     try {
-      const [slots, jobs] = await Promise.all([
+      const [slots, jobs, report] = await Promise.all([
         fetchSlots().catch((error) => ({ error })),
         fetchJobs().catch((error) => ({ error })),
+        fetchVerification().catch(() => null), // the skill panel is optional: never blocks the rest
       ]);
+      renderSkill(report, this.skill);
       const failures = [slots, jobs].filter((part) => part.error).map((part) => part.error.message);
       if (this.pendingJobId !== null) await this.openJob(this.pendingJobId);
       if (!slots.error) renderSlots(slots, (slot) => this.showProduct(slot, false));
       if (!jobs.error) renderJobs(jobs, (job) => this.showProduct(job, false));
       if (!slots.error) {
-        const latest = await fetchLatestNowcast({ slots });
+        // The default product follows the source policy, as /nowcasts/latest does.
+        const latest = await fetchLatestNowcast({ slots, served: report?.policy?.served ?? "model" });
         if (latest === null && this.viewingLatest) $("frame-placeholder").textContent = "No successful nowcast yet.";
         if (latest && latest.id !== this.latestId) {
           this.latestId = latest.id;

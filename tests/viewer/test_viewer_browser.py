@@ -23,6 +23,7 @@ from tests.viewer.conftest import (
     ARTIFACTS,
     FEED_START,
     INPUT_SCANS,
+    LEAD_STEPS,
     SKIPPED_SLOT,
     SUCCESSFUL_SLOT,
     Stack,
@@ -327,3 +328,59 @@ def test_job_link_opens_that_job_and_back_to_latest(browser: Browser, stack: Sta
         context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
 
+
+
+def test_skill_panel_shows_csi_by_lead_for_both_streams_and_the_policy(browser: Browser, stack: Stack) -> None:
+    """Verification records of two recent slots per stream (written as the sweep writes them): the
+    panel draws both curves, POD and FAR on hover, the slots behind them and the served stream."""
+    from model.verification.metrics import SkillScores
+    from workers import skill_store, verification
+
+    rng = np.random.default_rng(0)
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    slots = [now - dt.timedelta(minutes=now.minute % 6 + 60 + 6 * k) for k in range(2)]
+    written = []
+    for stream, noise in (("model", 3.0), ("extrapolation", 8.0)):
+        for slot in slots:
+            truth = rng.normal(25.0, 12.0, (1, LEAD_STEPS, 16, 16))
+            skill = SkillScores.init(LEAD_STEPS, verification.THRESHOLDS, verification.SCALES)
+            skill.accum(truth, truth + rng.normal(0.0, noise, truth.shape))
+            job_id = jobs.nowcast_job_id(slot, stream)
+            written.append(job_id)
+            skill_store.write_meta(stack.store, job_id=job_id, meta={
+                "job_id": job_id, "slot": slot.strftime("%Y-%m-%dT%H:%M:%SZ"), "stream": stream,
+                "n_leads": LEAD_STEPS, "thresholds": [list(t) for t in verification.THRESHOLDS],
+                "scales": list(verification.SCALES)})
+            for row in range(LEAD_STEPS):
+                skill_store.write_lead(stack.store, job_id=job_id, lead_minutes=6 * (row + 1), entry={
+                    "status": "scored", "valid_time": "", "sums": skill_store.sums_of(skill, row)})
+    try:
+        with open_viewer(browser, stack, LAPTOP) as page:
+            expect(page.locator("#skill-summary")).to_have_text(
+                "Last 24 h: model 2 slots; extrapolation 2 slots.", timeout=20_000)
+            for stream in ("model", "extrapolation"):
+                expect(page.locator(f"#skill-chart circle.skill-dot.{stream}")).to_have_count(LEAD_STEPS)
+            tooltip = page.locator("#skill-chart circle.skill-dot.model[data-lead='6'] title").text_content()
+            assert re.fullmatch(r"model \+6 min: CSI 0\.\d\d, POD 0\.\d\d, FAR 0\.\d\d \(2 slots\)", tooltip or "")
+            expect(page.locator("#skill-policy")).to_have_text(re.compile(r"^Serving model: NOWCAST_SOURCE_POLICY"))
+            page.get_by_role("button", name="40 dBZ").click()
+            expect(page.locator("#skill-chart svg")).to_have_attribute("aria-label", "CSI at 40dBZ by lead time")
+            picked = page.evaluate(
+                """async () => {
+                    const a = await import('./viewer/static/api.js');
+                    const slots = [{ id: 'nowcast-20260301T1230Z-extrapolation', status: 'successful',
+                                     slot: '2026-03-01T12:30:00Z' },
+                                   { id: 'nowcast-20260301T1230Z', status: 'successful',
+                                     slot: '2026-03-01T12:30:00Z' },
+                                   { id: 'nowcast-20260301T1224Z', status: 'successful',
+                                     slot: '2026-03-01T12:24:00Z' }];
+                    // The newest slot without a model product: its extrapolation product, not an older slot.
+                    return [a.newestProduct(slots, 'model').id, a.newestProduct(slots, 'extrapolation').id,
+                            a.newestProduct([slots[0], slots[2]], 'model').id];
+                }"""
+            )
+            assert picked == ["nowcast-20260301T1230Z", "nowcast-20260301T1230Z-extrapolation",
+                              "nowcast-20260301T1230Z-extrapolation"]
+    finally:
+        stack.store.delete(*[f"{skill_store.KEY_PREFIX}{job_id}" for job_id in written],
+                           *[f"{skill_store.KEY_PREFIX}index:{stream}" for stream in ("model", "extrapolation")])

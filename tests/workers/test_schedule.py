@@ -92,3 +92,34 @@ def test_celery_app_reads_settings_lazily_and_never_imports_torch(tmp_path: Path
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_on_the_stack_clock_beat_fires_once_per_simulated_slot() -> None:
+    """At speed 60 (nowcast up --speed 60) a slot lasts 6 wall seconds; beat fires at slot + 2 simulated min."""
+    from workers.schedule import SlotSchedule
+
+    wall_start = dt.datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    sim_start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # the feed's clock, months away from the wall's
+    clock = {"wall": wall_start}
+    schedule = SlotSchedule(timestep_minutes=6, latency_offset_minutes=2, speed=60.0,
+                            wall_start=wall_start.timestamp(), sim_start=sim_start, nowfun=lambda: clock["wall"])
+    last_run = wall_start
+    fired = []
+    for tenth in range(600):  # one wall minute in 0.1 s steps = one simulated hour
+        clock["wall"] = wall_start + dt.timedelta(seconds=tenth / 10)
+        state = schedule.is_due(last_run)
+        assert 0 < state.next <= 6.0
+        if state.is_due:
+            fired.append(schedule.simulated(clock["wall"]))
+            last_run = clock["wall"]
+    assert [f"{t:%H:%M:%S}" for t in fired] == [f"12:{m:02d}:00" for m in range(2, 60, 6)]
+    assert [slot_for(t, timestep_minutes=6, latency_offset_minutes=2) for t in fired] == [
+        sim_start + dt.timedelta(minutes=6 * k) for k in range(10)]
+    import pickle
+
+    assert pickle.loads(pickle.dumps(schedule)) == schedule
+    entry = beat_schedule(timestep_minutes=6, latency_offset_minutes=2,
+                          clock=(60.0, wall_start.timestamp(), sim_start))
+    assert entry["nowcast-every-slot"]["options"] == {"queue": "gpu", "expires": 5.0}
+    assert entry["extrapolation-every-slot"]["options"]["queue"] == "cpu"
+    assert entry["verify"]["task"] == "workers.tasks.verify"

@@ -121,6 +121,28 @@ def test_scheduled_slot_yields_the_cf_product(stack: dict, tiny_checkpoint: Path
         assert png.format == "PNG" and png.size[0] > 200
 
 
+def test_the_slot_also_gets_its_extrapolation_product_exactly_once(stack: dict) -> None:
+    """Both streams per slot: ``nowcast-<slot>-extrapolation`` on the cpu queue, delivered twice, runs once."""
+    from workers.runtime import extrapolate
+
+    for _ in range(2):
+        stack["app"].send_task("workers.tasks.nowcast_extrapolation", args=["2026-03-01T12:24:00Z"], queue="cpu")
+    job_id = "nowcast-20260301T1224Z-extrapolation"
+    record = wait_for(stack["r"], job_id, ("successful", "failed", "skipped"))
+    assert record.status == "successful", record.message
+    assert record.source == "extrapolation" and record.slot == "2026-03-01T12:24:00Z"
+    assert record.model_version == "extrapolation" and jobs.nowcast_stream(job_id) == "extrapolation"
+    deadline = time.monotonic() + 30
+    while stack["worker"].log_text().count(f"job {job_id} already successful") < 1:
+        assert time.monotonic() < deadline, stack["worker"].log_text()[-3000:]
+        time.sleep(0.1)
+    assert stack["worker"].log_text().count(f"job {job_id} successful") == 1
+    with xr.open_dataset(record.products["netcdf"], engine="netcdf4") as ds:
+        assert ds.attrs["source"] == "extrapolation"
+        values = ds["reflectivity"].values
+    np.testing.assert_allclose(values, extrapolate(blob_field(5)[1:], LEAD_STEPS, 6), atol=1e-4)
+
+
 def test_stale_feed_is_skipped_with_the_reason(stack: dict) -> None:
     send_nowcast(stack, "2026-03-01T14:00:00Z")  # newest scan 12:30: 90 minutes old
     record = wait_for(stack["r"], "nowcast-20260301T1400Z", ("successful", "failed", "skipped"))

@@ -1,0 +1,172 @@
+"""Time the verification of one slot as the cpu-queue sweep does it; writes JSON.
+
+    python -m benchmarks.bench_verification --grid 256x256 --leads 20 --repeats 5 --json out.json
+
+One slot = two products (the model's and the extrapolation stream's), each of ``--leads`` lead
+times, scored against the scans at their valid times for 3 thresholds (20 / 30 / 40 dBZ) and 3 FSS
+scales (1, 5, 15 pixels) by :func:`workers.verification.verify_product`, exactly the sweep's code:
+read the product netCDF, read each scan once (shared by both products, as in a sweep), accumulate
+:class:`SkillScores`, write every lead's sums to Redis with HSETNX. Redis is a private
+``redis-server`` started here on a free port (AOF off: the write path, not the disk, is timed).
+
+Reported: the median and every repeat in seconds, the part spent in ``SkillScores.accum`` alone,
+the limit (0.5 s per slot), the CPU (model name and flags from /proc/cpuinfo), date and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+from model.data.synthetic import SITE_GRID_MAPPING, StormGenerator
+from model.io.netcdf import read_scans, write_forecast, write_scans
+from model.verification.metrics import SkillScores
+from workers import jobs, skill_store, verification
+from workers.feeds import list_scans
+from workers.settings import WorkerSettings
+
+LIMIT_S = 0.5
+START = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and flags from /proc/cpuinfo (first processor), and the core count."""
+    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "flags": [],
+                            "cpu_count": os.cpu_count(), "python": platform.python_version()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                info["flags"] = line.split(":", 1)[1].split()
+                break
+    except OSError:
+        pass
+    return info
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("bench_verification: redis-server is not on PATH (Debian: apt-get install redis-server)")
+    port = _free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(directory)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            return process, f"redis://127.0.0.1:{port}/0"
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("bench_verification: redis-server did not start")
+
+
+def build_slot(settings: WorkerSettings, r: redis.Redis, grid: tuple[int, int], leads: int) -> list[jobs.JobRecord]:
+    """A feed of 1 + ``leads`` storm scans and the slot's two products (truth displaced by 1 and 3 px)."""
+    height, width = grid
+    frames = StormGenerator(np.random.default_rng(0), height, width).frames(leads + 1)  # (1 + L, H, W) dBZ
+    x = (np.arange(width) - (width - 1) / 2.0) * 1000.0
+    y = ((height - 1) / 2.0 - np.arange(height)) * 1000.0
+    times = [START + dt.timedelta(minutes=6 * k) for k in range(leads + 1)]
+    write_scans(settings.feed_dir, frames, times, x=x, y=y, grid_mapping=dict(SITE_GRID_MAPPING))
+    grid_of = read_scans(settings.feed_dir / f"scan_{START:%Y%m%dT%H%M}Z.nc").grid
+    records = []
+    for stream, source, shift in (("model", "predrnn", 1), ("extrapolation", "extrapolation", 3)):
+        job_id = jobs.nowcast_job_id(START, stream)
+        dbz = np.roll(frames[1:], shift, axis=-1)
+        directory = settings.product_dir(job_id)
+        directory.mkdir(parents=True)
+        path = write_forecast(directory / "forecast.nc", dbz, reference_time=START,
+                              lead_minutes=[6.0 * (k + 1) for k in range(leads)], grid=grid_of, model="bench",
+                              model_version="bench", checkpoint_sha256="", source=source, input_times=[START])
+        jobs.create_job(r, job_id=job_id, kind="nowcast", steps=leads, input_path=None, model_version="bench",
+                        slot=START)
+        records.append(jobs.update_job(r, job_id=job_id, status="successful", products={"netcdf": str(path)},
+                                       source=source, reference_time=f"{START:%Y-%m-%dT%H:%M:%SZ}"))
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_verification", description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", default="256x256", help="HxW (default 256x256)")
+    parser.add_argument("--leads", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="write the report here")
+    args = parser.parse_args(argv)
+    height, width = (int(v) for v in args.grid.lower().split("x"))
+    with tempfile.TemporaryDirectory(prefix="bench-verification-") as tmp:
+        process, url = start_redis(Path(tmp))
+        try:
+            r = redis.Redis.from_url(url)
+            settings = WorkerSettings(redis_url=url, data_dir=Path(tmp) / "data")
+            records = build_slot(settings, r, (height, width), args.leads)
+            now = START + dt.timedelta(days=1)
+            seconds, accum_seconds = [], []
+            for _ in range(args.repeats + 1):  # the first run warms the imports and file caches
+                for record in records:
+                    r.delete(f"{skill_store.KEY_PREFIX}{record.job_id}")
+                r.delete(skill_store.COMPLETE_KEY)
+                started = time.perf_counter()
+                scans = verification.ScanCache(list_scans(settings.feed_dir), settings.timestep_minutes)
+                for record in records:
+                    outcome = verification.verify_product(settings, r, record, scans=scans, now=now)
+                    assert outcome["scored"] == args.leads, outcome
+                seconds.append(time.perf_counter() - started)
+                truth = np.stack([scans.get(START + dt.timedelta(minutes=6 * (k + 1))) for k in range(args.leads)])
+                started = time.perf_counter()
+                for _stream in records:
+                    skill = SkillScores.init(args.leads, verification.THRESHOLDS, verification.SCALES)
+                    skill.accum(truth[None], truth[None])
+                accum_seconds.append(time.perf_counter() - started)
+            seconds, accum_seconds = seconds[1:], accum_seconds[1:]
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    median = statistics.median(seconds)
+    report = {
+        "benchmark": "verification of one slot (both streams)",
+        "command": " ".join(["python -m benchmarks.bench_verification", *(argv if argv is not None else sys.argv[1:])]),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": cpu_info(),
+        "config": {"grid": [height, width], "leads": args.leads, "sources": 2,
+                   "thresholds_dbz": [v for _, v in verification.THRESHOLDS], "fss_scales": list(verification.SCALES),
+                   "repeats": args.repeats},
+        "result": {"seconds": [round(s, 4) for s in seconds], "median_s": round(median, 4),
+                   "accum_only_median_s": round(statistics.median(accum_seconds), 4), "limit_s": LIMIT_S,
+                   "within_limit": median <= LIMIT_S},
+    }
+    text = json.dumps(report, indent=2) + "\n"
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    sys.stderr.write(f"verified one slot in {median:.3f} s median (limit {LIMIT_S} s); "
+                     f"SkillScores.accum alone {report['result']['accum_only_median_s']:.3f} s\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

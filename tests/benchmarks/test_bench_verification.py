@@ -1,0 +1,26 @@
+"""``benchmarks/bench_verification.py`` runs the sweep's code on one slot and writes its JSON report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_verification_writes_its_report(tmp_path: Path) -> None:
+    out = tmp_path / "verification.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_verification", "--grid", "32x48", "--leads", "3", "--repeats", "2",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["config"] == {"grid": [32, 48], "leads": 3, "sources": 2, "thresholds_dbz": [20.0, 30.0, 40.0],
+                                "fss_scales": [1, 5, 15], "repeats": 2}
+    assert len(report["result"]["seconds"]) == 2 and report["result"]["median_s"] > 0
+    assert report["result"]["limit_s"] == 0.5 and isinstance(report["result"]["within_limit"], bool)
+    assert report["machine"]["cpu"] and isinstance(report["machine"]["flags"], list)
+    assert report["command"].startswith("python -m benchmarks.bench_verification --grid 32x48")
+    assert "verified one slot in" in result.stderr

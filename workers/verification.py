@@ -1,0 +1,170 @@
+"""Live verification: every scheduled product scored against the scans that arrive at its valid times.
+
+Interface
+---------
+sweep(settings, r, *, now, budget_s=None) -> dict       one pass over the recent nowcast products
+verify_product(settings, r, record, *, scans, now) -> dict   the leads of one product that can be settled
+THRESHOLDS, SCALES                                        20 / 30 / 40 dBZ; FSS windows of 1, 5, 15 pixels
+
+For each lead of a product the outcome is settled once and stored by :mod:`workers.skill_store`:
+
+- the scan at the valid time is in the feed: ``scored`` with the raw contingency counts, FSS sums
+  and error sums of :class:`model.verification.metrics.SkillScores`, the same code as
+  ``nowcast evaluate``;
+- the scan is not there ``verification_grace_minutes`` after the valid time (or cannot be read):
+  ``missing`` with the reason; it is never scored as a miss and never filled in;
+- otherwise the lead waits for a later sweep.
+
+A model-stream product that the fallback made (``source = "extrapolation"``) is ``fallback`` on
+every lead: it equals the slot's extrapolation product, which is scored in its own stream, and the
+model's numbers stay the network's. Each lead is written with HSETNX, so a repeated or concurrent
+sweep, a redelivered task or a restart settles nothing twice and resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+from model.io.netcdf import RadarInputError, read_scans
+from model.verification.metrics import FSS_SCALES, SkillScores
+from workers import jobs, skill_store
+from workers.feeds import list_scans
+from workers.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+THRESHOLDS: tuple[tuple[str, float], ...] = (("20dBZ", 20.0), ("30dBZ", 30.0), ("40dBZ", 40.0))
+SCALES: tuple[int, ...] = FSS_SCALES  # pixels: 1 (pointwise), 5, 15
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _utc(value: np.datetime64) -> dt.datetime:
+    return value.astype("datetime64[s]").astype(dt.datetime).replace(tzinfo=dt.UTC)
+
+
+class ScanCache:
+    """Observed scans read once per sweep: {valid time: (H, W) dBZ} or the reason it is unusable."""
+
+    def __init__(self, scans: dict[dt.datetime, Path], timestep_minutes: int) -> None:
+        self.scans = scans
+        self.timestep_minutes = timestep_minutes
+        self._read: dict[dt.datetime, np.ndarray | str] = {}
+
+    def get(self, moment: dt.datetime) -> np.ndarray | str | None:
+        """The scan's dBZ, a reason string when it cannot be used, or None when it is not there."""
+        if moment not in self.scans:
+            return None
+        if moment not in self._read:
+            try:
+                self._read[moment] = read_scans(self.scans[moment], timestep_minutes=self.timestep_minutes).dbz[0]
+            except RadarInputError as exc:
+                self._read[moment] = f"scan unusable: {exc}"
+        return self._read[moment]
+
+
+def _meta(record: jobs.JobRecord, stream: str, lead_minutes: list[int]) -> dict[str, Any]:
+    return {"job_id": record.job_id, "slot": record.slot, "stream": stream, "product_source": record.source,
+            "reference_time": record.reference_time, "n_leads": len(lead_minutes), "lead_minutes": lead_minutes,
+            "thresholds": [[name, value] for name, value in THRESHOLDS], "scales": list(SCALES)}
+
+
+def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRecord, *, scans: ScanCache,
+                   now: dt.datetime) -> dict[str, int]:
+    """Settle what can be settled of one successful nowcast product; returns counts by outcome."""
+    stream = jobs.nowcast_stream(record.job_id)
+    existing = skill_store.read_record(r, job_id=record.job_id)
+    done = set(existing.leads) if existing else set()
+    outcome = {"scored": 0, "missing": 0, "fallback": 0, "waiting": 0}
+    netcdf = Path(record.products.get("netcdf") or settings.product_dir(record.job_id) / "forecast.nc")
+    try:
+        product = read_scans(netcdf, timestep_minutes=settings.timestep_minutes)
+    except (RadarInputError, OSError) as exc:
+        log.warning("verification: %s unreadable (%s); trying again next sweep", netcdf, exc)
+        outcome["waiting"] = 1
+        return outcome
+    reference = skill_store.parse_iso(record.reference_time or record.slot or "")
+    valid_times = [_utc(t) for t in product.times]
+    lead_minutes = [int(round((t - reference).total_seconds() / 60)) for t in valid_times]
+    if existing is None or not existing.meta:
+        skill_store.write_meta(r, job_id=record.job_id, meta=_meta(record, stream, lead_minutes))
+    grace = dt.timedelta(minutes=settings.verification_grace_minutes)
+    fallback = stream == jobs.MODEL_STREAM and record.source != "predrnn"
+    to_score: list[int] = []
+    for index, (lead, valid) in enumerate(zip(lead_minutes, valid_times, strict=True)):
+        if lead in done:
+            continue
+        entry: dict[str, Any] | None = None
+        if fallback:
+            entry = {"status": "fallback", "valid_time": _iso(valid)}
+        else:
+            truth = scans.get(valid)
+            if isinstance(truth, str):
+                entry = {"status": "missing", "valid_time": _iso(valid), "reason": truth}
+            elif truth is not None and truth.shape != product.dbz.shape[1:]:
+                entry = {"status": "missing", "valid_time": _iso(valid),
+                         "reason": f"scan grid {truth.shape} differs from the product's {product.dbz.shape[1:]}"}
+            elif truth is not None:
+                to_score.append(index)
+            elif now >= valid + grace:
+                entry = {"status": "missing", "valid_time": _iso(valid),
+                         "reason": f"no scan for {_iso(valid)} in the feed {settings.verification_grace_minutes} "
+                                   "min after its valid time"}
+            else:
+                outcome["waiting"] += 1
+        if entry is not None and skill_store.write_lead(r, job_id=record.job_id, lead_minutes=lead, entry=entry):
+            outcome[entry["status"]] += 1
+    if to_score:
+        # One accumulation over every lead that can be scored: the lead axis of SkillScores holds them.
+        skill = SkillScores.init(len(to_score), THRESHOLDS, SCALES)
+        truth = np.stack([scans.get(valid_times[i]) for i in to_score])  # type: ignore[misc]
+        skill.accum(truth[None], product.dbz[to_score][None])
+        for row, index in enumerate(to_score):
+            entry = {"status": "scored", "valid_time": _iso(valid_times[index]),
+                     "sums": skill_store.sums_of(skill, row)}
+            if skill_store.write_lead(r, job_id=record.job_id, lead_minutes=lead_minutes[index], entry=entry):
+                outcome["scored"] += 1
+    if outcome["waiting"] == 0:
+        skill_store.mark_complete(r, job_id=record.job_id)
+    return outcome
+
+
+def sweep(settings: WorkerSettings, r: redis.Redis, *, now: dt.datetime, budget_s: float | None = None
+          ) -> dict[str, Any]:
+    """Prune old records, then verify the recent successful products not yet complete, oldest first.
+
+    Stops starting new products after ``budget_s`` seconds (the next sweep goes on), so one sweep
+    stays well inside the task's time limit after an outage.
+    """
+    started = time.perf_counter()
+    budget = settings.task_soft_time_limit_s / 2 if budget_s is None else budget_s
+    retention_start = now - dt.timedelta(days=settings.verification_retention_days)
+    pruned = skill_store.prune(r, streams=jobs.STREAMS, before=retention_start)
+    records, _ = jobs.list_jobs(r, kind="nowcast", limit=settings.verification_lookback)
+    candidates = [rec for rec in records if rec.status == "successful" and rec.slot
+                  and skill_store.parse_iso(rec.slot) >= retention_start]
+    flags = skill_store.completed(r, [rec.job_id for rec in candidates])
+    pending = sorted((rec for rec, done in zip(candidates, flags, strict=True) if not done),
+                     key=lambda rec: rec.slot or "")
+    totals = {"scored": 0, "missing": 0, "fallback": 0, "waiting": 0}
+    feed = Path(settings.feed_dir or settings.data_dir / "feed")
+    scans = ScanCache(list_scans(feed) if feed.is_dir() else {}, settings.timestep_minutes) if pending else None
+    visited = 0
+    for rec in pending:
+        if time.perf_counter() - started > budget:
+            break
+        assert scans is not None
+        for name, count in verify_product(settings, r, rec, scans=scans, now=now).items():
+            totals[name] += count
+        visited += 1
+    return {"products": visited, "pending": len(pending) - visited, "pruned": pruned, "leads": totals,
+            "seconds": round(time.perf_counter() - started, 4)}
