@@ -31,8 +31,8 @@ stack/feed.py; the command lines are cli/up.py.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import ctypes
+import datetime as dt
 import json
 import logging
 import os
