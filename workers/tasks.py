@@ -263,7 +263,7 @@ def _forecast_and_write(
     lead_minutes = [float(settings.timestep_minutes * (k + 1)) for k in range(steps)]
     written = time.perf_counter()
     products = write_products(settings.product_dir(job_id), forecast, sequence, lead_minutes=lead_minutes,
-                              quicklooks=settings.quicklooks, extra_attrs={"job_id": job_id})
+                              quicklooks=settings.quicklooks, extra_attrs={"job_id": job_id}, timings=timings)
     timings["write"] = time.perf_counter() - written
     timings["total"] = time.perf_counter() - started
     message = "forecast written"
