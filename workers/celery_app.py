@@ -70,7 +70,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "beat_schedule": beat_schedule(
             timestep_minutes=settings.timestep_minutes,
             latency_offset_minutes=settings.latency_offset_minutes,
-            queue=GPU_QUEUE,
+            queue=GPU_QUEUE, feed_poll_seconds=settings.feed_poll_seconds, watch_queue=CPU_QUEUE,
         ),
         "beat_schedule_filename": str(settings.beat_dir / "celerybeat-schedule"),
         # Never backfill: after a beat restart a past-due slot is dropped, not run late.

@@ -21,7 +21,9 @@ from celery.schedules import crontab
 
 SLOT_TOLERANCE = dt.timedelta(seconds=30)  # beat's clock may run a little ahead of ours
 NOWCAST_TASK = "workers.tasks.nowcast"
+WATCH_TASK = "workers.tasks.watch_feed"
 BEAT_ENTRY = "nowcast-every-slot"
+WATCH_ENTRY = "nowcast-when-scan-lands"
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -57,10 +59,15 @@ def beat_crontab(
 
 def beat_schedule(
     *, timestep_minutes: int, latency_offset_minutes: int, queue: str = "gpu",
-    nowfun: Callable[[], dt.datetime] | None = None,
+    nowfun: Callable[[], dt.datetime] | None = None, feed_poll_seconds: float = 0,
+    watch_queue: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
-    """The ``beat_schedule`` setting: one nowcast per slot, no arguments (the task derives the slot)."""
-    return {
+    """The ``beat_schedule`` setting: one nowcast per slot, no arguments (the task derives the slot).
+
+    With ``feed_poll_seconds`` > 0, a second entry looks for the slot's scan that often and starts
+    the nowcast as soon as it lands (workers/trigger.py); the slot entry is then the watchdog.
+    """
+    schedule = {
         BEAT_ENTRY: {
             "task": NOWCAST_TASK,
             "schedule": beat_crontab(timestep_minutes=timestep_minutes,
@@ -68,6 +75,15 @@ def beat_schedule(
             "options": {"queue": queue, "expires": expires_seconds(timestep_minutes)},
         }
     }
+    if feed_poll_seconds > 0:
+        schedule[WATCH_ENTRY] = {
+            "task": WATCH_TASK,
+            "schedule": dt.timedelta(seconds=feed_poll_seconds),
+            # A check still queued at the next check is worthless: drop it rather than pile up
+            # behind a running forecast.
+            "options": {"queue": watch_queue, "expires": max(1.0, feed_poll_seconds)},
+        }
+    return schedule
 
 
 def fire_times(

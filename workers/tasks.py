@@ -41,6 +41,7 @@ from workers.products import remove_partial_files, write_products
 from workers.runtime import ModelUnavailableError, run_forecast
 from workers.schedule import slot_for
 from workers.settings import WorkerSettings, get_settings
+from workers.trigger import trigger_if_landed
 
 log = logging.getLogger(__name__)
 
@@ -319,3 +320,14 @@ def nowcast(self: Task, slot_iso: str | None = None) -> dict[str, Any]:
 
     return run_job(self, kind="nowcast", job_id=jobs.nowcast_job_id(slot), steps=settings.lead_steps,
                    input_path=str(settings.feed_dir), slot=slot, select=select, deadline=deadline)
+
+
+@app.task(name="workers.tasks.watch_feed", ignore_result=True)
+def watch_feed() -> dict[str, Any]:
+    """Beat's frequent check: send the current slot's nowcast once its scan is in the feed (workers/trigger.py)."""
+    settings = get_settings()
+
+    def send(slot_iso: str, expires: int) -> None:
+        nowcast.apply_async(args=[slot_iso], expires=expires)
+
+    return trigger_if_landed(settings, redis_client(settings), send, _now())

@@ -92,3 +92,14 @@ def test_celery_app_reads_settings_lazily_and_never_imports_torch(tmp_path: Path
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_feed_check_runs_every_few_seconds_and_is_dropped_when_stale(tmp_path: Path) -> None:
+    entries = beat_schedule(timestep_minutes=6, latency_offset_minutes=2, feed_poll_seconds=2.5)
+    watch = entries["nowcast-when-scan-lands"]
+    assert watch["task"] == "workers.tasks.watch_feed" and watch["schedule"] == dt.timedelta(seconds=2.5)
+    assert watch["options"] == {"queue": "cpu", "expires": 2.5}
+    assert entries["nowcast-every-slot"]["task"] == "workers.tasks.nowcast"  # the watchdog stays
+    assert list(beat_schedule(timestep_minutes=6, latency_offset_minutes=2)) == ["nowcast-every-slot"]
+    config = celery_config(WorkerSettings(redis_url="redis://127.0.0.1:1/2", data_dir=tmp_path))
+    assert config["beat_schedule"]["nowcast-when-scan-lands"]["schedule"] == dt.timedelta(seconds=2)
