@@ -63,7 +63,7 @@ def start_stack(data_dir: Path, port: int, grid: str, redis_url: str, env: dict[
                "--grid", grid, "--redis-url", redis_url, "--quiet"]
     log = open(data_dir.parent / "stack.log", "wb")  # noqa: SIM115 - lives as long as the child
     return subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, process_group=0)
 
 
 def stop_stack(process: subprocess.Popen) -> None:
