@@ -89,16 +89,24 @@ def _one_run(settings: Any, method: str, steps: int, product_dir: Path) -> dict[
     begun = time.perf_counter()
     write_products(product_dir, forecast, sequence,
                    lead_minutes=[float(settings.timestep_minutes * (k + 1)) for k in range(steps)],
-                   quicklooks=settings.quicklooks)
+                   quicklooks=settings.quicklooks, timings=timings)
     timings["write"] = time.perf_counter() - begun
     timings["total"] = time.perf_counter() - started
+    # What the latency goal bounds: everything but the network's forward pass (for extrapolation,
+    # everything but the extrapolation itself).
+    timings["outside_forward"] = timings["total"] - timings.get("network", timings["inference"])
     return {k: round(v, 4) for k, v in timings.items()}
 
 
-def _child(method: str, settings_kwargs: dict[str, Any], steps: int, repeats: int, out: Any) -> None:
+def _child(method: str, settings_kwargs: dict[str, Any], steps: int, repeats: int, threads: int | None,
+           out: Any) -> None:
     """Runs in a spawned interpreter: cold run, warm runs, own peak RSS."""
     import torch
 
+    if threads:
+        # On a machine whose other core is busy, two torch threads wait on each other at every
+        # operator; one thread then runs several times faster (docs/results.md, Worker speed).
+        torch.set_num_threads(threads)
     from model.network.precision import resolve as resolve_precision
     from workers.settings import WorkerSettings
 
@@ -113,10 +121,11 @@ def _child(method: str, settings_kwargs: dict[str, Any], steps: int, repeats: in
              "precision": resolve_precision(settings.precision, torch.device("cpu")) if method == "predrnn" else None})
 
 
-def measure(method: str, settings_kwargs: dict[str, Any], steps: int, repeats: int) -> dict[str, Any]:
+def measure(method: str, settings_kwargs: dict[str, Any], steps: int, repeats: int,
+            threads: int | None = None) -> dict[str, Any]:
     context = mp.get_context("spawn")  # a fresh interpreter: its imports and memory are its own
     queue = context.Queue()
-    process = context.Process(target=_child, args=(method, settings_kwargs, steps, repeats, queue))
+    process = context.Process(target=_child, args=(method, settings_kwargs, steps, repeats, threads, queue))
     process.start()
     result = queue.get()
     process.join()

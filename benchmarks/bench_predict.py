@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 VARIANTS: dict[str, list[str]] = {
     "fp32": ["--precision", "fp32"],
     "bf16": ["--precision", "bf16"],
+    "auto": ["--precision", "auto"],  # what the hardware gets by default: bf16 where it is native
     "bf16_autocast_only": ["--precision", "bf16", "--no-fused", "--no-channels-last"],
 }
 FORECAST_LOG = re.compile(r"\((fp32|bf16), ([0-9.]+) s\)")

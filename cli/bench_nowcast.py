@@ -10,13 +10,12 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks.bench_nowcast import REPO_ROOT, measure, random_checkpoint, write_feed
+from benchmarks.machine import machine_description
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-quicklooks", action="store_true", help="netCDF only (no PNG/GIF)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto",
                         help="as the workers' NOWCAST_PRECISION (default auto, the workers' default)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in the worker (default: torch's)")
+    parser.add_argument("--methods", default="predrnn,extrapolation", help="comma-separated: predrnn, extrapolation")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=Path("bench_nowcast.json"))
     args = parser.parse_args(argv)
@@ -48,17 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         settings_kwargs = {"data_dir": str(data_dir), "checkpoint": str(checkpoint), "device": "cpu",
                            "precision": args.precision, "input_scans": args.scans, "lead_steps": args.steps,
                            "max_lead_steps": max(60, args.steps), "quicklooks": not args.no_quicklooks}
-        results = [measure(method, settings_kwargs, args.steps, args.repeats)
-                   for method in ("predrnn", "extrapolation")]
+        results = [measure(method, settings_kwargs, args.steps, args.repeats, args.threads)
+                   for method in args.methods.split(",")]
     report = {
         "command": "python -m benchmarks.bench_nowcast " + " ".join(argv if argv is not None else sys.argv[1:]),
         "grid": [height, width], "input_scans": args.scans, "lead_steps": args.steps, "repeats": args.repeats,
         "quicklooks": not args.no_quicklooks, "precision_setting": args.precision,
         "weights": weights, "architecture": architecture,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(),
-                    # Other work on the machine inflates every number; the load says how much.
-                    "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]},
+        "threads_setting": args.threads, "machine": machine_description(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "results": results,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import torch
 
 from benchmarks.bench import machine_info, parse_grid, write_report
 from benchmarks.bench_predict import FORECAST_LOG, VARIANTS
+from benchmarks.machine import machine_description
 from model.checkpoint import to_official
 from model.network.predrnn import PredRNN, PredRNNConfig
 
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (every variant once per round)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of every predict process (default: torch's)")
     parser.add_argument("--json", type=Path, help="write the report here")
     return parser
 
@@ -51,10 +54,11 @@ def predict_command(checkpoint: Path, frames: Path, output: Path, args: argparse
             "--input", str(frames), "--steps", str(args.steps), "--output", str(output)]
 
 
-def run_once(command: list[str]) -> tuple[float, float | None]:
+def run_once(command: list[str], threads: int | None = None) -> tuple[float, float | None]:
     """Wall seconds of one process, and the forecast seconds it logged."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"nowcast predict failed ({done.returncode}): {done.stderr.strip()[-500:]}")
@@ -85,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         base = predict_command(checkpoint, work / "frames.npy", work / "out.npy", args, height, width)
         commands = {name: [*base[:-1], str(work / f"{name}.npy"), *VARIANTS[name]] for name in variants}
         for name in variants:  # untimed: page cache, oneDNN's first-use costs on disk
-            run_once(commands[name])
+            run_once(commands[name], args.threads)
         for round_index in range(args.repeats):
             for name in variants:
-                wall, forecast = run_once(commands[name])
+                wall, forecast = run_once(commands[name], args.threads)
                 timings[name]["wall_s"].append(wall)
                 if forecast is not None:
                     timings[name]["forecast_s"].append(forecast)
@@ -119,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         "grid": [height, width],
         "batch": 1,
         "repeats": args.repeats,
-        "machine": machine_info(),
+        "threads_setting": args.threads,
+        "machine": {**machine_info(), **machine_description()},
         "results": results,
     }
     write_report(args.json, report)

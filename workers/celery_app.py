@@ -77,6 +77,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
             cpu_queue=CPU_QUEUE,
             verify_every_s=settings.verification_interval_s,
             clock=_clock(settings),
+            feed_poll_seconds=settings.feed_poll_seconds,
         ),
         "beat_schedule_filename": str(settings.beat_dir / "celerybeat-schedule"),
         # Never backfill: after a beat restart a past-due slot is dropped, not run late.

@@ -21,6 +21,7 @@ import datetime as dt
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from model.io.netcdf import RadarSequence, write_forecast
-from model.visualization.quicklook import QuicklookFigure, png_bytes
+from model.visualization.quicklook import png_bytes, quicklook_layout
 from workers.runtime import Forecast
 
 GIF_FRAME_MS = 400
@@ -65,19 +66,21 @@ def render_quicklooks(
     lead_minutes: list[float], source: str,
 ) -> tuple[dict[str, str], str]:
     """One PNG per lead time and the animated GIF; returns ({lead minutes: png path}, gif path)."""
-    figure = QuicklookFigure(sequence, dbz[0])
+    layout = quicklook_layout(sequence.grid)
     pngs: dict[str, str] = {}
     frames: list[Image.Image] = []
     for index, lead in enumerate(lead_minutes):
         valid = reference_time + dt.timedelta(minutes=float(lead))
-        rgba = figure.render(dbz[index], f"{source} nowcast +{int(round(lead)):03d} min\n"
+        frame = layout.frame(dbz[index], f"{source} nowcast +{int(round(lead)):03d} min\n"
                                          f"valid {valid:%Y-%m-%d %H:%MZ}, from {reference_time:%H:%MZ}")
         path = directory / png_name(lead)
-        _atomic_bytes(path, png_bytes(rgba))
+        _atomic_bytes(path, png_bytes(frame))
         pngs[str(int(round(lead)))] = str(path)
-        frames.append(Image.fromarray(rgba).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT))
+        frames.append(frame)
+    # The GIF is the PNGs' own indexed frames: one shared palette, nothing to quantize.
     buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=GIF_FRAME_MS, loop=0)
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=GIF_FRAME_MS, loop=0,
+                   optimize=False)
     gif = directory / GIF_NAME
     _atomic_bytes(gif, buffer.getvalue())
     return pngs, str(gif)
@@ -104,7 +107,7 @@ def render_observed(directory: Path, sequence: RadarSequence, *, count: int = OB
     times = [t.astype(dt.datetime).replace(tzinfo=dt.UTC) for t in sequence.times]
     reference = times[-1]
     first = max(0, len(times) - count)
-    figure = QuicklookFigure(sequence, sequence.dbz[first])
+    layout = quicklook_layout(sequence.grid)
     pngs: dict[str, str] = {}
     for index in range(first, len(times)):
         before = int(round((reference - times[index]).total_seconds() / 60))
@@ -112,7 +115,7 @@ def render_observed(directory: Path, sequence: RadarSequence, *, count: int = OB
         title = (f"observed scan {offset}\n"
                  f"valid {times[index]:%Y-%m-%d %H:%MZ}, reference {reference:%H:%MZ}")
         path = directory / observed_png_name(before)
-        _atomic_bytes(path, png_bytes(figure.render(sequence.dbz[index], title)))
+        _atomic_bytes(path, png_bytes(layout.frame(sequence.dbz[index], title)))
         pngs[str(before)] = str(path)
     return pngs
 
@@ -137,12 +140,17 @@ def write_products(
     quicklooks: bool = True,
     observed_scans: int = OBSERVED_SCANS,
     extra_attrs: dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Write the netCDF product (always) and the quicklooks (optional) of one forecast.
 
     The quicklooks are a PNG per lead time, the animated GIF of the forecast, and a PNG of each of
     the last ``observed_scans`` input scans (``obs_<MMM>.png``, MMM minutes before the reference time).
+    ``timings``, when given, receives the seconds of ``write_netcdf``, ``write_quicklooks`` (forecast
+    PNGs and GIF) and ``write_observed``.
     """
+    timings = {} if timings is None else timings
+    started = time.perf_counter()
     product_dir = Path(product_dir)
     product_dir.mkdir(parents=True, exist_ok=True)
     reference = sequence.times[-1].astype(dt.datetime).replace(tzinfo=dt.UTC)
@@ -158,11 +166,16 @@ def write_products(
         checkpoint_sha256=forecast.checkpoint_sha256, source=forecast.source,
         input_times=sequence.times, extra_attrs=attrs,
     )
+    timings["write_netcdf"] = time.perf_counter() - started
     products: dict[str, Any] = {"netcdf": str(netcdf), "png": {}, "gif": None, "obs_png": {}}
     if quicklooks:
+        started = time.perf_counter()
         products["png"], products["gif"] = render_quicklooks(
             product_dir, forecast.dbz, sequence=sequence, reference_time=reference,
             lead_minutes=lead_minutes, source=forecast.source,
         )
+        timings["write_quicklooks"] = time.perf_counter() - started
+        started = time.perf_counter()
         products["obs_png"] = render_observed(product_dir, sequence, count=observed_scans)
+        timings["write_observed"] = time.perf_counter() - started
     return products

@@ -30,6 +30,8 @@ REQUEUE_TASK = "workers.housekeeping.requeue_stalled"
 PRUNE_TASK = "workers.housekeeping.prune"
 EXTRAPOLATION_ENTRY = "extrapolation-every-slot"
 VERIFY_ENTRY = "verify"
+WATCH_TASK = "workers.tasks.watch_feed"
+WATCH_ENTRY = "nowcast-when-scan-lands"
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:
@@ -127,11 +129,13 @@ def _slot_schedule(timestep_minutes: int, latency_offset_minutes: int, speed: fl
 def beat_schedule(
     *, timestep_minutes: int, latency_offset_minutes: int, queue: str = "gpu",
     nowfun: Callable[[], dt.datetime] | None = None, cpu_queue: str = "cpu", verify_every_s: float = 60.0,
-    clock: tuple[float, float, dt.datetime] | None = None, lease_s: float = 30,
+    clock: tuple[float, float, dt.datetime] | None = None, lease_s: float = 30, feed_poll_seconds: float = 0,
 ) -> dict[str, dict[str, Any]]:
     """The ``beat_schedule`` setting: per slot the model's and the extrapolation nowcast (no arguments:
     the task derives the slot), the verification sweep every ``verify_every_s`` wall seconds, the
     lost-job check every half lease (a lost job waits at most 1.5 leases) and an hourly prune.
+    With ``feed_poll_seconds`` > 0, one more entry looks for the slot's scan that often and starts
+    the slot's nowcasts as soon as it lands (workers/trigger.py); the slot entries are the watchdog.
 
     ``clock`` = (speed, wall_start, sim_start) puts the slot triggers on the stack's simulated clock
     (:class:`SlotSchedule`) and shortens their ``expires`` by the speed; None keeps the crontab.
@@ -147,7 +151,7 @@ def beat_schedule(
     expires: float = expires_seconds(timestep_minutes)
     if clock is not None:
         expires = max(0.5, expires / clock[0])
-    return {
+    schedule = {
         BEAT_ENTRY: {
             "task": NOWCAST_TASK,
             "schedule": slot_trigger(),
@@ -175,6 +179,15 @@ def beat_schedule(
             "options": {"queue": cpu_queue, "expires": 1800},
         },
     }
+    if feed_poll_seconds > 0:
+        schedule[WATCH_ENTRY] = {
+            "task": WATCH_TASK,
+            "schedule": dt.timedelta(seconds=feed_poll_seconds),
+            # A check still queued at the next check is worthless: drop it rather than pile up
+            # behind a running forecast.
+            "options": {"queue": cpu_queue, "expires": max(1.0, feed_poll_seconds)},
+        }
+    return schedule
 
 
 def fire_times(

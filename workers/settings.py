@@ -34,6 +34,7 @@ class WorkerSettings(BaseSettings):
     max_lead_steps: int = Field(60, ge=1)  # bound for on-demand jobs
     timestep_minutes: int = 6  # scan cadence; must divide 60 (the beat crontab is per hour)
     latency_offset_minutes: int = Field(2, ge=0)  # beat fires this long after each scan time
+    feed_poll_seconds: float = Field(2.0, ge=0)  # beat looks for the slot's scan this often; 0: never
     stale_after_minutes: int = Field(30, ge=0)  # newest scan older than this at the slot -> skipped
     max_grid: int = Field(1024, ge=8)  # largest H or W accepted, pixels
     max_scans: int = Field(30, ge=1)  # most scans one input may hold (checked from the file headers)

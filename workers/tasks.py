@@ -43,6 +43,7 @@ from workers.products import remove_partial_files, write_products
 from workers.runtime import Forecast, ModelUnavailableError, run_extrapolation, run_forecast
 from workers.schedule import slot_for
 from workers.settings import WorkerSettings, get_settings
+from workers.trigger import trigger_if_landed
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +295,7 @@ def _forecast_and_write(
     lead_minutes = [float(settings.timestep_minutes * (k + 1)) for k in range(steps)]
     written = time.perf_counter()
     products = write_products(settings.product_dir(job_id), forecast, sequence, lead_minutes=lead_minutes,
-                              quicklooks=settings.quicklooks, extra_attrs={"job_id": job_id})
+                              quicklooks=settings.quicklooks, extra_attrs={"job_id": job_id}, timings=timings)
     timings["write"] = time.perf_counter() - written
     timings["total"] = time.perf_counter() - started
     message = "forecast written"
@@ -386,3 +387,15 @@ def verify(self: Task) -> dict[str, Any]:
             jobs.release_lock(r, job_id=VERIFY_LOCK, owner=owner)
         except redis.RedisError:  # the lock expires by itself
             log.warning("could not release the verification lock")
+
+
+@app.task(name="workers.tasks.watch_feed", ignore_result=True)
+def watch_feed() -> dict[str, Any]:
+    """Beat's frequent check: send the current slot's nowcasts once its scan is in the feed (workers/trigger.py)."""
+    settings = get_settings()
+
+    def send(slot_iso: str, expires: int) -> None:
+        nowcast.apply_async(args=[slot_iso], expires=expires)
+        nowcast_extrapolation.apply_async(args=[slot_iso], expires=expires)
+
+    return trigger_if_landed(settings, redis_client(settings), send, _now())

@@ -642,6 +642,11 @@ def write_scans(
     return written
 
 
+# zlib level 1 with the byte shuffle: measured by benchmarks/bench_netcdf_encoding.py (docs/results.md,
+# Worker speed) against levels 0-9 with and without shuffle on a 256 x 256 x 20 forecast.
+PRODUCT_COMPRESSION: dict[str, Any] = {"zlib": True, "complevel": 1, "shuffle": True}
+
+
 def write_forecast(
     path: Path | str,
     dbz: np.ndarray,
@@ -655,6 +660,7 @@ def write_forecast(
     source: str,
     input_times: Sequence[Any] | np.ndarray,
     extra_attrs: dict[str, Any] | None = None,
+    compression: dict[str, Any] | None = None,
 ) -> Path:
     """Write the CF-1.8 forecast product atomically and return its path.
 
@@ -665,6 +671,8 @@ def write_forecast(
     lead_minutes : (L,) lead times in minutes; valid time = reference_time + lead.
     grid : the input's grid (or the input sequence itself); coordinates and grid mapping are copied.
     source : ``"predrnn"`` | ``"extrapolation"`` | ``"persistence"``: which method made the fields.
+    compression : netCDF4 filter settings of the two fields (``zlib``, ``complevel``, ``shuffle``);
+        default PRODUCT_COMPRESSION.
     """
     if source not in PRODUCT_SOURCES:
         raise ValueError(f"source must be one of {PRODUCT_SOURCES}, not {source!r}")
@@ -704,12 +712,11 @@ def write_forecast(
         **(extra_attrs or {}),
     }
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-    chunks = (1, *grid.shape)
+    chunks = (1, *grid.shape)  # one lead time per chunk: a reader of one lead decompresses only it
+    filters = dict(PRODUCT_COMPRESSION if compression is None else compression)
     encoding = {
-        "reflectivity": {"dtype": "float32", "zlib": True, "complevel": 4, "_FillValue": FILL_VALUE,
-                         "chunksizes": chunks},
-        "rainfall_rate": {"dtype": "float32", "zlib": True, "complevel": 4, "_FillValue": FILL_VALUE,
-                          "chunksizes": chunks},
+        "reflectivity": {"dtype": "float32", "_FillValue": FILL_VALUE, "chunksizes": chunks, **filters},
+        "rainfall_rate": {"dtype": "float32", "_FillValue": FILL_VALUE, "chunksizes": chunks, **filters},
         "time": {"units": "seconds since 1970-01-01 00:00:00", "calendar": "standard", "dtype": "int64"},
         "forecast_reference_time": {"units": "seconds since 1970-01-01 00:00:00", "calendar": "standard",
                                     "dtype": "int64"},

@@ -77,17 +77,21 @@ def test_products_netcdf_pngs_gif_and_colour_scale(tmp_path: Path) -> None:
     with xr.open_dataset(products["netcdf"], engine="netcdf4") as ds:
         np.testing.assert_array_equal(ds["reflectivity"].values, forecast.dbz)
         assert ds.attrs["job_id"] == "job" and "fallback_reason" not in ds.attrs
-    with Image.open(products["png"]["12"]) as png:
-        assert png.size == (448, 384) and png.mode == "RGB"
+    with Image.open(products["png"]["12"]) as indexed:
+        assert indexed.size == (448, 384) and indexed.mode == "P"  # palette-indexed, one palette for all
+        png = indexed.convert("RGB")
         # The strongest cell (about 50 dBZ) is drawn in the 45-50 or 50-55 dBZ colour.
         colours = {tuple(c[1]) for c in png.getcolors(maxcolors=100000)}
         assert (253, 149, 0) in colours or (253, 0, 0) in colours
-    with Image.open(products["gif"]) as gif:
+    with Image.open(products["gif"]) as gif, Image.open(products["png"]["6"]) as first_png:
         assert gif.n_frames == 2 and gif.info["loop"] == 0
+        # The GIF's frames are the PNGs' pictures, colour for colour.
+        assert np.array_equal(np.asarray(gif.convert("RGB")), np.asarray(first_png.convert("RGB")))
     # Observed scans: the same figure and colour scale as the forecast frames, one per input scan.
     # The 50 dBZ cell of the last scan (12:18) falls in the 45-50 or 50-55 dBZ colour too.
-    with Image.open(products["obs_png"]["0"]) as latest, Image.open(products["png"]["6"]) as forecast_png:
-        assert latest.size == forecast_png.size and latest.mode == "RGB"
+    with Image.open(products["obs_png"]["0"]) as latest_png, Image.open(products["png"]["6"]) as forecast_indexed:
+        latest, forecast_png = latest_png.convert("RGB"), forecast_indexed.convert("RGB")
+        assert latest.size == forecast_png.size and latest_png.mode == "P"
         colours = {tuple(c[1]) for c in latest.getcolors(maxcolors=100000)}
         assert (253, 149, 0) in colours or (253, 0, 0) in colours
         # The colour bar (the right 108 columns) and the axes are pixel for pixel the forecast's; the

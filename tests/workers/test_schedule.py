@@ -123,3 +123,14 @@ def test_on_the_stack_clock_beat_fires_once_per_simulated_slot() -> None:
     assert entry["nowcast-every-slot"]["options"] == {"queue": "gpu", "expires": 5.0}
     assert entry["extrapolation-every-slot"]["options"]["queue"] == "cpu"
     assert entry["verify"]["task"] == "workers.tasks.verify"
+
+
+def test_the_feed_check_runs_every_few_seconds_and_is_dropped_when_stale(tmp_path: Path) -> None:
+    entries = beat_schedule(timestep_minutes=6, latency_offset_minutes=2, feed_poll_seconds=2.5)
+    watch = entries["nowcast-when-scan-lands"]
+    assert watch["task"] == "workers.tasks.watch_feed" and watch["schedule"] == dt.timedelta(seconds=2.5)
+    assert watch["options"] == {"queue": "cpu", "expires": 2.5}
+    assert entries["nowcast-every-slot"]["task"] == "workers.tasks.nowcast"  # the watchdog stays
+    assert "nowcast-when-scan-lands" not in beat_schedule(timestep_minutes=6, latency_offset_minutes=2)
+    config = celery_config(WorkerSettings(redis_url="redis://127.0.0.1:1/2", data_dir=tmp_path))
+    assert config["beat_schedule"]["nowcast-when-scan-lands"]["schedule"] == dt.timedelta(seconds=2)
