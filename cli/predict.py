@@ -120,8 +120,11 @@ def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespac
         np.save(args.output, raw)
         log.info("wrote %s %s (raw model space)", args.output, raw.shape)
         return 0
-    forecast = forecast_dbz(model, sequence.dbz, args.steps, scaling=scaling, precision=precision,
-                            device=device, fused=args.fused, channels_last=args.channels_last)
+    try:
+        forecast = forecast_dbz(model, sequence.dbz, args.steps, scaling=scaling, precision=precision,
+                                device=device, fused=args.fused, channels_last=args.channels_last)
+    except ValueError as exc:  # e.g. one scan for a Lagrangian model, which needs two for its motion
+        raise InputError(f"{args.input}: {exc}") from exc
     checkpoint_hash = file_sha256(args.checkpoint)
     write_forecast(
         args.output, forecast,

@@ -177,3 +177,9 @@ def test_a_lagrangian_checkpoint_forecasts_cf_scans_on_a_grid_that_is_not_square
     assert forecast.shape == (20, 70, 90)
     # Untrained (residual head at zero) it is extrapolation of the same scans, to float rounding.
     np.testing.assert_allclose(forecast, np.clip(extrapolation(scans, 20), -10, 60), atol=0.02)
+    # One scan gives no motion: a message naming the input, exit 2, no traceback.
+    write_scans(tmp_path / "one", scans[:1], [start], x=1000.0 * np.arange(90), y=1000.0 * np.arange(70))
+    result = nowcast("predict", "--checkpoint", path, "--input", tmp_path / "one", "--steps", 3,
+                     "--output", tmp_path / "one.nc")
+    assert result.returncode == 2, result.stderr
+    assert "one" in result.stderr and "at least 2 scans" in result.stderr and "Traceback" not in result.stderr
