@@ -17,21 +17,12 @@ from service.main import create_app
 from service.settings import ApiSettings
 from tests.service.builders import write_sequence
 from tests.service.test_forecast import _files
-from tests.utils.redis_server import RedisServer, free_port
+from tests.utils.redis_server import RedisServer
 from workers import jobs
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 0.5
-
-
-@pytest.fixture()
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), data_dir=tmp_path / "redis").start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGCONT)
-    server.stop()
 
 
 @pytest.fixture()

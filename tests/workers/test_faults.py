@@ -6,14 +6,13 @@ Each test owns a private redis-server (AOF, appendfsync always) so restarting it
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 import xarray as xr
 
-from tests.utils.redis_server import RedisServer, free_port
+from tests.utils.redis_server import RedisServer
 from tests.utils.worker_process import WorkerProcess
 from tests.workers.conftest import FEED_START, GRID, write_blob_feed
 from workers import jobs
@@ -23,13 +22,6 @@ from workers.settings import WorkerSettings
 pytestmark = pytest.mark.integration
 
 INPUT_SCANS, LEAD_STEPS = 4, 3
-
-
-@pytest.fixture()
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), data_dir=tmp_path / "redis").start()
-    yield server
-    server.stop()
 
 
 def wait_for(r: redis.Redis, job_id: str, statuses: tuple[str, ...], timeout: float = 90.0,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.utils.redis_server import RedisServer, free_port
+from tests.utils.redis_server import RedisServer
 from tests.utils.worker_process import WorkerProcess
 from tests.workers.conftest import FEED_START, write_blob_feed
 from tests.workers.test_faults import INPUT_SCANS, wait_for, worker_env
@@ -25,13 +25,6 @@ LEASE_S = 6
 SLOT, JOB_ID = "2026-03-01T12:18Z", "nowcast-20260301T1218Z"
 PRODUCT = ["animation.gif", "forecast.nc", "lead_006.png", "lead_012.png", "lead_018.png",
            "obs_000.png", "obs_006.png", "obs_012.png", "obs_018.png"]
-
-
-@pytest.fixture()
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), data_dir=tmp_path / "redis").start()
-    yield server
-    server.stop()
 
 
 def _client(url: str) -> redis.Redis:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.utils.redis_server import RedisServer, free_port
+from tests.utils.redis_server import RedisServer
 from tests.utils.worker_process import WorkerProcess
 from tests.workers.conftest import FEED_START, write_blob_feed
 from tests.workers.test_faults import INPUT_SCANS, wait_for, worker_env
@@ -23,13 +22,6 @@ from workers.settings import WorkerSettings
 pytestmark = pytest.mark.integration
 
 LEASE_S = 6
-
-
-@pytest.fixture()
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), data_dir=tmp_path / "redis").start()
-    yield server
-    server.stop()
 
 
 def test_a_lapsed_lease_is_requeued_once_however_many_reapers(private_redis: RedisServer) -> None:
