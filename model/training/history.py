@@ -29,18 +29,21 @@ HISTORY_FIELDS = [
 ]
 
 
-def _writer(handle: IO[str]) -> csv.DictWriter:
-    return csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+def _writer(handle: IO[str], fields: list[str]) -> csv.DictWriter:
+    return csv.DictWriter(handle, fieldnames=fields)
 
 
-def append_history(path: Path, row: dict[str, Any]) -> None:
-    """Append ``row`` (missing columns left empty), writing the header first in a new file."""
+def append_history(path: Path, row: dict[str, Any], fields: list[str] = HISTORY_FIELDS) -> None:
+    """Append ``row`` (missing columns left empty), writing the header first in a new file.
+
+    ``fields``: the columns; the default is the training loop's, other trainers pass their own.
+    """
     new_file = not path.exists()
     with path.open("a", newline="", encoding="utf-8") as handle:
-        writer = _writer(handle)
+        writer = _writer(handle, fields)
         if new_file:
             writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+        writer.writerow({k: row.get(k, "") for k in fields})
 
 
 def read_history(path: Path) -> list[dict[str, str]]:
@@ -52,14 +55,17 @@ def read_history(path: Path) -> list[dict[str, str]]:
 
 
 def truncate_history(path: Path, iteration: int) -> None:
-    """Drop rows written after the checkpoint we resume from (they will be written again)."""
+    """Drop rows written after the checkpoint we resume from (they will be written again).
+
+    The file keeps its own columns, whichever trainer wrote it.
+    """
     rows = read_history(path)
     kept = [row for row in rows if int(row["iteration"]) <= iteration]
     if len(kept) == len(rows):
         return
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = _writer(handle)
+        writer = _writer(handle, list(rows[0]))
         writer.writeheader()
         writer.writerows(kept)
     os.replace(tmp, path)

@@ -24,7 +24,6 @@ batches are a function of seed and iteration), and the cache is built once, shar
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -46,6 +45,7 @@ from model.io.units import DEFAULT_SCALING
 from model.network.lagrangian import advect_torch, motion_of
 from model.network.precision import autocast, resolve
 from model.network.predrnn import PredRNN, PredRNNConfig
+from model.training.history import append_history, format_duration, truncate_history
 from model.verification.metrics import SkillScores
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def build_cache(data: DataOptions, workers: int | None = None) -> None:
             future.result()
             elapsed = time.perf_counter() - started
             log.info("cache: %d/%d shards, %.1f storms/s, ETA %s", done, len(jobs), done * SHARD_STORMS / elapsed,
-                     _duration(elapsed / done * (len(jobs) - done)))
+                     format_duration(elapsed / done * (len(jobs) - done)))
 
 
 class StormCache:
@@ -329,34 +329,6 @@ class RunState:
     baseline_score: float = math.nan  # iteration 0: the untrained model, i.e. extrapolation
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _truncate_csv(path: Path, iteration: int) -> None:
-    """Drop rows past ``iteration`` (written after last.pt, before a stop), so a resume appends cleanly."""
-    if not path.exists():
-        return
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    keep = [r for r in rows if int(r["iteration"]) <= iteration]
-    path.unlink()
-    for row in keep:
-        _append_csv(path, row)
-
-
 def batch_indices(seed: int, iteration: int, storms: int, batch_size: int) -> np.ndarray:
     """The storms of one iteration: a function of (seed, iteration) only, so resuming repeats nothing."""
     return np.random.default_rng([seed, iteration]).choice(storms, size=batch_size, replace=False)
@@ -405,7 +377,7 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
         state = RunState(**payload["run_state"])
         torch.set_rng_state(payload["torch_rng"])
         for name in ("history.csv", "validation.csv"):
-            _truncate_csv(out_dir / name, state.iteration)
+            truncate_history(out_dir / name, state.iteration)
         log.info("resumed %s at iteration %d (best %.4f at %d)", out_dir, state.iteration, state.best_score,
                  state.best_iteration)
     stop = min(max_iterations or config.optim.max_iterations, config.optim.max_iterations)
@@ -420,7 +392,7 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
             for k in config.run.selection_leads:
                 row[f"csi{t:g}_lead{k}"] = round(float(np.nan_to_num(score["csi"][f"{t:g}dBZ"][k - 1])), 5)
         row["mae_dbz_mean"] = round(float(np.nanmean(score["mae_dbz"])), 4)
-        _append_csv(out_dir / "validation.csv", row)
+        append_history(out_dir / "validation.csv", row, list(row))
         if state.iteration == 0:
             state.baseline_score = score["selection_score"]
         if score["selection_score"] > state.best_score:
@@ -455,10 +427,10 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
                        **{k: round(v.item(), 6) for k, v in terms.items() if k != "total"},
                        "decouple": round(decouple.item(), 6), "grad_norm": round(grad_norm.item(), 4),
                        "it_per_s": round(rate, 4)}
-                _append_csv(out_dir / "history.csv", row)
+                append_history(out_dir / "history.csv", row, list(row))
                 log.info("it %d/%d loss %.4f (mae %.4f mse %.4f csi %.4f) %.2f it/s ETA %s", state.iteration, stop,
                          row["loss"], row["mae"], row["mse"], row["csi"], rate,
-                         _duration((stop - state.iteration) / rate))
+                         format_duration((stop - state.iteration) / rate))
             if state.iteration % config.run.eval_interval == 0 or state.iteration == stop:
                 run_validation()
             if state.iteration % config.run.checkpoint_interval == 0 or state.iteration == stop:
