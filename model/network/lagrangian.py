@@ -65,14 +65,10 @@ def displacements(velocity: np.ndarray, steps: int) -> np.ndarray:
 
     v = torch.from_numpy(np.asarray(velocity, dtype=np.float64))[None]  # (1, 2, H, W)
     h, w = v.shape[-2:]
-    rows = torch.arange(h, dtype=torch.float64).view(h, 1)
-    cols = torch.arange(w, dtype=torch.float64).view(1, w)
 
     def velocity_at(d: torch.Tensor) -> torch.Tensor:
-        x = 2.0 * (cols + d[0]) / max(w - 1, 1) - 1.0
-        y = 2.0 * (rows + d[1]) / max(h - 1, 1) - 1.0
-        grid = torch.stack((x, y), dim=-1)[None]
-        return F.grid_sample(v, grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+        grid, _ = sampling_grid(d)
+        return F.grid_sample(v, grid[None], mode="bilinear", padding_mode="border", align_corners=True)[0]
 
     out = np.empty((steps, 2, h, w), dtype=np.float32)
     d = torch.zeros(2, h, w, dtype=torch.float64)
