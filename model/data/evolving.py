@@ -11,6 +11,7 @@ extrapolation does not get for free:
   motion is not uniform (a single vector would not describe it);
 - one Gaussian region grows by ``growth_db_per_scan`` per scan and another decays as fast,
   moving with the rain (defined in the field's own coordinates), which optical flow cannot know;
+  by default the north-west quarter's centre grows and the south-east's decays;
 - rain outside the window is carried in by the flow, as on a real radar's edge.
 
 Scan t is the composite sampled at the position each pixel came from t scans earlier (bilinear,
@@ -36,12 +37,16 @@ def evolving_sequence(
     shear: float = 0.002,
     growth_db_per_scan: float = 0.5,
     growth_radius: float = 0.25,
+    grow_at: tuple[float, float] = (0.25, 0.25),
+    decay_at: tuple[float, float] = (0.75, 0.75),
 ) -> np.ndarray:
     """``scans`` scans (scans, size, size) float32 dBZ of the window (row, col, size) of ``field_dbz``.
 
     velocity: (rows, cols) pixels per scan; rotation: radians per scan about the window centre;
     shear: column displacement per scan per pixel of row offset; growth_radius: the Gaussian's
-    width as a fraction of the window size. NaN in the field counts as no echo.
+    width as a fraction of the window size; grow_at and decay_at: (row, col) centres of the growing
+    and the decaying region as fractions of the window at the first scan. NaN in the field counts
+    as no echo.
     """
     field = np.nan_to_num(np.asarray(field_dbz, dtype=np.float64), nan=NO_ECHO_DBZ)
     row0, col0, size = window
@@ -50,8 +55,8 @@ def evolving_sequence(
     centre_row, centre_col = row0 + size / 2.0, col0 + size / 2.0
     rows, cols = np.mgrid[row0:row0 + size, col0:col0 + size].astype(np.float64)
     sigma = growth_radius * size
-    grow_at = (centre_row - size / 4.0, centre_col - size / 4.0)
-    decay_at = (centre_row + size / 4.0, centre_col + size / 4.0)
+    grow_centre = (row0 + grow_at[0] * size, col0 + grow_at[1] * size)
+    decay_centre = (row0 + decay_at[0] * size, col0 + decay_at[1] * size)
     out = np.empty((scans, size, size), dtype=np.float32)
     for t in range(scans):
         # Undo the motion of t scans: translation, then rotation and shear about the centre.
@@ -63,7 +68,7 @@ def evolving_sequence(
         scan = map_coordinates(field, [src_row, src_col], order=1, mode="constant", cval=NO_ECHO_DBZ)
 
         change = growth_db_per_scan * t * (
-            _bump(src_row, src_col, grow_at, sigma) - _bump(src_row, src_col, decay_at, sigma))
+            _bump(src_row, src_col, grow_centre, sigma) - _bump(src_row, src_col, decay_centre, sigma))
         scan = np.where(scan > ECHO_DBZ, scan + change, scan)
         out[t] = np.clip(scan, NO_ECHO_DBZ, 70.0)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,3 +115,40 @@ def test_a_short_run_writes_its_files_and_resumes_bit_for_bit(tmp_path: Path) ->
     assert best_meta["selection"]["score"] == pytest.approx(max(float(r["selection_score"]) for r in rows), abs=1e-4)
     with (halves / "history.csv").open() as handle:
         assert [int(r["iteration"]) for r in csv.DictReader(handle)] == [1, 2, 3, 4]
+
+
+def test_fine_tuning_starts_from_a_checkpoint_and_mixes_in_evolving_rain(tmp_path: Path) -> None:
+    from model.network.predrnn import PredRNN
+    from model.training.lagrangian import StormCache, _storm, validate
+
+    first = tmp_path / "first"
+    assert train_main(["--config", str(tiny_preset(tmp_path, 2)), "--out", str(first)]) == 0
+    text = tiny_preset(tmp_path, 2).read_text()
+    text = text.replace("valid_storms = 3\n", "valid_storms = 3\nevolving_fraction = 0.5\n")
+    text = text.replace("[run]\n", f'[run]\ninit_from = "{first / "last.pt"}"\n')
+    preset = tmp_path / "fine.toml"
+    preset.write_text(text)
+    config = load_config(preset)
+    assert train_main(["--config", str(preset), "--out", str(tmp_path / "fine"), "--max-iterations", "1"]) == 0
+
+    kinds = [np.random.default_rng([0, code, i, 1]).random() < 0.5 for code, count in ((11, 6), (12, 3))
+             for i in range(count)]
+    assert any(kinds) and not all(kinds), "the tiny cache must hold both kinds of storm"
+    scans, displacements = _storm(config.data, "train", kinds.index(True))
+    assert scans.shape == (7, 32, 32) and displacements.shape == (4, 2, 32, 32)
+
+    # Iteration 0 scores the starting weights; the reference is still extrapolation (an untrained net).
+    valid = StormCache(config.data, "valid")
+    start, _ = load_checkpoint(first / "last.pt")
+    with (tmp_path / "fine" / "validation.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert float(rows[0]["selection_score"]) == pytest.approx(
+        validate(start, valid, config, "fp32")["selection_score"], abs=1e-4)
+    _, meta = load_checkpoint(tmp_path / "fine" / "last.pt")
+    assert meta["selection"]["extrapolation_score"] == pytest.approx(
+        validate(PredRNN(config.model), valid, config, "fp32")["selection_score"], abs=1e-6)
+
+    other = tmp_path / "other.toml"
+    other.write_text(text.replace("num_hidden = [4, 4]", "num_hidden = [8, 8]"))
+    with pytest.raises(InputError, match="last.pt: its model differs"):
+        train_main(["--config", str(other), "--out", str(tmp_path / "other")])
