@@ -21,7 +21,6 @@ from model import InputError
 from model.checkpoint import CheckpointError, config_from_official_flags, load_checkpoint, load_official
 from model.forecast import forecast_dbz, forecast_frames
 from model.io.arrays import open_array_file
-from model.io.netcdf import RadarInputError, file_sha256, read_scans, write_forecast
 from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model
 from model.network.precision import resolve
 from model.network.predrnn import PredRNN
@@ -98,6 +97,10 @@ def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespac
     ``.nc`` output is the CF product (dBZ); ``.npy`` output is the raw model-space forecast
     (steps, H, W), unclipped, as for .npy input.
     """
+    # Here rather than at the top: xarray (and pandas under it) is about a second of start-up
+    # that a .npy forecast does not need.
+    from model.io.netcdf import RadarInputError, file_sha256, read_scans, write_forecast
+
     if args.input.suffix != ".nc" and not args.input.is_dir():
         raise InputError(f"{args.input}: a .nc output needs CF netCDF input (a .nc file or a directory)")
     if args.output.suffix not in (".nc", ".npy"):
