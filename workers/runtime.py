@@ -74,6 +74,23 @@ def resolve_device(setting: str) -> torch.device:
     return torch.device("cpu")
 
 
+def torch_threads(setting: int) -> int:
+    """Intra-op threads for the model: ``setting``, or for 0 the usable cores less one.
+
+    The model worker shares its machine with the API, beat and the cpu-queue worker (the local
+    and compose stacks). A torch thread per core then waits on a core another process holds at
+    every one of its barriers: on 2 cores with the other one busy, 2 threads ran a nowcast about
+    9 times slower than 1 (docs: Results). Leaving one core free avoids that.
+    """
+    if setting > 0:
+        return setting
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 def get_model(settings: WorkerSettings) -> LoadedModel:
     """The checkpoint's model on the configured device, loaded once per process and checkpoint.
 
@@ -91,6 +108,7 @@ def get_model(settings: WorkerSettings) -> LoadedModel:
     import torch
 
     started = time.perf_counter()
+    torch.set_num_threads(torch_threads(settings.torch_threads))
     model, meta = load_checkpoint(settings.checkpoint)
     device = resolve_device(settings.device)
     model = model.to(device).eval()
@@ -110,8 +128,8 @@ def get_model(settings: WorkerSettings) -> LoadedModel:
     loaded = LoadedModel(model, meta, device, precision, sha256, time.perf_counter() - started, os.getpid())
     _CACHE.clear()  # a new checkpoint replaces the old one; keep one model per process
     _CACHE[key] = loaded
-    log.info("loaded %s (%s) on %s, %s, in %.2f s", settings.checkpoint, sha256[:12], device, precision,
-             loaded.load_seconds)
+    log.info("loaded %s (%s) on %s, %s, %d thread(s), in %.2f s", settings.checkpoint, sha256[:12], device,
+             precision, torch.get_num_threads(), loaded.load_seconds)
     return loaded
 
 

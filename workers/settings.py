@@ -28,6 +28,8 @@ class WorkerSettings(BaseSettings):
     checkpoint: Path = SHIPPED_CHECKPOINT
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when the worker child sees one
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where the hardware has it
+    # torch's intra-op threads in a model worker child; 0: auto, see workers/runtime.py torch_threads
+    torch_threads: int = Field(0, ge=0)
 
     input_scans: int = Field(10, ge=1)  # context scans per nowcast
     lead_steps: int = Field(20, ge=1)  # forecast steps (x timestep_minutes = horizon)

@@ -147,3 +147,18 @@ def test_runtime_falls_back_to_extrapolation_or_refuses(tmp_path: Path) -> None:
     strict = WorkerSettings(data_dir=tmp_path, checkpoint=tmp_path / "absent.pt", fallback_extrapolation=False)
     with pytest.raises(runtime.ModelUnavailableError, match="checkpoint file not found"):
         runtime.run_forecast(strict, context, 2)
+
+
+def test_the_model_runs_on_the_configured_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    assert runtime.torch_threads(0) == max(1, cores - 1)  # one core left to the API, beat, cpu worker
+    assert runtime.torch_threads(3) == 3
+    monkeypatch.setenv("NOWCAST_TORCH_THREADS", "1")
+    settings = WorkerSettings(data_dir=tmp_path, checkpoint=write_tiny_checkpoint(tmp_path / "t.pt"), device="cpu")
+    assert settings.torch_threads == 1
+    torch.set_num_threads(cores)
+    runtime.get_model(settings)
+    assert torch.get_num_threads() == 1
