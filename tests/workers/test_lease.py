@@ -81,9 +81,13 @@ def test_a_job_whose_worker_died_is_requeued_within_a_minute_and_runs_once(
         assert running.status == "running", "the forecast finished before it could be interrupted"
         first.kill_all()  # parent and child: nobody will ever ack, or redeliver before the visibility timeout
         killed_at = time.monotonic()
-        second.start()
+        second.start()  # its beat runs the requeue sweep
+        while jobs.get_job(r, job_id=job_id).requeues == 0 and time.monotonic() - killed_at < 90:
+            time.sleep(0.2)
+        # The promise is about the lease: the job is queued again within a minute of its worker's
+        # death, on a loaded machine too; running it again then takes what a forecast takes.
+        assert time.monotonic() - killed_at < 60, "the lost job waited more than a minute to be queued again"
         record = wait_for(r, job_id, ("successful", "failed"), timeout=90)
-        assert time.monotonic() - killed_at < 60, "the lost job waited more than a minute"
         assert record.status == "successful", record.message
         assert record.requeues == 1 and record.attempts == 2 and record.task_id == f"{job_id}-r1"
         logs = first.log_text() + second.log_text()
