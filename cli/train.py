@@ -98,9 +98,9 @@ def _train_lagrangian(args: argparse.Namespace, preset: Path) -> int:
     config = lagrangian.load_config(preset)
     out_dir = args.out or Path("runs") / config.name
     device = "cpu" if args.device == "auto" and not torch.cuda.is_available() else args.device
-    lagrangian.train(config, out_dir, resume=args.resume, device=device, max_iterations=args.max_iterations,
-                     precision=args.precision)
-    return 0
+    summary = lagrangian.train(config, out_dir, resume=args.resume, device=device,
+                               max_iterations=args.max_iterations, precision=args.precision)
+    return 128 + summary["stopped_by_signal"] if "stopped_by_signal" in summary else 0
 
 
 def main(argv: list[str] | None = None) -> int:

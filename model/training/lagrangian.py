@@ -12,8 +12,9 @@ One iteration (shapes for batch B, context T_in, forecast K, grid H x W):
 4. each frame advected forward by its lead inside the graph and compared with the raw observed
    scan, leaving out pixels whose source lies outside the domain;
 5. loss = intensity-weighted MAE + MSE (weights rise with the verified dBZ thresholds, after
-   Shi et al. 2017's balanced loss) + a differentiable CSI term per threshold (the threshold a
-   steep sigmoid) + PredRNN-V2's decoupling loss.
+   Shi et al. 2017's balanced loss; by the observed class, or by the higher of the observed and
+   the forecast class, ``[loss] weight_by``) + a differentiable CSI term per threshold (the
+   threshold a steep sigmoid) + PredRNN-V2's decoupling loss.
 
 ``best.pt`` is chosen on validation CSI (the thresholds and leads of ``[run] selection_*``), never
 on MSE, which rewards the blur that loses echoes. Validation at iteration 0 scores the untrained
@@ -46,6 +47,7 @@ from model.network.lagrangian import advect_torch, motion_of
 from model.network.precision import autocast, resolve
 from model.network.predrnn import PredRNN, PredRNNConfig
 from model.training.history import append_history, format_duration, truncate_history
+from model.training.signals import StopRequest
 from model.verification.metrics import SkillScores
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,10 @@ class LossOptions:
     mse: float = 1.0  # weight of the weighted squared error
     csi: float = 0.3  # weight of mean (1 - soft CSI) over thresholds and leads
     temperature: float = 2.0  # dBZ: width of the sigmoid that stands in for the threshold
+    # "truth": a pixel's weight is its observed class (Shi et al.), so a miss of intense echo
+    # costs more than a false alarm of it and the optimum over-forecasts intense echo;
+    # "both": the higher class of observation and forecast, so either error costs the same.
+    weight_by: str = "truth"
 
 
 @dataclass
@@ -118,6 +124,8 @@ class LagrangianConfig:
             raise ValueError("[model] frame must be 'lagrangian' for this trainer")
         if (self.model.input_length, self.model.output_length) != (self.data.input_length, self.data.output_length):
             raise ValueError("[model] and [data] must agree on input_length and output_length")
+        if self.loss.weight_by not in ("truth", "both"):
+            raise ValueError(f"[loss] weight_by must be 'truth' or 'both', got {self.loss.weight_by!r}")
         if len(self.loss.thresholds) != len(self.loss.weights):
             raise ValueError("[loss] thresholds and weights must have the same length")
         p = self.model.patch_size
@@ -316,16 +324,17 @@ def lagrangian_forecast(model: PredRNN, scans_dbz: torch.Tensor, displacements: 
 def skill_loss(forecast: torch.Tensor, inside: torch.Tensor, truth_dbz: torch.Tensor,
                options: LossOptions) -> dict[str, torch.Tensor]:
     """Weighted MAE/MSE and soft CSI of forecast (B, K, H, W) model space against truth (B, K, H, W) dBZ."""
+    forecast_dbz = to_dbz(forecast)
+    classed = truth_dbz if options.weight_by == "truth" else torch.maximum(truth_dbz, forecast_dbz.detach())
     weight = torch.ones_like(truth_dbz)
     for threshold, w in zip(options.thresholds, options.weights, strict=True):
-        weight = torch.where(truth_dbz >= threshold, torch.full_like(weight, w), weight)
+        weight = torch.where(classed >= threshold, torch.full_like(weight, w), weight)
     mask = inside.float()
     weight = weight * mask
     error = forecast - to_model_space(truth_dbz)
     norm = mask.sum().clamp_min(1.0)
     mae = (weight * error.abs()).sum() / norm
     mse = (weight * error * error).sum() / norm
-    forecast_dbz = to_dbz(forecast)
     soft_csi = []
     for threshold in options.thresholds:
         p = torch.sigmoid((forecast_dbz - threshold) / options.temperature) * mask
@@ -466,39 +475,46 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
         run_validation()
     started, done_here = time.perf_counter(), 0
     model.train()
-    try:
-        while state.iteration < stop:
-            indices = batch_indices(config.seed, state.iteration, len(train_cache), config.optim.batch_size)
-            scans, disp = train_cache.batch(indices)
-            scans, disp = scans.to(target), disp.to(target)
-            forecast, inside, decouple = lagrangian_forecast(model, scans, disp, precision)
-            terms = skill_loss(forecast, inside, scans[:, config.model.input_length:], config.loss)
-            total = terms["total"] + config.model.decouple_beta * decouple
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            state.iteration += 1
-            done_here += 1
-            if state.iteration % config.run.display_interval == 0 or state.iteration == stop:
-                elapsed = time.perf_counter() - started
-                rate = done_here / elapsed
-                row = {"iteration": state.iteration, "loss": round(total.item(), 6),
-                       **{k: round(v.item(), 6) for k, v in terms.items() if k != "total"},
-                       "decouple": round(decouple.item(), 6), "grad_norm": round(grad_norm.item(), 4),
-                       "it_per_s": round(rate, 4)}
-                append_history(out_dir / "history.csv", row, list(row))
-                log.info("it %d/%d loss %.4f (mae %.4f mse %.4f csi %.4f) %.2f it/s ETA %s", state.iteration, stop,
-                         row["loss"], row["mae"], row["mse"], row["csi"], rate,
-                         format_duration((stop - state.iteration) / rate))
-            if state.iteration % config.run.eval_interval == 0 or state.iteration == stop:
-                run_validation()
-            if state.iteration % config.run.checkpoint_interval == 0 or state.iteration == stop:
-                _save(last, model, config, state, optimizer)
-    except KeyboardInterrupt:
+    # SIGINT / SIGTERM: finish the iteration, save last.pt and stop; a second signal interrupts at once.
+    with StopRequest() as request:
+        try:
+            while state.iteration < stop and request.signum is None:
+                indices = batch_indices(config.seed, state.iteration, len(train_cache), config.optim.batch_size)
+                scans, disp = train_cache.batch(indices)
+                scans, disp = scans.to(target), disp.to(target)
+                forecast, inside, decouple = lagrangian_forecast(model, scans, disp, precision)
+                terms = skill_loss(forecast, inside, scans[:, config.model.input_length:], config.loss)
+                total = terms["total"] + config.model.decouple_beta * decouple
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                optimizer.step()
+                state.iteration += 1
+                done_here += 1
+                if state.iteration % config.run.display_interval == 0 or state.iteration == stop:
+                    elapsed = time.perf_counter() - started
+                    rate = done_here / elapsed
+                    row = {"iteration": state.iteration, "loss": round(total.item(), 6),
+                           **{k: round(v.item(), 6) for k, v in terms.items() if k != "total"},
+                           "decouple": round(decouple.item(), 6), "grad_norm": round(grad_norm.item(), 4),
+                           "it_per_s": round(rate, 4)}
+                    append_history(out_dir / "history.csv", row, list(row))
+                    log.info("it %d/%d loss %.4f (mae %.4f mse %.4f csi %.4f) %.2f it/s ETA %s", state.iteration, stop,
+                             row["loss"], row["mae"], row["mse"], row["csi"], rate,
+                             format_duration((stop - state.iteration) / rate))
+                if state.iteration % config.run.eval_interval == 0 or state.iteration == stop:
+                    run_validation()
+                if state.iteration % config.run.checkpoint_interval == 0 or state.iteration == stop:
+                    _save(last, model, config, state, optimizer)
+        except KeyboardInterrupt:
+            _save(last, model, config, state, optimizer)
+            log.info("stopped at iteration %d; --resume continues from last.pt", state.iteration)
+            raise
+    if request.signum is not None:
         _save(last, model, config, state, optimizer)
-        log.info("stopped at iteration %d; --resume continues from last.pt", state.iteration)
-        raise
+        log.info("stopped by signal %d at iteration %d; --resume continues from last.pt", request.signum,
+                 state.iteration)
+        return {"iterations": state.iteration, "stopped_by_signal": request.signum}
     summary = {"iterations": state.iteration, "best_iteration": state.best_iteration,
                "best_score": state.best_score, "extrapolation_score": state.baseline_score,
                "precision": precision, "device": str(target)}

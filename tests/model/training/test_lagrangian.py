@@ -152,3 +152,44 @@ def test_fine_tuning_starts_from_a_checkpoint_and_mixes_in_evolving_rain(tmp_pat
     other.write_text(text.replace("num_hidden = [4, 4]", "num_hidden = [8, 8]"))
     with pytest.raises(InputError, match="last.pt: its model differs"):
         train_main(["--config", str(other), "--out", str(tmp_path / "other")])
+
+
+def test_sigterm_finishes_the_iteration_and_saves_last_pt(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "cli", "train", "--config", str(tiny_preset(tmp_path, 10_000)),
+                                "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "last.pt").exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert (out / "last.pt").exists(), "the run never saved a checkpoint"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert "stopped by signal 15" in output
+    _, meta = load_checkpoint(out / "last.pt")
+    with (out / "history.csv").open() as handle:
+        assert int(list(csv.DictReader(handle))[-1]["iteration"]) == meta["iteration"] >= 2
+
+
+def test_weighting_by_both_classes_makes_a_false_alarm_cost_what_a_miss_costs() -> None:
+    to_model = lambda dbz: (dbz + 10.0) / 70.0  # noqa: E731
+    truth = torch.full((1, 1, 8, 8), 0.0)
+    truth[..., 2, 2] = 45.0
+    inside = torch.ones_like(truth, dtype=torch.bool)
+    miss = to_model(truth.clone())
+    miss[..., 2, 2] = to_model(torch.tensor(0.0))  # the 45 dBZ cell forecast as 0
+    false_alarm = to_model(truth.clone())
+    false_alarm[..., 5, 5] = to_model(torch.tensor(45.0))  # a 45 dBZ cell where 0 was observed
+    for weight_by, ratio in (("truth", 10.0), ("both", 1.0)):
+        options = LossOptions(csi=0, mse=0, weight_by=weight_by)
+        assert (skill_loss(miss, inside, truth, options)["mae"] /
+                skill_loss(false_alarm, inside, truth, options)["mae"]).item() == pytest.approx(ratio)
