@@ -33,7 +33,7 @@ import numpy as np
 import redis
 
 from model.io.netcdf import RadarInputError, read_scans
-from model.verification.metrics import FSS_SCALES, SkillScores
+from model.verification.metrics import FSS_SCALES, ObservedEvents, SkillScores
 from workers import jobs, skill_store
 from workers.feeds import list_scans
 from workers.settings import WorkerSettings
@@ -53,12 +53,17 @@ def _utc(value: np.datetime64) -> dt.datetime:
 
 
 class ScanCache:
-    """Observed scans read once per sweep: {valid time: (H, W) dBZ} or the reason it is unusable."""
+    """Observed scans read once per sweep: {valid time: (H, W) dBZ} or the reason it is unusable.
+
+    It also keeps the observed events of the last set of valid times scored: a slot's model and
+    extrapolation products have the same valid times, and the sweep takes them one after the other.
+    """
 
     def __init__(self, scans: dict[dt.datetime, Path], timestep_minutes: int) -> None:
         self.scans = scans
         self.timestep_minutes = timestep_minutes
         self._read: dict[dt.datetime, np.ndarray | str] = {}
+        self._observed: tuple[tuple[dt.datetime, ...], ObservedEvents] | None = None
 
     def get(self, moment: dt.datetime) -> np.ndarray | str | None:
         """The scan's dBZ, a reason string when it cannot be used, or None when it is not there."""
@@ -70,6 +75,14 @@ class ScanCache:
             except RadarInputError as exc:
                 self._read[moment] = f"scan unusable: {exc}"
         return self._read[moment]
+
+    def observed(self, moments: list[dt.datetime]) -> ObservedEvents:
+        """The observed events at these valid times (every one a usable scan), as one (1, L, H, W) batch."""
+        key = tuple(moments)
+        if self._observed is None or self._observed[0] != key:
+            truth = np.stack([self.get(moment) for moment in moments])  # type: ignore[misc]
+            self._observed = key, ObservedEvents.of(truth[None], THRESHOLDS, SCALES)
+        return self._observed[1]
 
 
 def _meta(record: jobs.JobRecord, stream: str, lead_minutes: list[int]) -> dict[str, Any]:
@@ -100,39 +113,38 @@ def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRec
     grace = dt.timedelta(minutes=settings.verification_grace_minutes)
     fallback = stream == jobs.MODEL_STREAM and record.source != "predrnn"
     to_score: list[int] = []
+    entries: dict[int, dict[str, Any]] = {}  # lead minutes -> entry, written in one pipeline at the end
     for index, (lead, valid) in enumerate(zip(lead_minutes, valid_times, strict=True)):
         if lead in done:
             continue
-        entry: dict[str, Any] | None = None
         if fallback:
-            entry = {"status": "fallback", "valid_time": _iso(valid)}
+            entries[lead] = {"status": "fallback", "valid_time": _iso(valid)}
+            continue
+        truth = scans.get(valid)
+        if isinstance(truth, str):
+            entries[lead] = {"status": "missing", "valid_time": _iso(valid), "reason": truth}
+        elif truth is not None and truth.shape != product.dbz.shape[1:]:
+            entries[lead] = {"status": "missing", "valid_time": _iso(valid),
+                             "reason": f"scan grid {truth.shape} differs from the product's {product.dbz.shape[1:]}"}
+        elif truth is not None:
+            to_score.append(index)
+        elif now >= valid + grace:
+            entries[lead] = {"status": "missing", "valid_time": _iso(valid),
+                             "reason": f"no scan for {_iso(valid)} in the feed {settings.verification_grace_minutes} "
+                                       "min after its valid time"}
         else:
-            truth = scans.get(valid)
-            if isinstance(truth, str):
-                entry = {"status": "missing", "valid_time": _iso(valid), "reason": truth}
-            elif truth is not None and truth.shape != product.dbz.shape[1:]:
-                entry = {"status": "missing", "valid_time": _iso(valid),
-                         "reason": f"scan grid {truth.shape} differs from the product's {product.dbz.shape[1:]}"}
-            elif truth is not None:
-                to_score.append(index)
-            elif now >= valid + grace:
-                entry = {"status": "missing", "valid_time": _iso(valid),
-                         "reason": f"no scan for {_iso(valid)} in the feed {settings.verification_grace_minutes} "
-                                   "min after its valid time"}
-            else:
-                outcome["waiting"] += 1
-        if entry is not None and skill_store.write_lead(r, job_id=record.job_id, lead_minutes=lead, entry=entry):
-            outcome[entry["status"]] += 1
+            outcome["waiting"] += 1
     if to_score:
         # One accumulation over every lead that can be scored: the lead axis of SkillScores holds them.
+        # The observed side comes from the cache, shared with the slot's other product.
         skill = SkillScores.init(len(to_score), THRESHOLDS, SCALES)
-        truth = np.stack([scans.get(valid_times[i]) for i in to_score])  # type: ignore[misc]
-        skill.accum(truth[None], product.dbz[to_score][None])
+        skill.accum_observed(scans.observed([valid_times[i] for i in to_score]), product.dbz[to_score][None])
         for row, index in enumerate(to_score):
-            entry = {"status": "scored", "valid_time": _iso(valid_times[index]),
-                     "sums": skill_store.sums_of(skill, row)}
-            if skill_store.write_lead(r, job_id=record.job_id, lead_minutes=lead_minutes[index], entry=entry):
-                outcome["scored"] += 1
+            entries[lead_minutes[index]] = {"status": "scored", "valid_time": _iso(valid_times[index]),
+                                            "sums": skill_store.sums_of(skill, row)}
+    for lead, written in skill_store.write_leads(r, job_id=record.job_id, entries=entries).items():
+        if written:
+            outcome[entries[lead]["status"]] += 1
     if outcome["waiting"] == 0:
         skill_store.mark_complete(r, job_id=record.job_id)
     return outcome

@@ -86,24 +86,24 @@ def test_an_interrupted_sweep_resumes_without_losing_or_duplicating(
         setup: tuple[WorkerSettings, redis.Redis], monkeypatch: pytest.MonkeyPatch) -> None:
     settings, r = setup
     made = products(settings, r)
-    real_write = skill_store.write_lead
+    real_write = skill_store.write_leads
     writes = {"n": 0}
 
-    def dying_write(*args: object, **kwargs: object) -> bool:
-        if writes["n"] == 2:
+    def dying_write(*args: object, **kwargs: object) -> dict[int, bool]:
+        if writes["n"] == 1:
             raise redis.ConnectionError("worker lost mid-sweep")  # as if the process died here
         writes["n"] += 1
         return real_write(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(skill_store, "write_lead", dying_write)
+    monkeypatch.setattr(skill_store, "write_leads", dying_write)
     with pytest.raises(redis.ConnectionError):
         verification.sweep(settings, r, now=after(20))
-    monkeypatch.setattr(skill_store, "write_lead", real_write)
+    monkeypatch.setattr(skill_store, "write_leads", real_write)
     written = sum(len(rec.leads) for job_id in [m.job_id for m in made.values()]
                   if (rec := skill_store.read_record(r, job_id=job_id)))
-    assert written == 2
+    assert written == LEADS  # the first product's leads, in one pipeline
     resumed = verification.sweep(settings, r, now=after(20))
-    assert resumed["leads"]["scored"] == 2 * LEADS - 2  # only what was left
+    assert resumed["leads"]["scored"] == LEADS  # only what was left
     assert verification.sweep(settings, r, now=after(21))["leads"]["scored"] == 0
     for record in made.values():
         stored = skill_store.read_record(r, job_id=record.job_id)
