@@ -52,21 +52,23 @@ def _moment(text: str | None, name: str, default: dt.datetime) -> dt.datetime:
         raise InputError(f"--{name} {text!r} is not an ISO-8601 time ({exc})") from exc
 
 
-def read_reports(url: str, since: dt.datetime, until: dt.datetime) -> dict[str, dict[str, Any]]:
-    """{source: the per-lead summary GET /verification gives} for the slots in [since, until)."""
+def read_reports(url: str, since: dt.datetime, until: dt.datetime) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """{source: the per-lead summary GET /verification gives} for the slots in [since, until), and the
+    slots of those records (ISO, sorted)."""
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
     except ValueError as exc:
         raise InputError(f"--redis-url {url!r} is not a Redis URL ({exc})") from exc
     try:
-        return {stream: skill_summary.summarize(skill_store.records_between(client, stream=stream, since=since,
-                                                                            until=until))
-                for stream in jobs.STREAMS}
+        records = {stream: skill_store.records_between(client, stream=stream, since=since, until=until)
+                   for stream in jobs.STREAMS}
     except redis.RedisError as exc:
         raise InputError(f"cannot read the verification records from {url} ({exc.__class__.__name__}: {exc})"
                          ) from exc
     finally:
         client.close()
+    slots = sorted({rec.meta["slot"] for stream in records.values() for rec in stream if rec.meta})
+    return {stream: skill_summary.summarize(found) for stream, found in records.items()}, slots
 
 
 def _span(url: str, since: dt.datetime, until: dt.datetime) -> str:
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     until = _moment(args.until, "until", EVERYTHING[1])
     if since >= until:
         raise InputError(f"--since ({_iso(since)}) must be before --until ({_iso(until)})")
-    reports = read_reports(args.redis_url, since, until)
+    reports, slot_times = read_reports(args.redis_url, since, until)
     if not any(report["slots"] for report in reports.values()):
         products = sum(report["products"] for report in reports.values())
         raise InputError(f"no scored verification records in {_span(args.redis_url, since, until)} "
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     from model.visualization.live_skill import plot_live_skill  # matplotlib only when there is a figure
 
     slots = ", ".join(f"{source} {report['slots']} slots" for source, report in reports.items())
-    plot_live_skill(reports, args.output, f"live skill, pooled over the stored slots ({slots})")
+    title = f"live skill: slots {slot_times[0]} to {slot_times[-1]}, pooled ({slots})"
+    plot_live_skill(reports, args.output, title)
     if args.json is not None:
         document = {"command": shlex.join(["nowcast", "verification-plot", *(argv if argv is not None
                                                                              else sys.argv[1:])]),
