@@ -91,6 +91,23 @@ def _meta(record: jobs.JobRecord, stream: str, lead_minutes: list[int]) -> dict[
             "thresholds": [[name, value] for name, value in THRESHOLDS], "scales": list(SCALES)}
 
 
+def _still_waiting(existing: skill_store.VerificationRecord | None, scans: ScanCache, now: dt.datetime,
+                   grace: dt.timedelta) -> int:
+    """How many leads of an already described product wait with nothing new to settle them; 0 if any can be settled.
+
+    The scans come every timestep and the sweep runs more often, so most sweeps find no new scan for a
+    product's open leads: this answer, from the stored description alone, spares reading its netCDF.
+    """
+    if existing is None or "lead_minutes" not in existing.meta or not existing.meta.get("reference_time"):
+        return 0
+    reference = skill_store.parse_iso(existing.meta["reference_time"])
+    open_valid = [reference + dt.timedelta(minutes=int(lead)) for lead in existing.meta["lead_minutes"]
+                  if int(lead) not in existing.leads]
+    if any(valid in scans.scans or now >= valid + grace for valid in open_valid):
+        return 0
+    return len(open_valid)
+
+
 def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRecord, *, scans: ScanCache,
                    now: dt.datetime) -> dict[str, int]:
     """Settle what can be settled of one successful nowcast product; returns counts by outcome."""
@@ -98,6 +115,11 @@ def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRec
     existing = skill_store.read_record(r, job_id=record.job_id)
     done = set(existing.leads) if existing else set()
     outcome = {"scored": 0, "missing": 0, "fallback": 0, "waiting": 0}
+    grace = dt.timedelta(minutes=settings.verification_grace_minutes)
+    waiting = _still_waiting(existing, scans, now, grace)
+    if waiting:
+        outcome["waiting"] = waiting
+        return outcome
     netcdf = Path(record.products.get("netcdf") or settings.product_dir(record.job_id) / "forecast.nc")
     try:
         product = read_scans(netcdf, timestep_minutes=settings.timestep_minutes)
@@ -110,7 +132,6 @@ def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRec
     lead_minutes = [int(round((t - reference).total_seconds() / 60)) for t in valid_times]
     if existing is None or not existing.meta:
         skill_store.write_meta(r, job_id=record.job_id, meta=_meta(record, stream, lead_minutes))
-    grace = dt.timedelta(minutes=settings.verification_grace_minutes)
     fallback = stream == jobs.MODEL_STREAM and record.source != "predrnn"
     to_score: list[int] = []
     entries: dict[int, dict[str, Any]] = {}  # lead minutes -> entry, written in one pipeline at the end
