@@ -25,9 +25,9 @@ def test_bench_verification_writes_its_report(tmp_path: Path) -> None:
     # The code before the shared truth is timed in the same run, for the ratio on a loaded machine.
     assert report["path"] == "shared" and len(report["baseline"]["seconds"]) == 2
     assert report["speedup"] == round(report["baseline"]["median_s"] / report["result"]["median_s"], 2)
-    for result in (report["result"], report["baseline"]):
-        assert len(result["cpu_seconds"]) == 2 and result["cpu_median_s"] > 0
-        assert result["reads_only_median_s"] > 0 and result["accum_only_median_s"] > 0
+    for timing in (report["result"], report["baseline"]):
+        assert len(timing["cpu_seconds"]) == 2 and timing["cpu_median_s"] > 0
+        assert timing["reads_only_median_s"] > 0 and timing["accum_only_median_s"] > 0
     assert len(report["load_average"]["before"]) == 3 and len(report["load_average"]["after"]) == 3
     assert report["command"].startswith("python -m benchmarks.bench_verification --grid 32x48")
     assert "verified one slot in" in result.stderr
