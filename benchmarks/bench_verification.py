@@ -166,6 +166,7 @@ def _summary(timings: list[dict[str, float]]) -> dict[str, Any]:
         return round(statistics.median(t[name] for t in timings), 4)
 
     return {"seconds": [round(t["whole"], 4) for t in timings], "median_s": median("whole"),
+            "min_s": round(min(t["whole"] for t in timings), 4),
             "cpu_seconds": [round(t["cpu"], 4) for t in timings], "cpu_median_s": median("cpu"),
             "reads_only_median_s": median("reads"), "accum_only_median_s": median("accum"), "limit_s": LIMIT_S,
             "within_limit": median("whole") <= LIMIT_S}

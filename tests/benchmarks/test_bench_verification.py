@@ -27,6 +27,7 @@ def test_bench_verification_writes_its_report(tmp_path: Path) -> None:
     assert report["speedup"] == round(report["baseline"]["median_s"] / report["result"]["median_s"], 2)
     for timing in (report["result"], report["baseline"]):
         assert len(timing["cpu_seconds"]) == 2 and timing["cpu_median_s"] > 0
+        assert timing["min_s"] == min(timing["seconds"])
         assert timing["reads_only_median_s"] > 0 and timing["accum_only_median_s"] > 0
     assert len(report["load_average"]["before"]) == 3 and len(report["load_average"]["after"]) == 3
     assert report["command"].startswith("python -m benchmarks.bench_verification --grid 32x48")
