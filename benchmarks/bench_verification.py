@@ -5,12 +5,19 @@
 One slot = two products (the model's and the extrapolation stream's), each of ``--leads`` lead
 times, scored against the scans at their valid times for 3 thresholds (20 / 30 / 40 dBZ) and 3 FSS
 scales (1, 5, 15 pixels) by :func:`workers.verification.verify_product`, exactly the sweep's code:
-read the product netCDF, read each scan once (shared by both products, as in a sweep), accumulate
-:class:`SkillScores`, write every lead's sums to Redis with HSETNX. Redis is a private
+read the product netCDF, read each scan once (shared by both products, as in a sweep), derive the
+observed events once for both products, accumulate :class:`SkillScores`, write every lead's sums to
+Redis with HSETNX in one pipeline. Redis is a private
 ``redis-server`` started here on a free port (AOF off: the write path, not the disk, is timed).
 
-Reported: the median and every repeat in seconds, the part spent in ``SkillScores.accum`` alone,
-the limit (0.5 s per slot), the CPU (model name and flags from /proc/cpuinfo), date and command.
+``--path both`` (the default) also times the code before the shared truth
+(:mod:`benchmarks.verification_baseline`: per-forecast scipy box filters, one round trip per
+lead), alternating the two in every repeat so a loaded machine slows both alike.
+
+Reported: the median and every repeat in seconds of wall time and of this process's CPU time (the
+redis-server's own time is not in it), the netCDF reads alone and the skill accumulation alone,
+the limit (0.5 s per slot), the baseline and the ratio, the load average before and after, the CPU
+(model name and flags from /proc/cpuinfo), date and command.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ from typing import Any
 import numpy as np
 import redis
 
+from benchmarks.verification_baseline import baseline_accum, verify_product_baseline
 from model.data.synthetic import SITE_GRID_MAPPING, StormGenerator
 from model.io.netcdf import read_scans, write_forecast, write_scans
-from model.verification.metrics import SkillScores
+from model.verification.metrics import ObservedEvents, SkillScores
 from workers import jobs, skill_store, verification
 from workers.feeds import list_scans
 from workers.settings import WorkerSettings
@@ -110,61 +118,118 @@ def build_slot(settings: WorkerSettings, r: redis.Redis, grid: tuple[int, int], 
     return records
 
 
+PATHS = ("shared", "baseline")
+
+
+def _clear(r: redis.Redis, records: list[jobs.JobRecord]) -> None:
+    for record in records:
+        r.delete(f"{skill_store.KEY_PREFIX}{record.job_id}")
+    r.delete(skill_store.COMPLETE_KEY)
+
+
+def time_slot(path: str, settings: WorkerSettings, r: redis.Redis, records: list[jobs.JobRecord], leads: int
+              ) -> dict[str, float]:
+    """One slot verified from a cold scan cache by ``path``.
+
+    Returns seconds of wall time (``whole``) and of this process's CPU time (``cpu``, which a loaded
+    machine inflates far less), then, timed apart, the netCDF reads alone (``reads``: the slot's scans
+    and both products) and the skill accumulation alone (``accum``).
+    """
+    verify = verification.verify_product if path == "shared" else verify_product_baseline
+    _clear(r, records)
+    now = START + dt.timedelta(days=1)
+    started, started_cpu = time.perf_counter(), time.process_time()
+    scans = verification.ScanCache(list_scans(settings.feed_dir), settings.timestep_minutes)
+    for record in records:
+        outcome = verify(settings, r, record, scans=scans, now=now)
+        assert outcome["scored"] == leads, outcome
+    timing = {"whole": time.perf_counter() - started, "cpu": time.process_time() - started_cpu}
+    started = time.perf_counter()
+    cold = verification.ScanCache(list_scans(settings.feed_dir), settings.timestep_minutes)
+    truth = np.stack([cold.get(START + dt.timedelta(minutes=6 * (k + 1))) for k in range(leads)])[None]
+    forecasts = [read_scans(Path(record.products["netcdf"])).dbz[None] for record in records]
+    timing["reads"] = time.perf_counter() - started
+    started = time.perf_counter()
+    if path == "shared":
+        observed = ObservedEvents.of(truth, verification.THRESHOLDS, verification.SCALES)
+        for forecast in forecasts:
+            SkillScores.init(leads, verification.THRESHOLDS, verification.SCALES).accum_observed(observed, forecast)
+    else:
+        for forecast in forecasts:
+            baseline_accum(SkillScores.init(leads, verification.THRESHOLDS, verification.SCALES), truth, forecast)
+    timing["accum"] = time.perf_counter() - started
+    return timing
+
+
+def _summary(timings: list[dict[str, float]]) -> dict[str, Any]:
+    def median(name: str) -> float:
+        return round(statistics.median(t[name] for t in timings), 4)
+
+    return {"seconds": [round(t["whole"], 4) for t in timings], "median_s": median("whole"),
+            "min_s": round(min(t["whole"] for t in timings), 4),
+            "cpu_seconds": [round(t["cpu"], 4) for t in timings], "cpu_median_s": median("cpu"),
+            "reads_only_median_s": median("reads"), "accum_only_median_s": median("accum"), "limit_s": LIMIT_S,
+            "within_limit": median("whole") <= LIMIT_S}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_verification", description=__doc__.split("\n")[0])
     parser.add_argument("--grid", default="256x256", help="HxW (default 256x256)")
     parser.add_argument("--leads", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--path", choices=(*PATHS, "both"), default="both",
+                        help="shared: the sweep's code (one truth per slot); baseline: the code before it; both "
+                             "(default): alternate them in one run, for the ratio")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
     height, width = (int(v) for v in args.grid.lower().split("x"))
+    paths = PATHS if args.path == "both" else (args.path,)
+    timings: dict[str, list[dict[str, float]]] = {path: [] for path in paths}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-verification-") as tmp:
         process, url = start_redis(Path(tmp))
         try:
             r = redis.Redis.from_url(url)
             settings = WorkerSettings(redis_url=url, data_dir=Path(tmp) / "data")
             records = build_slot(settings, r, (height, width), args.leads)
-            now = START + dt.timedelta(days=1)
-            seconds, accum_seconds = [], []
-            for _ in range(args.repeats + 1):  # the first run warms the imports and file caches
-                for record in records:
-                    r.delete(f"{skill_store.KEY_PREFIX}{record.job_id}")
-                r.delete(skill_store.COMPLETE_KEY)
-                started = time.perf_counter()
-                scans = verification.ScanCache(list_scans(settings.feed_dir), settings.timestep_minutes)
-                for record in records:
-                    outcome = verification.verify_product(settings, r, record, scans=scans, now=now)
-                    assert outcome["scored"] == args.leads, outcome
-                seconds.append(time.perf_counter() - started)
-                truth = np.stack([scans.get(START + dt.timedelta(minutes=6 * (k + 1))) for k in range(args.leads)])
-                started = time.perf_counter()
-                for _stream in records:
-                    skill = SkillScores.init(args.leads, verification.THRESHOLDS, verification.SCALES)
-                    skill.accum(truth[None], truth[None])
-                accum_seconds.append(time.perf_counter() - started)
-            seconds, accum_seconds = seconds[1:], accum_seconds[1:]
+            for repeat in range(args.repeats + 1):  # the first round warms the imports and file caches
+                for path in paths:  # alternated, so both paths see the same load
+                    timing = time_slot(path, settings, r, records, args.leads)
+                    if repeat > 0:
+                        timings[path].append(timing)
         finally:
             process.terminate()
             process.wait(timeout=10)
-    median = statistics.median(seconds)
-    report = {
+    load_after = os.getloadavg()
+    main_path = paths[0]
+    report: dict[str, Any] = {
         "benchmark": "verification of one slot (both streams)",
         "command": " ".join(["python -m benchmarks.bench_verification", *(argv if argv is not None else sys.argv[1:])]),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": cpu_info(),
+        "load_average": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in load_after]},
         "config": {"grid": [height, width], "leads": args.leads, "sources": 2,
                    "thresholds_dbz": [v for _, v in verification.THRESHOLDS], "fss_scales": list(verification.SCALES),
-                   "repeats": args.repeats},
-        "result": {"seconds": [round(s, 4) for s in seconds], "median_s": round(median, 4),
-                   "accum_only_median_s": round(statistics.median(accum_seconds), 4), "limit_s": LIMIT_S,
-                   "within_limit": median <= LIMIT_S},
+                   "repeats": args.repeats, "paths": list(paths)},
+        "path": main_path,
+        "result": _summary(timings[main_path]),
     }
+    if len(paths) == 2:
+        report["baseline"] = _summary(timings["baseline"])
+        report["speedup"] = round(report["baseline"]["median_s"] / report["result"]["median_s"], 2)
+        report["cpu_speedup"] = round(report["baseline"]["cpu_median_s"] / report["result"]["cpu_median_s"], 2)
     text = json.dumps(report, indent=2) + "\n"
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text)
-    sys.stderr.write(f"verified one slot in {median:.3f} s median (limit {LIMIT_S} s); "
-                     f"SkillScores.accum alone {report['result']['accum_only_median_s']:.3f} s\n")
+    result = report["result"]
+    sys.stderr.write(f"verified one slot in {result['median_s']:.3f} s median ({main_path} path, limit {LIMIT_S} s), "
+                     f"{result['cpu_median_s']:.3f} s of CPU; reads alone {result['reads_only_median_s']:.3f} s, "
+                     f"SkillScores alone {result['accum_only_median_s']:.3f} s\n")
+    if "baseline" in report:
+        sys.stderr.write(f"baseline path {report['baseline']['median_s']:.3f} s median in the same run "
+                         f"({report['baseline']['cpu_median_s']:.3f} s of CPU): {report['speedup']:.2f} x "
+                         f"({report['cpu_speedup']:.2f} x in CPU time)\n")
     return 0
 
 

@@ -24,12 +24,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cli.train:main", "train a preset from model/training/configs (resumable)"),
     "report": ("cli.report:main", "compare training runs: loss curves, test scores"),
     "up": ("cli.up:main", "run the whole stack locally: redis, API, worker, beat, feed"),
+    "verification-plot": ("cli.verification_plot:main", "draw the live skill (CSI by lead per source) from Redis"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: nowcast COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += [f"  {name:<18} {help_text}" for name, (_, help_text) in COMMANDS.items()]
     lines += ["", "nowcast COMMAND --help shows the options of a command."]
     return "\n".join(lines) + "\n"
 

@@ -4,6 +4,7 @@ Interface (keyword-only functions over a ``redis.Redis`` client; no torch, the A
 --------------------------------------------------------------------------------------------
 write_meta(r, *, job_id, meta)                    the product's description (first writer wins)
 write_lead(r, *, job_id, lead_minutes, entry) -> bool   HSETNX: False when that lead already has one
+write_leads(r, *, job_id, entries) -> {lead: bool}       many leads' HSETNX in one round trip
 read_record(r, *, job_id) -> VerificationRecord | None
 complete(r, *, job_id) / completed(r, job_ids) -> [bool]   every lead has an entry
 records_between(r, *, stream, since, until) -> [VerificationRecord]   oldest slot first
@@ -98,6 +99,21 @@ def write_lead(r: redis.Redis, *, job_id: str, lead_minutes: int, entry: dict[st
     if entry.get("status") not in LEAD_STATUSES:
         raise ValueError(f"lead status must be one of {LEAD_STATUSES}, not {entry.get('status')!r}")
     return bool(r.hsetnx(_record_key(job_id), _lead_field(lead_minutes), json.dumps(entry, separators=(",", ":"))))
+
+
+def write_leads(r: redis.Redis, *, job_id: str, entries: dict[int, dict[str, Any]]) -> dict[int, bool]:
+    """:func:`write_lead` for several leads in one pipeline; each HSETNX stays atomic on its own, so a
+    writer killed halfway leaves whole entries that the next sweep keeps, and writes the rest."""
+    for entry in entries.values():
+        if entry.get("status") not in LEAD_STATUSES:
+            raise ValueError(f"lead status must be one of {LEAD_STATUSES}, not {entry.get('status')!r}")
+    if not entries:
+        return {}
+    with r.pipeline(transaction=False) as pipe:
+        for lead_minutes, entry in entries.items():
+            pipe.hsetnx(_record_key(job_id), _lead_field(lead_minutes), json.dumps(entry, separators=(",", ":")))
+        written = pipe.execute()
+    return {lead: bool(flag) for lead, flag in zip(entries, written, strict=True)}
 
 
 def mark_complete(r: redis.Redis, *, job_id: str) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import redis
 
 from model.io.netcdf import RadarInputError, read_scans
-from model.verification.metrics import FSS_SCALES, SkillScores
+from model.verification.metrics import FSS_SCALES, ObservedEvents, SkillScores
 from workers import jobs, skill_store
 from workers.feeds import list_scans
 from workers.settings import WorkerSettings
@@ -53,12 +53,17 @@ def _utc(value: np.datetime64) -> dt.datetime:
 
 
 class ScanCache:
-    """Observed scans read once per sweep: {valid time: (H, W) dBZ} or the reason it is unusable."""
+    """Observed scans read once per sweep: {valid time: (H, W) dBZ} or the reason it is unusable.
+
+    It also keeps the observed events of the last set of valid times scored: a slot's model and
+    extrapolation products have the same valid times, and the sweep takes them one after the other.
+    """
 
     def __init__(self, scans: dict[dt.datetime, Path], timestep_minutes: int) -> None:
         self.scans = scans
         self.timestep_minutes = timestep_minutes
         self._read: dict[dt.datetime, np.ndarray | str] = {}
+        self._observed: tuple[tuple[dt.datetime, ...], ObservedEvents] | None = None
 
     def get(self, moment: dt.datetime) -> np.ndarray | str | None:
         """The scan's dBZ, a reason string when it cannot be used, or None when it is not there."""
@@ -71,11 +76,36 @@ class ScanCache:
                 self._read[moment] = f"scan unusable: {exc}"
         return self._read[moment]
 
+    def observed(self, moments: list[dt.datetime]) -> ObservedEvents:
+        """The observed events at these valid times (every one a usable scan), as one (1, L, H, W) batch."""
+        key = tuple(moments)
+        if self._observed is None or self._observed[0] != key:
+            truth = np.stack([self.get(moment) for moment in moments])  # type: ignore[misc]
+            self._observed = key, ObservedEvents.of(truth[None], THRESHOLDS, SCALES)
+        return self._observed[1]
+
 
 def _meta(record: jobs.JobRecord, stream: str, lead_minutes: list[int]) -> dict[str, Any]:
     return {"job_id": record.job_id, "slot": record.slot, "stream": stream, "product_source": record.source,
             "reference_time": record.reference_time, "n_leads": len(lead_minutes), "lead_minutes": lead_minutes,
             "thresholds": [[name, value] for name, value in THRESHOLDS], "scales": list(SCALES)}
+
+
+def _still_waiting(existing: skill_store.VerificationRecord | None, scans: ScanCache, now: dt.datetime,
+                   grace: dt.timedelta) -> int:
+    """How many leads of an already described product wait with nothing new to settle them; 0 if any can be settled.
+
+    The scans come every timestep and the sweep runs more often, so most sweeps find no new scan for a
+    product's open leads: this answer, from the stored description alone, spares reading its netCDF.
+    """
+    if existing is None or "lead_minutes" not in existing.meta or not existing.meta.get("reference_time"):
+        return 0
+    reference = skill_store.parse_iso(existing.meta["reference_time"])
+    open_valid = [reference + dt.timedelta(minutes=int(lead)) for lead in existing.meta["lead_minutes"]
+                  if int(lead) not in existing.leads]
+    if any(valid in scans.scans or now >= valid + grace for valid in open_valid):
+        return 0
+    return len(open_valid)
 
 
 def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRecord, *, scans: ScanCache,
@@ -85,6 +115,11 @@ def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRec
     existing = skill_store.read_record(r, job_id=record.job_id)
     done = set(existing.leads) if existing else set()
     outcome = {"scored": 0, "missing": 0, "fallback": 0, "waiting": 0}
+    grace = dt.timedelta(minutes=settings.verification_grace_minutes)
+    waiting = _still_waiting(existing, scans, now, grace)
+    if waiting:
+        outcome["waiting"] = waiting
+        return outcome
     netcdf = Path(record.products.get("netcdf") or settings.product_dir(record.job_id) / "forecast.nc")
     try:
         product = read_scans(netcdf, timestep_minutes=settings.timestep_minutes)
@@ -97,42 +132,40 @@ def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRec
     lead_minutes = [int(round((t - reference).total_seconds() / 60)) for t in valid_times]
     if existing is None or not existing.meta:
         skill_store.write_meta(r, job_id=record.job_id, meta=_meta(record, stream, lead_minutes))
-    grace = dt.timedelta(minutes=settings.verification_grace_minutes)
     fallback = stream == jobs.MODEL_STREAM and record.source != "predrnn"
     to_score: list[int] = []
+    entries: dict[int, dict[str, Any]] = {}  # lead minutes -> entry, written in one pipeline at the end
     for index, (lead, valid) in enumerate(zip(lead_minutes, valid_times, strict=True)):
         if lead in done:
             continue
-        entry: dict[str, Any] | None = None
         if fallback:
-            entry = {"status": "fallback", "valid_time": _iso(valid)}
+            entries[lead] = {"status": "fallback", "valid_time": _iso(valid)}
+            continue
+        truth = scans.get(valid)
+        if isinstance(truth, str):
+            entries[lead] = {"status": "missing", "valid_time": _iso(valid), "reason": truth}
+        elif truth is not None and truth.shape != product.dbz.shape[1:]:
+            entries[lead] = {"status": "missing", "valid_time": _iso(valid),
+                             "reason": f"scan grid {truth.shape} differs from the product's {product.dbz.shape[1:]}"}
+        elif truth is not None:
+            to_score.append(index)
+        elif now >= valid + grace:
+            entries[lead] = {"status": "missing", "valid_time": _iso(valid),
+                             "reason": f"no scan for {_iso(valid)} in the feed {settings.verification_grace_minutes} "
+                                       "min after its valid time"}
         else:
-            truth = scans.get(valid)
-            if isinstance(truth, str):
-                entry = {"status": "missing", "valid_time": _iso(valid), "reason": truth}
-            elif truth is not None and truth.shape != product.dbz.shape[1:]:
-                entry = {"status": "missing", "valid_time": _iso(valid),
-                         "reason": f"scan grid {truth.shape} differs from the product's {product.dbz.shape[1:]}"}
-            elif truth is not None:
-                to_score.append(index)
-            elif now >= valid + grace:
-                entry = {"status": "missing", "valid_time": _iso(valid),
-                         "reason": f"no scan for {_iso(valid)} in the feed {settings.verification_grace_minutes} "
-                                   "min after its valid time"}
-            else:
-                outcome["waiting"] += 1
-        if entry is not None and skill_store.write_lead(r, job_id=record.job_id, lead_minutes=lead, entry=entry):
-            outcome[entry["status"]] += 1
+            outcome["waiting"] += 1
     if to_score:
         # One accumulation over every lead that can be scored: the lead axis of SkillScores holds them.
+        # The observed side comes from the cache, shared with the slot's other product.
         skill = SkillScores.init(len(to_score), THRESHOLDS, SCALES)
-        truth = np.stack([scans.get(valid_times[i]) for i in to_score])  # type: ignore[misc]
-        skill.accum(truth[None], product.dbz[to_score][None])
+        skill.accum_observed(scans.observed([valid_times[i] for i in to_score]), product.dbz[to_score][None])
         for row, index in enumerate(to_score):
-            entry = {"status": "scored", "valid_time": _iso(valid_times[index]),
-                     "sums": skill_store.sums_of(skill, row)}
-            if skill_store.write_lead(r, job_id=record.job_id, lead_minutes=lead_minutes[index], entry=entry):
-                outcome["scored"] += 1
+            entries[lead_minutes[index]] = {"status": "scored", "valid_time": _iso(valid_times[index]),
+                                            "sums": skill_store.sums_of(skill, row)}
+    for lead, written in skill_store.write_leads(r, job_id=record.job_id, entries=entries).items():
+        if written:
+            outcome[entries[lead]["status"]] += 1
     if outcome["waiting"] == 0:
         skill_store.mark_complete(r, job_id=record.job_id)
     return outcome

@@ -9,6 +9,8 @@ result = scores.compute()                   # {"per_frame": {mse, mae, ssim, psn
 
 skill = SkillScores.init(n_leads)           # CSI, POD, FAR, bias, FSS per threshold, MAE and RMSE in dBZ
 skill.accum(truth_dbz, pred_dbz)            # (B, L, H, W) reflectivity in dBZ, NaN = no data
+observed = skill.observe(truth_dbz)         # the truth's share, once for several forecasts of it:
+skill.accum_observed(observed, pred_dbz)    # the same sums as accum(truth_dbz, pred_dbz)
 skill = skill.merge(other); skill.compute()
 
 Both objects hold only sums (the pysteps ``detcatscores`` init -> accum -> merge -> compute
@@ -26,7 +28,9 @@ Nowcast skill: an event is ``value >= threshold`` (as pysteps' FSS; pysteps' con
 uses ``>``, which differs only for values exactly on the threshold). Pixels where either field is
 NaN are left out of the contingency table and of MAE / RMSE; for FSS they count as "no event",
 as in pysteps. Rain-rate thresholds are applied as their Marshall-Palmer dBZ equivalents, which is
-exact because the conversion is monotonic.
+exact because the conversion is monotonic. The FSS sums come from exact integer window counts
+(model/verification/fractions.py), so they are the correctly rounded values of the sums pysteps
+builds with floating-point box filters.
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import uniform_filter
 from skimage.metrics import structural_similarity
 
 from model.io.units import rainrate_to_dbz
+from model.verification.fractions import box_counts, product_sum
 
 LPIPS_UNAVAILABLE = (
     "unavailable: LPIPS needs pretrained AlexNet weights, which are not shipped and are never "
@@ -191,6 +195,48 @@ def default_thresholds() -> tuple[tuple[str, float], ...]:
 
 
 @dataclass
+class ObservedEvents:
+    """The truth's share of a skill accumulation, computed once for any number of forecasts.
+
+    ``truth`` (B, L, H, W) float64 dBZ and where it is finite; per threshold the events
+    (``truth >= threshold``) and their window counts per scale above 1; ``obs_sq`` (L, K, S) the FSS
+    sum ΣPo². Build with :meth:`of` (or :meth:`SkillScores.observe`).
+    """
+
+    thresholds: tuple[tuple[str, float], ...]
+    scales: tuple[int, ...]
+    truth: np.ndarray
+    finite: np.ndarray
+    events: list[np.ndarray]
+    counts: list[dict[int, np.ndarray]]
+    obs_sq: np.ndarray
+
+    @classmethod
+    def of(cls, truth_dbz: np.ndarray, thresholds: tuple[tuple[str, float], ...], scales: tuple[int, ...]
+           ) -> ObservedEvents:
+        truth = np.asarray(truth_dbz, dtype=np.float64)
+        if truth.ndim != 4:
+            raise ValueError(f"skill scores: expected 4-D arrays, got shape {truth.shape}")
+        events = [truth >= threshold for _, threshold in thresholds]
+        counts = [box_counts(event, scales) for event in events]
+        obs_sq = np.zeros((truth.shape[1], len(thresholds), len(scales)), dtype=np.float64)
+        for k, per_scale in enumerate(counts):
+            for s, scale in enumerate(scales):
+                obs_sq[:, k, s] = _window_sum(events[k], events[k], per_scale, per_scale, scale)
+        return cls(tuple(thresholds), tuple(scales), truth, np.isfinite(truth), events, counts, obs_sq)
+
+
+def _window_sum(a_events: np.ndarray, b_events: np.ndarray, a_counts: dict[int, np.ndarray],
+                b_counts: dict[int, np.ndarray], scale: int) -> np.ndarray:
+    """Σ Pa·Pb per lead over batch and pixels, for the fractions of two event fields in ``scale`` windows."""
+    if scale == 1:  # the fractions are the 0 / 1 events: the sum counts the pixels where both hold
+        both = a_events if a_events is b_events else a_events & b_events
+        return np.count_nonzero(both, axis=(0, 2, 3)).astype(np.float64)
+    # P = count / scale², so a product of two fractions is a product of counts / scale⁴.
+    return product_sum(a_counts[scale], b_counts[scale], scale) / float(scale) ** 4
+
+
+@dataclass
 class SkillScores:
     """Contingency tables, FSS sums and error sums per lead time (and threshold, scale).
 
@@ -236,6 +282,15 @@ class SkillScores:
     def n_leads(self) -> int:
         return self.hits.shape[0]
 
+    def observe(self, truth_dbz: np.ndarray) -> ObservedEvents:
+        """What :meth:`accum` derives from the truth alone, to score several forecasts of one truth.
+
+        The observed events and their window counts are most of the work of an accumulation; the
+        model and the extrapolation forecast of a slot share one truth, so the sweep computes them
+        once (``accum_observed``) and the numbers are the same as two ``accum`` calls.
+        """
+        return ObservedEvents.of(truth_dbz, self.thresholds, self.scales)
+
     def accum(self, truth_dbz: np.ndarray, pred_dbz: np.ndarray) -> None:
         """Add a batch.
 
@@ -244,30 +299,42 @@ class SkillScores:
         truth_dbz, pred_dbz : np.ndarray
             (B, L, H, W) reflectivity in dBZ at lead times 1..L; NaN marks no data.
         """
-        truth = np.asarray(truth_dbz, dtype=np.float64)
+        self.accum_observed(self.observe(truth_dbz), pred_dbz)
+
+    def accum_observed(self, observed: ObservedEvents, pred_dbz: np.ndarray) -> None:
+        """Add a batch whose truth went through :meth:`observe` (of these thresholds and scales)."""
         pred = np.asarray(pred_dbz, dtype=np.float64)
+        truth = observed.truth
         _check_pair(truth, pred, 4, "skill scores")
         if truth.shape[1] != self.n_leads:
             raise ValueError(f"skill scores: expected {self.n_leads} lead times, got {truth.shape[1]}")
-        valid = np.isfinite(truth) & np.isfinite(pred)
+        if (observed.thresholds, observed.scales) != (self.thresholds, self.scales):
+            raise ValueError("skill scores: the observed events were made for other thresholds or scales")
+        axes = (0, 2, 3)
+        valid = observed.finite & np.isfinite(pred)
         error = np.where(valid, pred - truth, 0.0)
-        self.abs_error_sum += np.sum(np.abs(error), axis=(0, 2, 3))
-        self.sq_error_sum += np.sum(error * error, axis=(0, 2, 3))
-        self.valid_pixels += np.sum(valid, axis=(0, 2, 3))
+        self.abs_error_sum += np.sum(np.abs(error), axis=axes)
+        self.sq_error_sum += np.sum(error * error, axis=axes)
+        valid_count = np.count_nonzero(valid, axis=axes)
+        self.valid_pixels += valid_count
         for k, (_, threshold) in enumerate(self.thresholds):
             # NaN >= threshold is False: "no event", which is what FSS wants.
-            obs_event = truth >= threshold
+            obs_event = observed.events[k]
             fct_event = pred >= threshold
-            self.hits[:, k] += np.sum(obs_event & fct_event & valid, axis=(0, 2, 3))
-            self.misses[:, k] += np.sum(obs_event & ~fct_event & valid, axis=(0, 2, 3))
-            self.false_alarms[:, k] += np.sum(~obs_event & fct_event & valid, axis=(0, 2, 3))
-            self.correct_negatives[:, k] += np.sum(~obs_event & ~fct_event & valid, axis=(0, 2, 3))
+            # The four cells from three counts: misses = observed - hits, and so on (all on valid pixels).
+            hits = np.count_nonzero(obs_event & fct_event & valid, axis=axes)
+            observed_valid = np.count_nonzero(obs_event & valid, axis=axes)
+            forecast_valid = np.count_nonzero(fct_event & valid, axis=axes)
+            self.hits[:, k] += hits
+            self.misses[:, k] += observed_valid - hits
+            self.false_alarms[:, k] += forecast_valid - hits
+            self.correct_negatives[:, k] += valid_count - observed_valid - forecast_valid + hits
+            fct_counts = box_counts(fct_event, self.scales)
+            obs_counts = observed.counts[k]
             for s, scale in enumerate(self.scales):
-                fct_frac = _fractions(fct_event, scale)
-                obs_frac = _fractions(obs_event, scale)
-                self.fss_fct_sq[:, k, s] += np.sum(fct_frac * fct_frac, axis=(0, 2, 3))
-                self.fss_fct_obs[:, k, s] += np.sum(fct_frac * obs_frac, axis=(0, 2, 3))
-                self.fss_obs_sq[:, k, s] += np.sum(obs_frac * obs_frac, axis=(0, 2, 3))
+                self.fss_fct_sq[:, k, s] += _window_sum(fct_event, fct_event, fct_counts, fct_counts, scale)
+                self.fss_fct_obs[:, k, s] += _window_sum(fct_event, obs_event, fct_counts, obs_counts, scale)
+                self.fss_obs_sq[:, k, s] += observed.obs_sq[:, k, s]
         self.count += truth.shape[0]
 
     def merge(self, other: SkillScores) -> SkillScores:
@@ -342,14 +409,6 @@ class SkillScores:
                 "correct_negatives": per_threshold(self.correct_negatives),
             },
         }
-
-
-def _fractions(events: np.ndarray, scale: int) -> np.ndarray:
-    """Event fractions in a ``scale`` x ``scale`` window per frame of (B, L, H, W), zero outside."""
-    binary = events.astype(np.float64)
-    if scale <= 1:
-        return binary
-    return uniform_filter(binary, size=(1, 1, scale, scale), mode="constant", cval=0.0)
 
 
 def json_safe(value: Any) -> Any:

@@ -18,9 +18,17 @@ def test_bench_verification_writes_its_report(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["config"] == {"grid": [32, 48], "leads": 3, "sources": 2, "thresholds_dbz": [20.0, 30.0, 40.0],
-                                "fss_scales": [1, 5, 15], "repeats": 2}
+                                "fss_scales": [1, 5, 15], "repeats": 2, "paths": ["shared", "baseline"]}
     assert len(report["result"]["seconds"]) == 2 and report["result"]["median_s"] > 0
     assert report["result"]["limit_s"] == 0.5 and isinstance(report["result"]["within_limit"], bool)
     assert report["machine"]["cpu"] and isinstance(report["machine"]["flags"], list)
+    # The code before the shared truth is timed in the same run, for the ratio on a loaded machine.
+    assert report["path"] == "shared" and len(report["baseline"]["seconds"]) == 2
+    assert report["speedup"] == round(report["baseline"]["median_s"] / report["result"]["median_s"], 2)
+    for timing in (report["result"], report["baseline"]):
+        assert len(timing["cpu_seconds"]) == 2 and timing["cpu_median_s"] > 0
+        assert timing["min_s"] == min(timing["seconds"])
+        assert timing["reads_only_median_s"] > 0 and timing["accum_only_median_s"] > 0
+    assert len(report["load_average"]["before"]) == 3 and len(report["load_average"]["after"]) == 3
     assert report["command"].startswith("python -m benchmarks.bench_verification --grid 32x48")
     assert "verified one slot in" in result.stderr

@@ -82,28 +82,46 @@ def test_a_gap_in_the_feed_is_missing_not_a_miss(setup: tuple[WorkerSettings, re
     assert stored.leads[6]["status"] == stored.leads[18]["status"] == "scored"
 
 
+def test_a_sweep_with_no_new_scan_does_not_read_the_product(setup: tuple[WorkerSettings, redis.Redis]) -> None:
+    settings, r = setup
+    for name in ("scan_20260301T1242Z.nc", "scan_20260301T1248Z.nc"):  # leads 12 and 18 of the 12:30 slot
+        (settings.feed_dir / name).unlink()
+    made = products(settings, r)
+    first = verification.sweep(settings, r, now=after(20))
+    assert first["leads"] == {"scored": 2, "missing": 0, "fallback": 0, "waiting": 4}
+    # The model's product becomes unreadable. A sweep with no new scan answers from the stored
+    # description: both open leads of each product wait (a read would have said "unreadable", one wait).
+    Path(made["model"].products["netcdf"]).write_bytes(b"not netCDF")
+    assert verification.sweep(settings, r, now=after(21))["leads"]["waiting"] == 4
+    # Once a scan for an open lead lands, the product is read again: the damaged one waits, the other scores.
+    write_blob_feed(settings.feed_dir, FEED_START, 9)
+    third = verification.sweep(settings, r, now=after(22))
+    assert third["leads"] == {"scored": 2, "missing": 0, "fallback": 0, "waiting": 1}
+    assert skill_store.completed(r, [made["model"].job_id, made["extrapolation"].job_id]) == [False, True]
+
+
 def test_an_interrupted_sweep_resumes_without_losing_or_duplicating(
         setup: tuple[WorkerSettings, redis.Redis], monkeypatch: pytest.MonkeyPatch) -> None:
     settings, r = setup
     made = products(settings, r)
-    real_write = skill_store.write_lead
+    real_write = skill_store.write_leads
     writes = {"n": 0}
 
-    def dying_write(*args: object, **kwargs: object) -> bool:
-        if writes["n"] == 2:
+    def dying_write(*args: object, **kwargs: object) -> dict[int, bool]:
+        if writes["n"] == 1:
             raise redis.ConnectionError("worker lost mid-sweep")  # as if the process died here
         writes["n"] += 1
         return real_write(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(skill_store, "write_lead", dying_write)
+    monkeypatch.setattr(skill_store, "write_leads", dying_write)
     with pytest.raises(redis.ConnectionError):
         verification.sweep(settings, r, now=after(20))
-    monkeypatch.setattr(skill_store, "write_lead", real_write)
+    monkeypatch.setattr(skill_store, "write_leads", real_write)
     written = sum(len(rec.leads) for job_id in [m.job_id for m in made.values()]
                   if (rec := skill_store.read_record(r, job_id=job_id)))
-    assert written == 2
+    assert written == LEADS  # the first product's leads, in one pipeline
     resumed = verification.sweep(settings, r, now=after(20))
-    assert resumed["leads"]["scored"] == 2 * LEADS - 2  # only what was left
+    assert resumed["leads"]["scored"] == LEADS  # only what was left
     assert verification.sweep(settings, r, now=after(21))["leads"]["scored"] == 0
     for record in made.values():
         stored = skill_store.read_record(r, job_id=record.job_id)

@@ -165,7 +165,7 @@ def test_contingency_and_fss_agree_with_pysteps() -> None:
             assert result["bias"][name][lead] == pytest.approx(expected["BIAS"], abs=1e-12)
             for scale in fss:
                 assert result["fss"][name][str(scale)][lead] == pytest.approx(
-                    verification.fss_compute(fss[scale]), abs=1e-9
+                    verification.fss_compute(fss[scale]), abs=1e-12
                 )
     errors = pred - truth
     np.testing.assert_allclose(result["mae_dbz"], np.abs(errors).mean(axis=(0, 2, 3)), rtol=1e-12)
