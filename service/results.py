@@ -68,7 +68,7 @@ def result_response(
     if status in _NO_RESULT:
         code, verb = _NO_RESULT[status]
         reason = data.get("message") or "no reason recorded"
-        raise Problem(409, code, f"job {job_id} {verb}: {reason}", extra={"status": status})
+        raise Problem(409, code, f"job {job_id} {verb}: {reason}", extra={"job_status": status})
     products = data.get("products") or {}
     netcdf = (
         Path(products["netcdf"]) if products.get("netcdf") else settings.product_dir(job_id) / "forecast.nc"
