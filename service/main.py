@@ -62,8 +62,8 @@ One file per scan (repeat the multipart field `file`), or one file with a time d
   scalar `time` coordinate per file; the scans at the service's cadence (6 minutes), without gaps
   or duplicates, and at least `input_scans` of them (10 by default);
 * **the grid**: 1-D `y`/`x` projection coordinates in metres, strictly monotonic (or 2-D
-  `lat`/`lon`) and, for the products to be placed on a map, a **grid_mapping** variable named by the radar variable's `grid_mapping`
-  attribute (CF attributes such as `grid_mapping_name: transverse_mercator`,
+  `lat`/`lon`) and, for the products to be placed on a map, a **grid_mapping** variable named by
+  the radar variable's `grid_mapping` attribute (CF attributes such as `grid_mapping_name: transverse_mercator`,
   `longitude_of_central_meridian`, `false_easting`...). The products copy it, so that the viewer and
   GIS tools put the forecast on the map (without it: no geography); the side is at most `max_grid` cells.
 
