@@ -26,7 +26,7 @@ from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from service.routes import include_routers
 from service.routes.health import WorkerProbe
-from service.schemas import ExecuteRequest, ForecastJSONRequest, ForecastJSONResult, ProblemDetails
+from service.schemas import ExecuteRequest, FieldResult, ForecastJSONRequest, ForecastJSONResult, ProblemDetails
 from service.settings import ApiSettings, get_settings
 from workers.celery_app import create_app as create_celery_app
 
@@ -120,7 +120,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes, tags=TAGS
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (ProblemDetails, ForecastJSONRequest, ExecuteRequest, ForecastJSONResult):
+    for model in (ProblemDetails, ForecastJSONRequest, ExecuteRequest, ForecastJSONResult, FieldResult):
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in model_schema.pop("$defs", {}).items():
             components.setdefault(name, definition)

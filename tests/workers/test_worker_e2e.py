@@ -88,7 +88,7 @@ def test_scheduled_slot_yields_the_cf_product(stack: dict, tiny_checkpoint: Path
     assert record.products["obs_png"] == {str(m): str(product_dir / f"obs_{m:03d}.png") for m in (18, 12, 6, 0)}
     assert sorted(p.name for p in product_dir.iterdir()) == ["animation.gif", "forecast.nc", "lead_006.png",
                                                              "lead_012.png", "lead_018.png", "obs_000.png",
-                                                             "obs_006.png", "obs_012.png", "obs_018.png"]
+                                                             "obs_006.png", "obs_012.png", "obs_018.png", "observed.nc"]
     assert record.reference_time == "2026-03-01T12:30:00Z" and record.timestep_minutes == 6
     assert record.model == "PredRNN-v2"
     with xr.open_dataset(record.products["netcdf"], engine="netcdf4") as ds:
