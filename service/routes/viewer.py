@@ -20,7 +20,6 @@ must not reach the internet because of this page.
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 from fastapi import APIRouter, Request
