@@ -260,7 +260,10 @@ def _fail(settings: WorkerSettings, r: redis.Redis, job_id: str, *, message: str
     if product_dir.exists():
         shutil.rmtree(product_dir, ignore_errors=True)
         log.warning("job %s: removed the partial product of the failed attempt", job_id)
-    return _finish(r, job_id, status="failed", message=jobs.public_message(message), **fields)
+    public = jobs.public_message(message)
+    if public != message:  # the operator's log keeps the paths the job's readers are not shown
+        log.warning("job %s failed: %s", job_id, message)
+    return _finish(r, job_id, status="failed", message=public, **fields)
 
 
 def _finish(r: redis.Redis, job_id: str, *, status: str, message: str, **fields: Any) -> dict[str, Any]:
