@@ -26,7 +26,7 @@ from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from service.routes import include_routers
 from service.routes.health import WorkerProbe
-from service.schemas import ExecuteRequest, ForecastJSONRequest, ForecastJSONResult, ProblemDetails
+from service.schemas import ExecuteRequest, FieldResult, ForecastJSONRequest, ForecastJSONResult, ProblemDetails
 from service.settings import ApiSettings, get_settings
 from workers.celery_app import create_app as create_celery_app
 
@@ -40,6 +40,46 @@ TAGS = [
     {"name": "processes", "description": "OGC API - Processes landing page, conformance and process"},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics"},
 ]
+
+
+# The landing text of /docs and /redoc: what a client must send, and one worked example.
+API_DESCRIPTION = """\
+Precipitation nowcasts from radar scans with PredRNN-V2. Submit a sequence with `POST /forecast`,
+poll `GET /jobs/{jobID}`, fetch `GET /jobs/{jobID}/results` as CF netCDF (default), JSON, a
+Cloud-Optimized GeoTIFF or a PNG per lead time. Errors are RFC 9457 problem details
+(`application/problem+json`, integer `status`, stable `code`). Writes need `X-API-Key`.
+
+## What an input netCDF must contain
+
+One file per scan (repeat the multipart field `file`), or one file with a time dimension:
+
+* **one radar variable** of 2 (y, x) or 3 (time, y, x) dimensions, found by `standard_name`
+  `equivalent_reflectivity_factor` with `units: dBZ`, or `rainfall_rate` with `units: mm h-1`
+  (or `mm/h`, `kg m-2 s-1`...); without a standard_name, a variable named like `reflectivity`,
+  `dbz` or `rainfall_rate`. Missing values as `_FillValue` or NaN; dBZ within -40..90, rain rates
+  below 1000 mm/h;
+* **time**: a CF time coordinate (`units: "seconds since 1970-01-01"`), the leading dimension or a
+  scalar `time` coordinate per file; the scans at the service's cadence (6 minutes), without gaps
+  or duplicates, and at least `input_scans` of them (10 by default);
+* **the grid**: 1-D `y`/`x` projection coordinates in metres, strictly monotonic (or 2-D
+  `lat`/`lon`) and, for the products to be placed on a map, a **grid_mapping** variable named by
+  the radar variable's `grid_mapping` attribute (CF attributes such as `grid_mapping_name: transverse_mercator`,
+  `longitude_of_central_meridian`, `false_easting`...). The products copy it, so that the viewer and
+  GIS tools put the forecast on the map (without it: no geography); the side is at most `max_grid` cells.
+
+## Worked example
+
+```bash
+KEY=...                                   # one of NOWCAST_API_KEYS
+ncdump -h scan_1200.nc                    # reflectivity(time, y, x) dBZ, grid_mapping = "crs"
+curl -si -H "X-API-Key: $KEY" -F file=@scan_1200.nc -F file=@scan_1206.nc -F file=@scan_1212.nc \\
+     -F file=@scan_1218.nc -F steps=10 http://127.0.0.1:8000/forecast
+#   HTTP/1.1 201 Created, Location: /jobs/forecast-3f2a...
+curl -s http://127.0.0.1:8000/jobs/forecast-3f2a...              # poll while Retry-After is sent
+curl -so forecast.nc http://127.0.0.1:8000/jobs/forecast-3f2a.../results
+curl -so lead30.tif "http://127.0.0.1:8000/jobs/forecast-3f2a.../results?f=geotiff&lead=30"
+```
+"""
 
 
 def make_celery(settings: ApiSettings) -> Celery:
@@ -80,7 +120,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes, tags=TAGS
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (ProblemDetails, ForecastJSONRequest, ExecuteRequest, ForecastJSONResult):
+    for model in (ProblemDetails, ForecastJSONRequest, ExecuteRequest, ForecastJSONResult, FieldResult):
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in model_schema.pop("$defs", {}).items():
             components.setdefault(name, definition)
@@ -127,13 +167,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="Nowcast API",
         version="1.0.0",
-        description=(
-            "Precipitation nowcasts from radar scans with PredRNN-V2. Submit a sequence with "
-            "`POST /forecast`, poll `GET /jobs/{jobID}`, fetch `GET /jobs/{jobID}/results` as netCDF, "
-            "JSON or PNG. Errors are RFC 9457 problem details. Writes need `X-API-Key`."
-        ),
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         openapi_tags=TAGS,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: service.routes.docs serves
+        # the vendored copies instead, so both pages work without internet.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics

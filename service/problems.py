@@ -32,6 +32,8 @@ TYPE_PREFIX = "urn:nowcast:problem:"
 
 logger = logging.getLogger(__name__)
 
+_RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "code", "field", "file"})
+
 
 class Problem(Exception):
     """An HTTP error with a stable ``code`` and, where it applies, the offending field or file.
@@ -71,6 +73,11 @@ class Problem(Exception):
         self.file = file
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        # An extra member must never replace a standard one (a job's "status" once replaced the
+        # integer HTTP status that RFC 9457 and the OpenAPI schema promise).
+        clash = set(self.extra) & _RESERVED_MEMBERS
+        if clash:
+            raise ValueError(f"problem extras may not replace standard members: {sorted(clash)}")
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
         """The problem document; ``instance`` is the request path."""

@@ -1,4 +1,5 @@
-"""Representations of a forecast product: netCDF (default), JSON, or one PNG per lead time.
+"""Representations of a forecast product: netCDF (default), JSON, one PNG per lead time; the map
+field and the GeoTIFF of one lead time are service/fields.py (dispatched by service/results.py).
 
 Interface
 ---------
@@ -26,6 +27,8 @@ import numpy as np
 import xarray as xr
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from model.io.units import dbz_to_rainrate
+from service.gridmap import grid_mapping_of
 from service.problems import Problem
 
 # netCDF-C and HDF5 are not thread-safe, and the API reads and writes netCDF from its threadpool:
@@ -35,7 +38,9 @@ NETCDF_LOCK = threading.RLock()
 NETCDF = "application/x-netcdf"
 JSON = "application/json"
 PNG = "image/png"
-FORMATS: dict[str, str] = {"netcdf": NETCDF, "json": JSON, "png": PNG}
+FIELD = "application/vnd.nowcast.field+json"
+GEOTIFF = "image/tiff; application=geotiff"
+FORMATS: dict[str, str] = {"netcdf": NETCDF, "json": JSON, "png": PNG, "field": FIELD, "geotiff": GEOTIFF}
 # Media types we accept in Accept, mapped to the one we answer with.
 _ACCEPTABLE: dict[str, str] = {
     NETCDF: NETCDF,
@@ -43,6 +48,8 @@ _ACCEPTABLE: dict[str, str] = {
     "application/x-netcdf4": NETCDF,
     JSON: JSON,
     PNG: PNG,
+    FIELD: FIELD,
+    "image/tiff": GEOTIFF,
     "*/*": NETCDF,
     "application/*": NETCDF,
     "image/*": PNG,
@@ -78,7 +85,7 @@ def choose_media_type(accept: str | None, f: str | None) -> str:
     accept : str or None
         The request's ``Accept`` header.
     f : str or None
-        The ``?f=`` query parameter (``netcdf``, ``json`` or ``png``); wins over ``Accept``.
+        The ``?f=`` query parameter (``netcdf``, ``json``, ``png``, ``field``, ``geotiff``); wins over ``Accept``.
 
     Raises
     ------
@@ -99,7 +106,7 @@ def choose_media_type(accept: str | None, f: str | None) -> str:
             406,
             "not-acceptable",
             f"none of the media types in Accept ({accept!r}) is available; "
-            f"use {NETCDF}, {JSON} or {PNG}, or ?f=netcdf|json|png",
+            f"use {NETCDF}, {JSON}, {PNG}, {FIELD} or image/tiff, or ?f=netcdf|json|png|field|geotiff",
             field="Accept",
         )
     # Highest q first; among equal q the earlier entry wins.
@@ -137,6 +144,7 @@ def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
         field = _reflectivity(ds, path)
         if field.ndim != 3:
             raise Problem(500, "product-unreadable", f"{path.name}: reflectivity is not (time, y, x)")
+        # The limit counts cells; the document carries two numbers per cell (dBZ and mm/h).
         size = int(np.prod(field.shape))
         if size > max_values:
             raise Problem(
@@ -158,9 +166,14 @@ def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
         x = [float(v) for v in ds[x_dim].values] if x_dim in ds.coords else None
         y = [float(v) for v in ds[y_dim].values] if y_dim in ds.coords else None
         attributes = {k: _plain(v) for k, v in ds.attrs.items()}
+        grid_mapping = grid_mapping_of(ds, field)
+        rain = ds["rainfall_rate"].values.astype(np.float64) if "rainfall_rate" in ds else dbz_to_rainrate(values)
     # Two decimals of a dBZ are far below radar precision and halve the document.
     rounded = np.round(values, 2)
     nested = [[[None if math.isnan(v) else v for v in row] for row in frame] for frame in rounded.tolist()]
+    # Rain rates to 0.01 mm/h: the drizzle of 5 dBZ is 0.07 mm/h.
+    rain_nested = [[[None if math.isnan(v) else v for v in row] for row in frame]
+                   for frame in np.round(rain, 2).tolist()]
     return {
         "jobID": job_id,
         "reference_time": reference,
@@ -171,7 +184,10 @@ def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
         "x": x,
         "y": y,
         "attributes": attributes,
+        "grid_mapping": grid_mapping,
         "reflectivity": nested,
+        "rainfall_rate_units": "mm h-1",
+        "rainfall_rate": rain_nested,
     }
 
 

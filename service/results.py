@@ -11,22 +11,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from starlette.responses import Response
+import numpy as np
+import xarray as xr
+from starlette.responses import FileResponse, JSONResponse, Response
 
+from service.fields import field_document, geotiff_path
 from service.problems import PROBLEM_MEDIA_TYPE, Problem, problem_openapi
-from service.representations import JSON, NETCDF, PNG, choose_media_type, product_response
+from service.representations import (
+    FIELD,
+    GEOTIFF,
+    JSON,
+    NETCDF,
+    NETCDF_LOCK,
+    PNG,
+    choose_media_type,
+    product_response,
+)
 from service.settings import ApiSettings
 
-Format = Literal["netcdf", "json", "png"]
+Format = Literal["netcdf", "json", "png", "field", "geotiff"]
 
 RESULT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The forecast product: CF netCDF (default), JSON, or one lead time as PNG "
-        "(`lead` <= 0: an observed input scan)",
+        "description": "The forecast product: CF netCDF (default), JSON (dBZ, mm/h, grid mapping), or one "
+        "lead time (`lead`, default the first forecast; `lead` <= 0: an observed input scan) as PNG, as the "
+        "map field the viewer draws (`f=field`) or as a Cloud-Optimized GeoTIFF of dBZ (`f=geotiff`)",
         "content": {
             NETCDF: {"schema": {"type": "string", "format": "binary"}},
             JSON: {"schema": {"$ref": "#/components/schemas/ForecastJSONResult"}},
             PNG: {"schema": {"type": "string", "format": "binary"}},
+            FIELD: {"schema": {"$ref": "#/components/schemas/FieldResult"}},
+            GEOTIFF: {"schema": {"type": "string", "format": "binary"}},
         },
     },
     404: problem_openapi(
@@ -68,11 +83,14 @@ def result_response(
     if status in _NO_RESULT:
         code, verb = _NO_RESULT[status]
         reason = data.get("message") or "no reason recorded"
-        raise Problem(409, code, f"job {job_id} {verb}: {reason}", extra={"status": status})
+        raise Problem(409, code, f"job {job_id} {verb}: {reason}", extra={"job_status": status})
     products = data.get("products") or {}
     netcdf = (
         Path(products["netcdf"]) if products.get("netcdf") else settings.product_dir(job_id) / "forecast.nc"
     )
+    if media_type in (FIELD, GEOTIFF):
+        return _lead_response(media_type, job_id=job_id, netcdf=netcdf, lead=lead,
+                              headers={"Vary": "Accept", **(extra_headers or {})})
     return product_response(
         media_type,
         job_id=job_id,
@@ -82,6 +100,25 @@ def result_response(
         json_max_values=settings.json_max_values,
         headers={"Vary": "Accept", **(extra_headers or {})},
     )
+
+
+def _lead_response(media_type: str, *, job_id: str, netcdf: Path, lead: int | None,
+                   headers: dict[str, str]) -> Response:
+    """One lead time as the viewer's map field or as a GeoTIFF; without ``lead``, the first forecast."""
+    if not netcdf.is_file():
+        raise Problem(404, "result-missing", f"the product of job {job_id} is no longer on disk")
+    if lead is None:
+        lead = _first_lead(netcdf)
+    if media_type == FIELD:
+        return JSONResponse(field_document(netcdf.parent, lead, job_id), media_type=FIELD, headers=headers)
+    path = geotiff_path(netcdf.parent, lead, job_id)
+    name = f"{job_id}_lead_{lead:03d}.tif" if lead > 0 else f"{job_id}_obs_{-lead:03d}.tif"
+    return FileResponse(path, media_type=GEOTIFF, filename=name, headers=headers)
+
+
+def _first_lead(netcdf: Path) -> int:
+    with NETCDF_LOCK, xr.open_dataset(netcdf, engine="netcdf4", decode_timedelta=False) as ds:
+        return int(round(float(np.atleast_1d(ds["lead_time"].values)[0])))
 
 
 __all__ = ["Format", "RESULT_RESPONSES", "PROBLEM_MEDIA_TYPE", "result_response"]

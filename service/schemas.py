@@ -318,6 +318,15 @@ class Readiness(BaseModel):
     checks: dict[str, ReadinessCheck]
 
 
+class GridMapping(BaseModel):
+    """A product's CF grid mapping, and pyproj's reading of it."""
+
+    name: str = Field(description="The grid-mapping variable in the netCDF product")
+    attributes: dict[str, Any] = Field(description="Its CF attributes (grid_mapping_name, ...)")
+    proj4: str | None = Field(description="PROJ string (null when pyproj cannot read the attributes)")
+    crs_wkt: str | None = Field(description="WKT2 of the same CRS")
+
+
 class ForecastJSONResult(BaseModel):
     """A forecast product as JSON: reflectivity (L, H, W) in dBZ, null where no data."""
 
@@ -330,7 +339,39 @@ class ForecastJSONResult(BaseModel):
     x: list[float] | None
     y: list[float] | None
     attributes: dict[str, Any]
+    grid_mapping: GridMapping | None = Field(description="The CF grid mapping of x/y; null when the input had none")
     reflectivity: list[list[list[float | None]]]
+    rainfall_rate_units: Literal["mm h-1"] = "mm h-1"
+    rainfall_rate: list[list[list[float | None]]] = Field(
+        description="(L, H, W) rain rate, Marshall-Palmer Z = 200 R^1.6, null where no data")
+
+
+class FieldEncoding(BaseModel):
+    """How ``FieldResult.values`` is packed: dBZ = offset_dbz + code * step_dbz; ``nodata`` = no data."""
+
+    dtype: Literal["uint8"] = "uint8"
+    offset_dbz: float
+    step_dbz: float
+    nodata: int
+    rows: Literal["north to south"] = "north to south"
+    columns: Literal["west to east"] = "west to east"
+
+
+class FieldResult(BaseModel):
+    """One lead time as a map layer (``?f=field&lead=MMM``): what the viewer draws and colours itself."""
+
+    jobID: str
+    kind: Literal["forecast", "observed"]
+    lead_minutes: int
+    valid_time: str
+    width: int
+    height: int
+    extent: list[float] = Field(min_length=4, max_length=4,
+                                description="[west, south, east, north] cell edges, grid coordinates")
+    grid_mapping: GridMapping | None
+    lonlat_bounds: list[float] | None = Field(description="[west, south, east, north] of the grid, degrees")
+    encoding: FieldEncoding
+    values: str = Field(description="base64 of width x height uint8 codes, row by row")
 
 
 class VerificationReport(BaseModel):

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from service.representations import JSON, NETCDF, PNG
 from service.schemas import OGC_REL_RESULTS, UNFINISHED, Link, StatusInfo
+from workers import jobs
 
 
 def root(request: Request) -> str:
@@ -42,7 +43,8 @@ def status_info(request: Request, record: Any) -> StatusInfo:
         jobID=data["job_id"],
         kind=data["kind"],
         status=data["status"],
-        message=data.get("message") or None,
+        # Records written before workers cleaned their messages may still name server paths.
+        message=jobs.public_message(data["message"]) if data.get("message") else None,
         created=data.get("created"),
         started=data.get("started"),
         finished=data.get("finished"),

@@ -15,6 +15,7 @@ heartbeat / extend_lease / clear_lease / requeue_stalled   the lease of a runnin
 expired_jobs / delete_job                                  retention
 forecast_job_id(input_sha256, model_version, steps, owner=None), nowcast_job_id(slot, stream),
 nowcast_stream(job_id), model_version(path)
+public_message(text) -> the text without server file paths (a path becomes its last part)
 
 Layout: one hash per job (``nowcast:job:<id>``, every field JSON-encoded so a partial update is a
 single HSET and never overwrites fields another process changed), a sorted set per index
@@ -31,6 +32,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,25 @@ from typing import Any
 import redis
 
 from model.io.netcdf import file_sha256
+
+# An absolute path of two or more parts ("/srv/nowcast/inputs/forecast-1/scan.nc"); not one that
+# follows a word, a dot or a colon (mm/h, a URL), and not one of the API's own resource paths.
+_SERVER_PATH = re.compile(r"(?<![\w.:/])(?:/[\w.@+~-]+){2,}/?")
+_API_PATHS = ("/jobs/", "/nowcasts/", "/viewer/", "/processes/")
+
+
+def public_message(text: str) -> str:
+    """A job message fit for the client: server paths replaced by their last part.
+
+    Messages reach every reader of the job (the viewer shows them), and a path under the data
+    directory tells a user nothing but tells anyone the server's layout.
+    """
+    def shorten(match: re.Match[str]) -> str:
+        path = match.group(0)
+        if path.startswith(_API_PATHS):
+            return path
+        return Path(path.rstrip("/")).name
+    return _SERVER_PATH.sub(shorten, text)
 
 KEY_PREFIX = "nowcast:"
 JOB_KINDS = ("forecast", "nowcast")

@@ -4,10 +4,11 @@ Interface
 ---------
 write_products(product_dir, forecast, sequence, *, lead_minutes, quicklooks=True, observed_scans=6,
                extra_attrs=None)
-    -> {"netcdf": path, "png": {"6": path, ...}, "gif": path,
+    -> {"netcdf": path, "observed": path, "png": {"6": path, ...}, "gif": path,
         "obs_png": {"0": path, "6": path, ...}}                     (paths as strings)
 
-Layout (docs/contracts.md): ``products/<job_id>/forecast.nc``, ``lead_<MMM>.png``, ``animation.gif``,
+Layout (docs/contracts.md): ``products/<job_id>/forecast.nc``, ``observed.nc`` (the last input
+scans as data, for the viewer's map), ``lead_<MMM>.png``, ``animation.gif``,
 and ``obs_<MMM>.png`` for the observed input scans, MMM minutes before the reference time (000 = the
 last scan), drawn with the same colour scale so the viewer can run observed into forecast.
 Every file is written under a hidden temporary name and renamed, so a reader (the API) sees either
@@ -28,12 +29,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from model.io.netcdf import RadarSequence, write_forecast
+from model.io.netcdf import RadarSequence, write_forecast, write_observed
 from model.visualization.quicklook import png_bytes, quicklook_layout
 from workers.runtime import Forecast
 
 GIF_FRAME_MS = 400
 NETCDF_NAME = "forecast.nc"
+OBSERVED_NAME = "observed.nc"
 GIF_NAME = "animation.gif"
 OBSERVED_SCANS = 6  # input scans drawn as "observed" quicklooks (the last half hour at 6 minutes)
 
@@ -166,8 +168,11 @@ def write_products(
         checkpoint_sha256=forecast.checkpoint_sha256, source=forecast.source,
         input_times=sequence.times, extra_attrs=attrs,
     )
+    # The observed scans as data too: the viewer draws every frame from values, not pictures.
+    observed = write_observed(product_dir / OBSERVED_NAME, sequence, count=observed_scans)
     timings["write_netcdf"] = time.perf_counter() - started
-    products: dict[str, Any] = {"netcdf": str(netcdf), "png": {}, "gif": None, "obs_png": {}}
+    products: dict[str, Any] = {"netcdf": str(netcdf), "observed": str(observed), "png": {}, "gif": None,
+                                "obs_png": {}}
     if quicklooks:
         started = time.perf_counter()
         products["png"], products["gif"] = render_quicklooks(

@@ -260,7 +260,10 @@ def _fail(settings: WorkerSettings, r: redis.Redis, job_id: str, *, message: str
     if product_dir.exists():
         shutil.rmtree(product_dir, ignore_errors=True)
         log.warning("job %s: removed the partial product of the failed attempt", job_id)
-    return _finish(r, job_id, status="failed", message=message, **fields)
+    public = jobs.public_message(message)
+    if public != message:  # the operator's log keeps the paths the job's readers are not shown
+        log.warning("job %s failed: %s", job_id, message)
+    return _finish(r, job_id, status="failed", message=public, **fields)
 
 
 def _finish(r: redis.Redis, job_id: str, *, status: str, message: str, **fields: Any) -> dict[str, Any]:
@@ -284,6 +287,9 @@ def _forecast_and_write(
         raise PermanentJobError(f"steps must be within 1-{settings.max_lead_steps}, got {steps}")
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    if isinstance(files, Path) and not files.exists():
+        # Housekeeping removes inputs after the retention period; say so in the user's terms.
+        raise PermanentJobError("the uploaded scans of this job are no longer on the server; submit them again")
     sequence: RadarSequence = read_scans(files, timestep_minutes=settings.timestep_minutes,
                                          min_scans=settings.input_scans, max_grid=settings.max_grid)
     sequence = sequence.tail(settings.input_scans)

@@ -11,6 +11,8 @@ write_scans(directory, dbz (T, H, W), times, *, x, y, grid_mapping) -> list[Path
 write_forecast(path, dbz (L, H, W), *, reference_time, lead_minutes, grid, model, model_version,
                checkpoint_sha256, source, input_times) -> Path
     the forecast product: reflectivity (dBZ) + rainfall_rate (mm h-1) on valid times, atomic.
+write_observed(path, sequence, *, count) -> Path
+    the last ``count`` input scans in the product's layout (lead_time <= 0 minutes), atomic.
 file_sha256(path) -> str
 
 Every problem with an input raises a subclass of :class:`RadarInputError` (a ``ValueError``) whose
@@ -720,6 +722,33 @@ def write_forecast(
         "time": {"units": "seconds since 1970-01-01 00:00:00", "calendar": "standard", "dtype": "int64"},
         "forecast_reference_time": {"units": "seconds since 1970-01-01 00:00:00", "calendar": "standard",
                                     "dtype": "int64"},
+    }
+    return _atomic_to_netcdf(ds, Path(path), encoding)
+
+
+def write_observed(path: Path | str, sequence: RadarSequence, *, count: int) -> Path:
+    """The last ``count`` scans of ``sequence`` beside a forecast, in the forecast's layout.
+
+    ``reflectivity(time, y, x)`` in dBZ on the scans' own times, with ``lead_time`` in minutes from
+    the newest scan (0, -6, ...) and the input's grid mapping, so that a reader of one lead time
+    finds observed scans and forecasts the same way (the API's map field, ``lead`` <= 0).
+    """
+    grid = sequence.grid
+    first = max(0, len(sequence.times) - count)
+    dbz = np.asarray(sequence.dbz[first:], dtype=np.float32)
+    times = sequence.times[first:].astype("datetime64[s]")
+    leads = ((times - times[-1]) / np.timedelta64(60, "s")).astype(np.int32)
+    coords, data_vars = _grid_variables(grid)
+    data_vars["reflectivity"] = (("time", grid.y_name, grid.x_name), dbz, _reflectivity_attrs(grid))
+    coords["time"] = ("time", times, {"standard_name": "time", "long_name": "scan time"})
+    coords["lead_time"] = ("time", leads, {"standard_name": "forecast_period", "units": "minutes",
+                                           "long_name": "minutes from the newest scan"})
+    ds = xr.Dataset(data_vars, coords=coords, attrs={"Conventions": "CF-1.8", "title": "observed radar scans",
+                                                    "source": "radar observation"})
+    encoding = {
+        "reflectivity": {"dtype": "float32", "_FillValue": FILL_VALUE, "chunksizes": (1, *grid.shape),
+                         **PRODUCT_COMPRESSION},
+        "time": {"units": "seconds since 1970-01-01 00:00:00", "calendar": "standard", "dtype": "int64"},
     }
     return _atomic_to_netcdf(ds, Path(path), encoding)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from service.deps import require_api_key
-from service.routes import forecast, health, jobs, nowcasts, processes, verification, viewer
+from service.routes import docs, forecast, health, jobs, nowcasts, processes, verification, viewer
 from service.settings import ApiSettings
 
 
@@ -23,3 +23,4 @@ def include_routers(app: FastAPI, settings: ApiSettings) -> None:
     app.include_router(verification.router, dependencies=reads)
     app.include_router(health.router)
     app.include_router(viewer.router)
+    app.include_router(docs.router)

@@ -28,7 +28,8 @@ Lead = Annotated[
     Query(
         ge=-100_000,
         le=100_000,
-        description="PNG lead time, minutes; 0, -6, ... are the observed scans before the reference time",
+        description="Lead time (PNG, field, GeoTIFF), minutes; 0, -6, ... are the observed scans before the "
+        "reference time",
     ),
 ]
 

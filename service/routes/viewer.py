@@ -4,10 +4,13 @@ Interface
 ---------
 router      an ``APIRouter`` to include in the app once, without a prefix:
             ``GET /viewer`` -> ``index.html`` (``/viewer/`` redirects there);
-            ``/viewer/static/{file}`` -> ``service/static/{file}`` (ES modules, CSS).
+            ``/viewer/static/{file}`` -> ``service/static/{file}`` (ES modules, CSS, vendor/);
+            ``GET /viewer/config.json`` -> {stale_after_minutes, timestep_minutes, model_card};
+            ``GET /viewer/model-card`` -> the served checkpoint's card (Markdown beside it), or 404.
 
 The page is plain HTML, CSS and ES modules (no build step, no CDN) and talks only to the public
-API, so this module reads no settings and touches neither Redis nor the product files. The page's
+API, so this module touches neither Redis nor the product files; it reads two settings only, for
+the page's staleness warning and its model card. The page's
 links are relative (``viewer/static/...``; the modules find the API root from their own URL), so it
 keeps working when a proxy mounts the API under a sub-path. The content-security policy pins every
 fetch, script and image to the API's own origin: a forecaster's browser on an operations network
@@ -17,17 +20,22 @@ must not reach the internet because of this page.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from service.deps import SettingsDep
+from service.problems import Problem
+from service.settings import ApiSettings
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
-# Same origin only. blob: because the page fetches each PNG frame once and shows it from memory,
-# so the animation never refetches and a missing frame is known (an HTTP status, not a broken icon).
+# Same origin only. The map draws every frame from data into canvases (no image is fetched);
+# blob: and data: stay allowed for images because OpenLayers may hand a canvas to an <img>.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 
@@ -54,6 +62,30 @@ def viewer_page() -> FileResponse:
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+def model_card_path(settings: ApiSettings) -> Path:
+    """The card of the served checkpoint: the Markdown file beside it (``radar_lagrangian.md``)."""
+    return Path(settings.checkpoint).with_suffix(".md")
+
+
+@router.get("/viewer/config.json", include_in_schema=False)
+def viewer_config(settings: SettingsDep) -> dict[str, Any]:
+    """The deployment facts the page shows: when the newest scan counts as stale, the cadence, a card."""
+    return {
+        "stale_after_minutes": settings.stale_after_minutes,
+        "timestep_minutes": settings.timestep_minutes,
+        "model_card": model_card_path(settings).is_file(),
+    }
+
+
+@router.get("/viewer/model-card", include_in_schema=False)
+def model_card(settings: SettingsDep) -> FileResponse:
+    """The model card (its known limits), one click away from the source badge."""
+    path = model_card_path(settings)
+    if not path.is_file():
+        raise Problem(404, "no-model-card", "the served checkpoint has no model card beside it")
+    return FileResponse(path, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
 
 # check_dir=False: an installed wheel without package data should fail on the request

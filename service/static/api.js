@@ -5,6 +5,7 @@
 // modelVersion, referenceTime, timestep, leads (forecast minutes), observedLeads (<= 0), ... }. The API follows OGC API - Processes statusInfo (jobID, status, ...)
 // plus the job-store fields of docs/contracts.md (kind, steps, products, source, slot, ...).
 
+import { decodeField } from "./field.js";
 import { parseTime } from "./scale.js";
 
 const API_KEY_STORAGE = "nowcast.apiKey";
@@ -128,6 +129,7 @@ export function normalizeJob(raw) {
     kind,
     status: String(raw.status ?? "unknown"),
     progress: Number.isFinite(progress) ? Math.max(0, Math.min(100, progress)) : 0,
+    steps: Number.isFinite(Number(raw.steps)) && raw.steps !== null && raw.steps !== undefined ? Number(raw.steps) : null,
     message: typeof raw.message === "string" ? raw.message : "",
     created: parseTime(raw.created ?? ""),
     started: parseTime(raw.started ?? ""),
@@ -257,4 +259,42 @@ export async function submitForecast({ files, steps, apiKey, signal }) {
   });
   if (!response.ok) throw await problemFrom(response);
   return { job: normalizeJob(await response.json()), location: response.headers.get("Location") };
+}
+
+/** URL of one lead time of a job as the map field (lead <= 0: an observed scan). */
+export function fieldUrl(jobId, lead) {
+  return apiUrl(`/jobs/${encodeURIComponent(jobId)}/results?f=field&lead=${lead}`);
+}
+
+/** "20260301T1236Z" for a Date: the slot form of /nowcasts/{scan_time}. */
+export function compactTime(date) {
+  return `${date.toISOString().slice(0, 16).replace(/[-:]/g, "")}Z`;
+}
+
+/**
+ * URL of the scan observed at `validTime`, as the newest scan (lead 0) of that slot's product:
+ * the model's, or with `source` "extrapolation" the other stream's (same scan).
+ */
+export function observedAtUrl(validTime, source = "model") {
+  const query = source === "model" ? "" : `&source=${source}`;
+  return apiUrl(`/nowcasts/${compactTime(validTime)}?f=field&lead=0${query}`);
+}
+
+/** Fetch and decode a map field (field.js); null when the API has none (404, 409). */
+export async function fetchField(url, { signal } = {}) {
+  const response = await fetch(url, { headers: { Accept: "application/vnd.nowcast.field+json", ...authHeaders() }, signal });
+  if (response.status === 404 || response.status === 409) return null;
+  if (!response.ok) throw await problemFrom(response);
+  return decodeField(await response.json());
+}
+
+/** What the page needs to know of the deployment: {stale_after_minutes, model_card}. */
+export async function fetchViewerConfig({ signal } = {}) {
+  return getJson("/viewer/config.json", { signal });
+}
+
+/** The model card of the served checkpoint (Markdown text), or null where there is none. */
+export async function fetchModelCard({ signal } = {}) {
+  const response = await fetch(apiUrl("/viewer/model-card"), { headers: authHeaders(), signal });
+  return response.ok ? response.text() : null;
 }

@@ -28,6 +28,41 @@ export const REFLECTIVITY_SCALE = Object.freeze([
 ]);
 
 /**
+ * The colour-blind-safe option, same classes: under deuteranopia (Machado et al. 2009) every two
+ * neighbouring classes stay at least 12 CIEDE2000 apart (tests/viewer/test_palette.py), where the
+ * NWS palette's 40/45 dBZ pair is 3.5 and 55/60 dBZ 5.7, exactly where warnings start. It runs
+ * light to dark three times on the axes a deuteranope keeps (lightness, blue-yellow): blues for
+ * light rain, yellows to browns for moderate to heavy, pinks to purples for intense, near-black
+ * above 70 dBZ.
+ */
+export const COLOUR_BLIND_SCALE = Object.freeze([
+  { dbz: 5, color: "#c6dbef" },
+  { dbz: 10, color: "#6baed6" },
+  { dbz: 15, color: "#2171b5" },
+  { dbz: 20, color: "#08306b" },
+  { dbz: 25, color: "#fff7bc" },
+  { dbz: 30, color: "#ecb83a" },
+  { dbz: 35, color: "#c08a2a" },
+  { dbz: 40, color: "#8c5a14" },
+  { dbz: 45, color: "#4a2a05" },
+  { dbz: 50, color: "#f5c6e8" },
+  { dbz: 55, color: "#c77dbd" },
+  { dbz: 60, color: "#8e3b8a" },
+  { dbz: 65, color: "#4d1150" },
+  { dbz: 70, color: "#1a1a1a" },
+]);
+
+export const PALETTES = Object.freeze({
+  nws: { label: "NWS (as the quicklooks)", scale: REFLECTIVITY_SCALE },
+  "colour-blind": { label: "Colour-blind safe", scale: COLOUR_BLIND_SCALE },
+});
+
+/** The scale of a palette name; an unknown name is the NWS palette. */
+export function paletteScale(name) {
+  return (PALETTES[name] ?? PALETTES.nws).scale;
+}
+
+/**
  * Rain rate (mm/h) for a reflectivity (dBZ), Marshall-Palmer.
  * @param {number} dbz reflectivity in dBZ
  * @returns {number} rain rate in mm/h

@@ -103,3 +103,21 @@ export function renderSkill(report, state) {
   policy.textContent = `Serving ${served}: ${report.policy?.reason ?? ""}`;
   policy.dataset.served = served;
 }
+
+/**
+ * The note shown beside a product whose stream had the weaker skill over the window (pooled CSI at
+ * 30 dBZ, all leads): null when it had the better or equal skill, or nothing is known. `source`
+ * "extrapolation" on the model's stream is the fallback: its skill is the extrapolation's.
+ */
+export function skillCaveat(report, stream, source, threshold = "30dBZ") {
+  const shown = source === "extrapolation" ? "extrapolation" : stream;
+  const other = shown === "model" ? "extrapolation" : "model";
+  const csi = (name) => report?.sources?.[name]?.all_leads?.[threshold]?.csi ?? null;
+  const mine = csi(shown);
+  const theirs = csi(other);
+  if (mine === null || theirs === null || theirs <= mine) return null;
+  const label = { model: "The model", extrapolation: "Extrapolation" };
+  return `${label[other]} verified better over the last 24 h (CSI at ${threshold.replace("dBZ", " dBZ")}: ` +
+    `${theirs.toFixed(2)} against ${mine.toFixed(2)} for ${shown === "model" ? "the model" : "extrapolation"}, ` +
+    "the source shown here).";
+}

@@ -1,35 +1,41 @@
-// The forecaster's page: the latest nowcast as an animation, recent slots and jobs, an upload form.
+// The forecaster's page: the latest nowcast as an animation on a map, recent slots and jobs, an upload form.
 //
 // Data flow: refresh() polls the slot and job lists every refreshMs() (30 s by default); the player shows one product
 // (the latest successful nowcast, or a job the user picked) as frames: observed scans before the
-// reference time, forecast lead times after it. Each frame's PNG is fetched once into a blob URL.
+// reference time, forecast lead times after it. Each frame's field (?f=field) is fetched once and
+// drawn on the map (map.js) in the chosen palette; "Compare" puts the model, the extrapolation and
+// the scan observed at the same valid time side by side (compare.js).
 // All text from the API goes in through textContent, never innerHTML.
 
 import {
   ApiError,
-  fetchImage,
+  fetchField,
   fetchJob,
   fetchJobs,
   fetchLatestNowcast,
+  fetchModelCard,
   fetchSlots,
   fetchVerification,
-  forecastPngUrl,
+  fetchViewerConfig,
+  fieldUrl,
   netcdfUrl,
-  observedPngUrl,
   storeApiKey,
   storedApiKey,
   streamOf,
   submitForecast,
 } from "./api.js";
-import { renderSkill } from "./skill.js";
+import { Comparison } from "./compare.js";
+import { FieldMap } from "./map.js";
+import { renderSkill, skillCaveat } from "./skill.js";
 import {
-  REFLECTIVITY_SCALE,
   dbzToRainRate,
   formatClock,
   formatLead,
   formatRainRate,
   formatUtc,
+  paletteScale,
 } from "./scale.js";
+import { scanAge, storedPalette, storePalette } from "./status.js";
 
 /**
  * How often the lists are polled: 30 s, or `?refresh=SECONDS` in the page URL (2 s to 10 min), for
@@ -42,10 +48,10 @@ export function refreshMs(search) {
 }
 const FRAME_MS = 700;
 const END_DWELL_TICKS = 3; // hold the last frame a little before looping
-const IMAGE_CONCURRENCY = 3;
+const FIELD_CONCURRENCY = 3;
 const POLL_MIN_S = 1;
 const POLL_MAX_S = 10;
-// Observed frames asked for when the API does not list them (the workers draw the last six scans).
+// Observed frames asked for when the API does not list them (the workers keep the last six scans).
 const PROBED_OBSERVED_SCANS = 6;
 
 const $ = (id) => document.getElementById(id);
@@ -56,7 +62,7 @@ const $ = (id) => document.getElementById(id);
 /**
  * The frames of a product in display order: the observed scans, oldest first, then the forecast.
  * @param {object} product normalised job (api.normalizeJob)
- * @param {number[]} observedLeads minutes (<= 0) from the reference time that have an observed PNG
+ * @param {number[]} observedLeads minutes (<= 0) from the reference time that have an observed scan
  * @returns {{kind: "observed"|"forecast", lead: number, url: string, validTime: Date|null}[]}
  */
 export function buildFrames(product, observedLeads) {
@@ -64,10 +70,10 @@ export function buildFrames(product, observedLeads) {
   const validAt = (lead) =>
     product.referenceTime ? new Date(product.referenceTime.getTime() + lead * 60_000) : null;
   for (const lead of [...observedLeads].filter((m) => m <= 0).sort((a, b) => a - b)) {
-    frames.push({ kind: "observed", lead, url: observedPngUrl(product.id, -lead), validTime: validAt(lead) });
+    frames.push({ kind: "observed", lead, url: fieldUrl(product.id, lead), validTime: validAt(lead) });
   }
   for (const lead of product.leads) {
-    frames.push({ kind: "forecast", lead, url: forecastPngUrl(product.id, lead), validTime: validAt(lead) });
+    frames.push({ kind: "forecast", lead, url: fieldUrl(product.id, lead), validTime: validAt(lead) });
   }
   return frames;
 }
@@ -106,18 +112,38 @@ function sourceLabel(source, id = "") {
 // ---------------------------------------------------------------------------------------------
 // The player
 
+/**
+ * Keys that drive the player wherever the focus is, except where the focused element needs them
+ * itself: typing in a text field, or the slider (it moves on arrows, Home and End by itself and
+ * reports through its input event). A focused button no longer swallows them.
+ */
+export function playerKeyAction(key, target) {
+  const tag = target?.tagName?.toLowerCase() ?? "";
+  const type = (target?.type ?? "").toLowerCase();
+  const typing = tag === "textarea" || tag === "select" || target?.isContentEditable
+    || (tag === "input" && !["range", "checkbox", "radio", "button", "submit", "file"].includes(type));
+  if (typing) return null;
+  const onSlider = tag === "input" && type === "range";
+  if (key === " " || key === "Spacebar") return "toggle";
+  if (onSlider) return null;
+  return { ArrowLeft: "previous", ArrowRight: "next", Home: "first", End: "last" }[key] ?? null;
+}
+
 class Player {
   constructor() {
-    this.img = $("frame-img");
+    this.mapElement = $("map");
     this.slider = $("frame-slider");
     this.playButton = $("play-toggle");
+    this.map = new FieldMap(this.mapElement, { readout: $("readout") });
+    this.scale = paletteScale(storedPalette());
     this.frames = [];
-    this.images = []; // blob URL, null (missing) or undefined (loading), per frame
+    this.fields = []; // decoded field, null (missing) or undefined (loading), per frame
     this.index = 0;
     this.timer = null;
     this.dwell = 0;
     this.loadAbort = null;
     this.product = null;
+    this.onFrame = () => {};
 
     this.playButton.addEventListener("click", () => (this.playing ? this.pause() : this.play()));
     $("step-back").addEventListener("click", () => { this.pause(); this.show(this.index - 1); });
@@ -125,6 +151,10 @@ class Player {
     // Dragging the slider is a request to look at that frame: stop the animation there.
     this.slider.addEventListener("input", () => { this.pause(); this.show(Number(this.slider.value)); });
     document.addEventListener("keydown", (event) => this.onKey(event));
+    // A focused button would "click" on the release of space as well: the key is the player's.
+    document.addEventListener("keyup", (event) => {
+      if (playerKeyAction(event.key, event.target) === "toggle" && event.target.closest?.("button")) event.preventDefault();
+    });
   }
 
   get playing() {
@@ -132,17 +162,27 @@ class Player {
   }
 
   onKey(event) {
-    if (this.frames.length === 0 || event.target.closest?.("input, textarea, select, button")) return;
-    if (event.key === " ") { event.preventDefault(); this.playing ? this.pause() : this.play(); }
-    if (event.key === "ArrowLeft") { this.pause(); this.show(this.index - 1); }
-    if (event.key === "ArrowRight") { this.pause(); this.show(this.index + 1); }
+    if (this.frames.length === 0 || event.altKey || event.ctrlKey || event.metaKey) return;
+    const action = playerKeyAction(event.key, event.target);
+    if (action === null) return;
+    event.preventDefault();
+    if (action === "toggle") { this.playing ? this.pause() : this.play(); return; }
+    this.pause();
+    if (action === "previous") this.show(this.index - 1);
+    if (action === "next") this.show(this.index + 1);
+    if (action === "first") this.show(0);
+    if (action === "last") this.show(this.frames.length - 1);
   }
 
-  /** Replace the product: forget the old frames' images and fetch the new ones. */
+  setPalette(scale) {
+    this.scale = scale;
+    this.map.recolour(scale);
+  }
+
+  /** Replace the product: forget the old frames' fields and fetch the new ones. */
   async load(product) {
     this.pause();
     this.loadAbort?.abort();
-    for (const url of this.images) if (url) URL.revokeObjectURL(url);
     this.product = product;
     this.loadAbort = new AbortController();
     const { signal } = this.loadAbort;
@@ -152,14 +192,14 @@ class Player {
     let observed = product.observedLeads;
     let probed = null;
     if (observed === null) {
-      probed = await fetchImage(observedPngUrl(product.id, 0), { signal }).catch(() => null);
-      if (signal.aborted) { if (probed) URL.revokeObjectURL(probed); return; }
+      probed = await fetchField(fieldUrl(product.id, 0), { signal }).catch(() => null);
+      if (signal.aborted) return;
       const count = probed === null ? 0 : Math.min(product.inputScans, PROBED_OBSERVED_SCANS);
       observed = Array.from({ length: count }, (_, i) => -(count - 1 - i) * product.timestep);
     }
     this.frames = buildFrames(product, observed);
-    this.images = new Array(this.frames.length).fill(undefined);
-    if (probed !== null) this.images[this.frames.findIndex((f) => f.kind === "observed" && f.lead === 0)] = probed;
+    this.fields = new Array(this.frames.length).fill(undefined);
+    if (probed !== null) this.fields[this.frames.findIndex((f) => f.kind === "observed" && f.lead === 0)] = probed;
     const observedCount = this.frames.filter((f) => f.kind === "observed").length;
     const note = $("observed-note");
     note.hidden = observedCount > 0;
@@ -180,15 +220,15 @@ class Player {
     const worker = async () => {
       while (next < this.frames.length && !signal.aborted) {
         const i = next++;
-        if (this.images[i] !== undefined) continue;
-        const url = await fetchImage(this.frames[i].url, { signal }).catch(() => null);
-        if (signal.aborted) { if (url) URL.revokeObjectURL(url); return; }
-        this.images[i] = url;
+        if (this.fields[i] !== undefined) continue;
+        const field = await fetchField(this.frames[i].url, { signal }).catch(() => null);
+        if (signal.aborted) return;
+        this.fields[i] = field;
         if (i === this.index) this.show(i);
       }
     };
     // Start playing as soon as the first frame is in: later frames keep arriving while it plays.
-    const workers = Array.from({ length: IMAGE_CONCURRENCY }, worker);
+    const workers = Array.from({ length: FIELD_CONCURRENCY }, worker);
     const reducedMotion = window.matchMedia?.("(prefers-reduced-motion: reduce)").matches;
     if (!reducedMotion) this.play();
     await Promise.all(workers);
@@ -198,20 +238,19 @@ class Player {
     if (this.frames.length === 0) return;
     this.index = (index + this.frames.length) % this.frames.length;
     const frame = this.frames[this.index];
-    const image = this.images[this.index];
+    const field = this.fields[this.index];
     this.slider.value = String(this.index);
-    this.img.dataset.frameIndex = String(this.index);
+    this.mapElement.dataset.frameIndex = String(this.index);
+    this.mapElement.setAttribute("aria-label", `Radar reflectivity map, ${frame.kind}, valid ${formatUtc(frame.validTime)}`);
 
     const placeholder = $("frame-placeholder");
-    if (image) {
-      this.img.src = image;
-      this.img.alt = `Radar reflectivity, ${frame.kind}, valid ${formatUtc(frame.validTime)}`;
-      this.img.hidden = false;
+    if (field) {
+      this.map.setField(field, this.scale);
+      this.mapElement.dataset.lead = String(frame.lead);
       placeholder.hidden = true;
     } else {
-      this.img.hidden = true;
       placeholder.hidden = false;
-      placeholder.textContent = image === null ? "This frame is not available." : "Loading frame…";
+      placeholder.textContent = field === null ? "This frame is not available." : "Loading frame…";
     }
     const kind = $("frame-kind");
     kind.hidden = false;
@@ -220,12 +259,13 @@ class Player {
     $("valid-time").textContent = formatUtc(frame.validTime);
     $("lead-time").textContent = formatLead(frame.lead);
     document.querySelector(".stage-frame").dataset.kind = frame.kind;
+    this.onFrame(this.product, frame);
   }
 
   tick() {
     // Wait on a frame still loading rather than skipping it: the loop should look continuous.
     const next = (this.index + 1) % this.frames.length;
-    if (this.images[next] === undefined) return;
+    if (this.fields[next] === undefined) return;
     if (this.index === this.frames.length - 1 && this.dwell < END_DWELL_TICKS) { this.dwell += 1; return; }
     this.dwell = 0;
     this.show(next);
@@ -256,10 +296,10 @@ function element(tag, className, text) {
   return node;
 }
 
-function renderLegend() {
+function renderLegend(scale) {
   const list = $("legend-scale");
   list.replaceChildren(
-    ...REFLECTIVITY_SCALE.map(({ dbz, color }) => {
+    ...scale.map(({ dbz, color }) => {
       const item = element("li");
       const swatch = element("span", "swatch");
       swatch.style.backgroundColor = color;
@@ -311,6 +351,16 @@ function renderSlots(slots, onShow) {
   );
 }
 
+/** "Reference 12:18Z · 3 lead steps (to +18 min) · PredRNN · model PredRNN-v2": what a job is. */
+export function jobFacts(job) {
+  const facts = [job.referenceTime ? `Reference ${formatUtc(job.referenceTime)}` : "Reference time once the scans are read"];
+  const steps = job.steps ?? (job.leads.length || null);
+  if (steps) facts.push(`${steps} lead step${steps === 1 ? "" : "s"} (to +${steps * job.timestep} min)`);
+  if (job.source) facts.push(sourceLabel(job.source, job.id));
+  if (job.model && job.source !== "extrapolation") facts.push(`model ${job.model}`);
+  return facts.join(" \u00b7 ");
+}
+
 function renderJobs(jobs, onShow) {
   const list = $("jobs-list");
   if (jobs.length === 0) { list.replaceChildren(element("li", "empty", "No on-demand forecasts yet.")); return; }
@@ -322,12 +372,18 @@ function renderJobs(jobs, onShow) {
       const id = element("span", "run-id mono", shortId(job.id));
       id.title = job.id;
       head.append(id, statusPill(job.status), element("span", "run-time", formatClock(job.created)));
-      const bar = element("progress", "run-progress");
-      bar.max = 100;
-      bar.value = job.progress;
-      bar.setAttribute("aria-label", `progress ${job.progress}%`);
-      item.append(head, bar);
-      if (job.message) item.append(element("p", "run-message", job.message));
+      item.append(head, element("p", "run-facts", jobFacts(job)));
+      // A bar only while there is progress to show: a failed job is failed, not stuck at 5 %.
+      if (job.status === "accepted" || job.status === "running") {
+        const bar = element("progress", "run-progress");
+        bar.max = 100;
+        bar.value = job.progress;
+        bar.setAttribute("aria-label", `progress ${job.progress}%`);
+        item.append(bar);
+      }
+      if (job.message) {
+        item.append(element("p", "run-message", job.status === "failed" ? `Failed: ${job.message}` : job.message));
+      }
       if (job.status === "successful") item.append(resultLinks(job, onShow));
       return item;
     }),
@@ -358,14 +414,65 @@ class Viewer {
     this.viewingLatest = this.pendingJobId === null;
     this.refreshing = false;
     this.skill = { threshold: "30dBZ" };
+    this.report = null;
+    this.config = null;
+    this.comparison = new Comparison(this.player.map);
+    this.player.onFrame = (product, frame) => this.comparison.follow(product, frame, this.player.scale);
     $("back-to-latest").addEventListener("click", () => this.showLatest());
     this.setupUpload();
+    this.setupPalette();
+    this.setupLimits();
   }
 
   async start() {
-    renderLegend();
+    renderLegend(this.player.scale);
+    this.config = await fetchViewerConfig().catch(() => null);
+    $("limits-open").hidden = !this.config?.model_card;
     await this.refresh();
     window.setInterval(() => this.refresh(), refreshMs(window.location.search));
+  }
+
+  setupPalette() {
+    const select = $("palette-select");
+    select.value = storedPalette();
+    select.addEventListener("change", () => {
+      storePalette(select.value);
+      const scale = paletteScale(select.value);
+      renderLegend(scale);
+      this.player.setPalette(scale);
+      this.comparison.recolour(scale);
+    });
+  }
+
+  setupLimits() {
+    const dialog = $("limits-dialog");
+    $("limits-open").addEventListener("click", async () => {
+      const card = await fetchModelCard().catch(() => null);
+      $("limits-text").textContent = card ?? "No model card is available for the served checkpoint.";
+      dialog.showModal();
+      // The limits first: that is what the badge's reader came for.
+      const at = card ? card.search(/^## Known limits/m) : -1;
+      if (at > 0) $("limits-text").textContent = `${card.slice(at)}\n\n----\n\n${card.slice(0, at)}`;
+    });
+  }
+
+  /** Age of the newest scan behind any successful slot, and a warning past the stale limit. */
+  showScanAge(slots) {
+    const line = $("scan-age");
+    const age = scanAge(slots, new Date(), this.config?.stale_after_minutes ?? null);
+    line.hidden = age === null;
+    if (age === null) return;
+    line.textContent = age.text;
+    line.classList.toggle("stale", age.stale);
+    line.dataset.stale = String(age.stale);
+  }
+
+  /** A note when the product on screen comes from the stream with the weaker recent skill. */
+  showCaveat(product) {
+    const note = $("skill-caveat");
+    const text = product ? skillCaveat(this.report, product.kind === "nowcast" ? streamOf(product.id) : "model", product.source) : null;
+    note.hidden = text === null;
+    note.textContent = text ?? "";
   }
 
   setConnection(text, ok) {
@@ -384,6 +491,9 @@ class Viewer {
         fetchVerification().catch(() => null), // the skill panel is optional: never blocks the rest
       ]);
       renderSkill(report, this.skill);
+      this.report = report;
+      if (!slots.error) this.showScanAge(slots);
+      this.showCaveat(this.player.product);
       const failures = [slots, jobs].filter((part) => part.error).map((part) => part.error.message);
       if (this.pendingJobId !== null) await this.openJob(this.pendingJobId);
       if (!slots.error) renderSlots(slots, (slot) => this.showProduct(slot, false));
@@ -441,7 +551,7 @@ class Viewer {
         : `Could not load job ${shortId(jobId)}: ${error.message}`;
     }
     placeholder.hidden = false;
-    $("frame-img").hidden = true;
+    this.player.map.setField(null, this.player.scale);
   }
 
   showProduct(product, isLatest) {
@@ -455,6 +565,7 @@ class Viewer {
       ? "Latest scheduled nowcast"
       : product.kind === "nowcast" ? `Scheduled nowcast ${formatClock(product.referenceTime)}` : `On-demand forecast ${shortId(product.id)}`;
     showProductMeta(product, title);
+    this.showCaveat(product);
     this.player.load(product);
   }
 

@@ -95,6 +95,8 @@ def test_results_not_ready_failed_skipped_dismissed(client: TestClient, store: r
     failed = client.get(f"/jobs/{job_id}/results")
     assert failed.status_code == 409 and failed.json()["code"] == "job-failed"
     assert failed.json()["detail"] == f"job {job_id} failed: input grid 8x8 smaller than the patch"
+    # RFC 9457 and our OpenAPI schema: "status" is the HTTP status (an integer), the job's is apart.
+    assert failed.json()["status"] == 409 and failed.json()["job_status"] == "failed"
     slot = _job(store, "nowcast-20260101T1200Z", kind="nowcast", status="skipped",
                 message="feed stale: newest scan 45 min old")
     skipped = client.get(f"/jobs/{slot}/results")

@@ -2,9 +2,11 @@
 
 The stack is the real thing: the test run's private redis-server (its own database), a real
 prefork ``celery worker`` with a tiny random PredRNN checkpoint (4 scans in, 3 lead times out), and
-the real app under uvicorn on a free loopback port. Two scheduled slots are run through the worker
-before the browser opens: one successful (12:30, a feed of moving blobs) and one skipped (14:00,
-the feed is stale by then).
+the real app under uvicorn on a free loopback port. Before the browser opens, the worker runs: the
+12:30 slot (a feed of moving blobs) in both streams, model and extrapolation; the 12:24 slot (the
+model's), whose +6 min forecast can be compared with the scan observed at 12:30; the 14:00 slot,
+skipped (the feed is stale by then); and an on-demand forecast whose uploaded scans are gone, which
+fails. The tiny checkpoint has a model card beside it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ DB = 11  # this package's Redis database (service tests use 9, worker tests 3 an
 INPUT_SCANS, LEAD_STEPS = 4, 3
 SUCCESSFUL_SLOT = FEED_START + dt.timedelta(minutes=30)  # 2026-03-01 12:30, the newest feed scan
 SKIPPED_SLOT = FEED_START + dt.timedelta(hours=2)  # 14:00: newest scan 90 min old, stale
+EARLIER_SLOT = FEED_START + dt.timedelta(minutes=24)  # 12:24: its +6 min is valid at 12:30, observed
+FAILED_ID = "forecast-" + "0" * 64  # an on-demand job whose uploaded scans were removed
+MODEL_CARD = """# Model card: the tiny test checkpoint
+
+## Known limits
+
+Random weights: it predicts no echo at all. Never use it for a forecast.
+"""
 
 
 @dataclass
@@ -101,6 +111,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     store = redis.Redis.from_url(url)
     store.flushdb()
     checkpoint = write_tiny_checkpoint(tmp / "tiny.pt", input_length=INPUT_SCANS, output_length=LEAD_STEPS)
+    checkpoint.with_suffix(".md").write_text(MODEL_CARD)
     write_blob_feed(data_dir / "feed", FEED_START, 6)  # 12:00 .. 12:30
 
     settings_env = {
@@ -124,10 +135,18 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     try:
         worker.start()
         api = _start_api(api_env, port, tmp / "api.log")
-        for slot in (SUCCESSFUL_SLOT, SKIPPED_SLOT):
+        for slot in (SUCCESSFUL_SLOT, EARLIER_SLOT, SKIPPED_SLOT):
             celery.send_task("workers.tasks.nowcast", args=[slot.isoformat().replace("+00:00", "Z")], queue="gpu")
-        for slot in (SUCCESSFUL_SLOT, SKIPPED_SLOT):
-            _wait_for_job(store, jobs.nowcast_job_id(slot))
+        celery.send_task("workers.tasks.nowcast_extrapolation",
+                         args=[SUCCESSFUL_SLOT.isoformat().replace("+00:00", "Z")], queue="cpu")
+        gone = data_dir / "inputs" / FAILED_ID
+        jobs.create_job(store, job_id=FAILED_ID, kind="forecast", steps=LEAD_STEPS, input_path=str(gone),
+                        model_version="test")
+        celery.send_task("workers.tasks.forecast", args=[FAILED_ID, str(gone), LEAD_STEPS], task_id=FAILED_ID,
+                         queue="gpu")
+        for job_id in (*(jobs.nowcast_job_id(slot) for slot in (SUCCESSFUL_SLOT, EARLIER_SLOT, SKIPPED_SLOT)),
+                       jobs.nowcast_job_id(SUCCESSFUL_SLOT, "extrapolation"), FAILED_ID):
+            _wait_for_job(store, job_id)
         yield Stack(base_url=f"http://127.0.0.1:{port}", api_key=api_key, store=store, tmp=tmp, api_env=api_env,
                     redis_url=url)
     finally:

@@ -65,7 +65,7 @@ def test_child_killed_mid_forecast_completes_exactly_once(private_redis: RedisSe
         product_dir = data_dir / "products" / job_id
         assert sorted(p.name for p in product_dir.iterdir()) == [
             "animation.gif", "forecast.nc", "lead_006.png", "lead_012.png", "lead_018.png",
-            "obs_000.png", "obs_006.png", "obs_012.png", "obs_018.png"]  # no partial file
+            "obs_000.png", "obs_006.png", "obs_012.png", "obs_018.png", "observed.nc"]  # no partial file
         with xr.open_dataset(product_dir / "forecast.nc", engine="netcdf4") as ds:
             assert ds["reflectivity"].shape == (LEAD_STEPS, *GRID)
         log = worker.log_text()

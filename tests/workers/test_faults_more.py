@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 LEASE_S = 6
 SLOT, JOB_ID = "2026-03-01T12:18Z", "nowcast-20260301T1218Z"
 PRODUCT = ["animation.gif", "forecast.nc", "lead_006.png", "lead_012.png", "lead_018.png",
-           "obs_000.png", "obs_006.png", "obs_012.png", "obs_018.png"]
+           "obs_000.png", "obs_006.png", "obs_012.png", "obs_018.png", "observed.nc"]
 
 
 def _client(url: str) -> redis.Redis:

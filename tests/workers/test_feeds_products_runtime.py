@@ -67,13 +67,17 @@ def test_products_netcdf_pngs_gif_and_colour_scale(tmp_path: Path) -> None:
     assert [p.name for p in remove_partial_files(product_dir)] == [".forecast.nc.x1.tmp"]
     products = write_products(product_dir, forecast, sequence, lead_minutes=[6.0, 12.0], observed_scans=3,
                               extra_attrs={"job_id": "job"})
-    assert products == {"netcdf": str(product_dir / "forecast.nc"),
+    assert products == {"netcdf": str(product_dir / "forecast.nc"), "observed": str(product_dir / "observed.nc"),
                         "png": {"6": str(product_dir / "lead_006.png"), "12": str(product_dir / "lead_012.png")},
                         "gif": str(product_dir / "animation.gif"),
                         "obs_png": {str(m): str(product_dir / f"obs_{m:03d}.png") for m in (0, 6, 12)}}
     assert sorted(p.name for p in product_dir.iterdir()) == ["animation.gif", "forecast.nc", "lead_006.png",
                                                              "lead_012.png", "obs_000.png", "obs_006.png",
-                                                             "obs_012.png"]
+                                                             "obs_012.png", "observed.nc"]
+    # The observed scans as data: the last three, on their own times, lead 0 the newest.
+    with xr.open_dataset(products["observed"], engine="netcdf4") as ds:
+        assert ds["lead_time"].values.tolist() == [-12, -6, 0] and ds["crs"].attrs == sequence.grid.grid_mapping
+        np.testing.assert_array_equal(ds["reflectivity"].values, sequence.dbz[-3:])
     with xr.open_dataset(products["netcdf"], engine="netcdf4") as ds:
         np.testing.assert_array_equal(ds["reflectivity"].values, forecast.dbz)
         assert ds.attrs["job_id"] == "job" and "fallback_reason" not in ds.attrs
@@ -109,7 +113,7 @@ def test_products_netcdf_pngs_gif_and_colour_scale(tmp_path: Path) -> None:
     assert cmap.N == 14 and list(norm.boundaries) == list(range(5, 80, 5))
     without = write_products(tmp_path / "p2", forecast, sequence, lead_minutes=[6.0, 12.0], quicklooks=False)
     assert without["png"] == {} and without["gif"] is None and without["obs_png"] == {}
-    assert [p.name for p in (tmp_path / "p2").iterdir()] == ["forecast.nc"]
+    assert sorted(p.name for p in (tmp_path / "p2").iterdir()) == ["forecast.nc", "observed.nc"]
 
 
 def test_runtime_caches_the_model_per_process_and_matches_a_direct_forecast(tmp_path: Path) -> None:

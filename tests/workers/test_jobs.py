@@ -157,3 +157,14 @@ def test_settings_defaults_environment_and_limits(monkeypatch: pytest.MonkeyPatc
         WorkerSettings(timestep_minutes=7)
     with pytest.raises(ValueError, match="latency_offset_minutes"):
         WorkerSettings(latency_offset_minutes=6)
+
+
+def test_public_message_hides_server_paths() -> None:
+    # The message a failed job showed in the viewer: the server's data directory, verbatim.
+    assert jobs.public_message("/srv/nowcast/var/inputs/forecast-1a2b: file not found") == (
+        "forecast-1a2b: file not found")
+    assert jobs.public_message("internal error: OSError: /srv/var/products/x/forecast.nc is gone") == (
+        "internal error: OSError: forecast.nc is gone")
+    # Not paths: rain-rate units, URLs and the API's own resources stay as they are.
+    for kept in ("12 mm/h", "see https://example.org/a/b", "poll /jobs/forecast-1/results"):
+        assert jobs.public_message(kept) == kept

@@ -1,0 +1,83 @@
+// One lead time as data: decode the API's map field (?f=field), colour it, read a value back.
+//
+// The API sends one byte per cell (dBZ = offset + code * step, 255 = no data), rows north to south
+// (service/fields.py). Colouring happens here, with whichever palette the forecaster chose, into a
+// canvas of exactly one pixel per cell; the map scales that canvas without smoothing, so a cell
+// stays a sharp square at any zoom.
+
+import { dbzToRainRate } from "./scale.js";
+
+/** Below the first class (5 dBZ) nothing is drawn: the map shows through. */
+const TRANSPARENT = [0, 0, 0, 0];
+
+/** Decode a field document into {width, height, extent, codes (Uint8Array), ...}. */
+export function decodeField(document) {
+  const binary = atob(document.values);
+  const codes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) codes[i] = binary.charCodeAt(i);
+  if (codes.length !== document.width * document.height) {
+    throw new Error(`field of ${codes.length} cells, expected ${document.width} x ${document.height}`);
+  }
+  return { ...document, codes, values: undefined };
+}
+
+/** dBZ of a code, or null for no data. */
+export function codeToDbz(field, code) {
+  const { offset_dbz: offset, step_dbz: step, nodata } = field.encoding;
+  return code === nodata ? null : offset + code * step;
+}
+
+function hexToRgba(hex) {
+  const value = Number.parseInt(hex.slice(1), 16);
+  return [(value >> 16) & 255, (value >> 8) & 255, value & 255, 255];
+}
+
+/**
+ * The RGBA colour of every code 0..255 under a scale ([{dbz, color}], lower class bounds): one
+ * lookup per cell instead of a search through the classes.
+ */
+export function colourTable(field, scale) {
+  const table = new Uint8ClampedArray(256 * 4);
+  for (let code = 0; code < 256; code += 1) {
+    const dbz = codeToDbz(field, code);
+    let rgba = TRANSPARENT;
+    if (dbz !== null) {
+      for (const { dbz: bound, color } of scale) if (dbz >= bound) rgba = hexToRgba(color);
+    }
+    table.set(rgba, code * 4);
+  }
+  return table;
+}
+
+/** A canvas of width x height pixels, one per cell, coloured by `scale`. */
+export function paintField(field, scale) {
+  const canvas = document.createElement("canvas");
+  canvas.width = field.width;
+  canvas.height = field.height;
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(field.width, field.height);
+  const table = colourTable(field, scale);
+  const { codes } = field;
+  for (let i = 0; i < codes.length; i += 1) {
+    const at = codes[i] * 4;
+    image.data[i * 4] = table[at];
+    image.data[i * 4 + 1] = table[at + 1];
+    image.data[i * 4 + 2] = table[at + 2];
+    image.data[i * 4 + 3] = table[at + 3];
+  }
+  context.putImageData(image, 0, 0);
+  return canvas;
+}
+
+/**
+ * The cell under a map coordinate [x, y] (the grid's own projection): {row, column, dbz, rate}, or
+ * null off the grid. `dbz` and `rate` are null for a no-data cell.
+ */
+export function valueAt(field, [x, y]) {
+  const [west, south, east, north] = field.extent;
+  const column = Math.floor(((x - west) / (east - west)) * field.width);
+  const row = Math.floor(((north - y) / (north - south)) * field.height);
+  if (column < 0 || row < 0 || column >= field.width || row >= field.height) return null;
+  const dbz = codeToDbz(field, field.codes[row * field.width + column]);
+  return { row, column, dbz, rate: dbz === null ? null : dbzToRainRate(dbz) };
+}
