@@ -165,13 +165,13 @@ class Frames:
             if self._var.shape[0] != self.times.size:
                 raise _NotLean
         except (_NotLean, OSError, RuntimeError, ValueError, KeyError):
-            self._fall_back()
+            self.read_whole()
 
     @property
     def lean(self) -> bool:
         return self._whole is None
 
-    def _fall_back(self) -> None:
+    def read_whole(self) -> None:
         """Read the whole file through read_scans; raises its RadarInputError for a file it rejects."""
         self.close()
         self._whole = read_scans(self.path, timestep_minutes=self.timestep_minutes)
@@ -183,7 +183,7 @@ class Frames:
             try:
                 return self._read_lean(indices)
             except (_NotLean, OSError, RuntimeError):  # a truncated file's data fails only when read
-                self._fall_back()
+                self.read_whole()
         assert self._whole is not None
         return self._whole.dbz[indices]
 
@@ -232,5 +232,5 @@ def read_scan_frame(path: Path | str, *, timestep_minutes: float = 6) -> tuple[n
     """One scan's (H, W) dBZ and grid, equal to ``read_scans(path).dbz[0]`` and ``.grid``."""
     with open_frames(path, timestep_minutes=timestep_minutes) as frames:
         if frames.lean and frames.times.size != 1:
-            frames._fall_back()  # a file of several scans: read_scans checks every one of them
+            frames.read_whole()  # a file of several scans: read_scans checks every one of them
         return frames.read([0])[0], frames.grid
