@@ -3,7 +3,8 @@
     baseline_accum(skill, truth_dbz, pred_dbz)      SkillScores sums with scipy box filters, per forecast
     verify_product_baseline(settings, r, record, *, scans, now) -> {outcome: count}
 
-Every forecast pays for its own observed events and fractions (two ``uniform_filter`` passes per
+Its files are read through ``read_scans`` (the benchmark gives it a ``ScanCache(lean=False)``), and
+the product whole. Every forecast pays for its own observed events and fractions (two ``uniform_filter`` passes per
 threshold and scale, float64), and every lead is one HSETNX round trip. Only the benchmark and the
 tests that compare the two paths call this; the sweep uses :mod:`workers.verification`.
 """

@@ -11,14 +11,18 @@ For each lead of a product the outcome is settled once and stored by :mod:`worke
 - the scan at the valid time is in the feed: ``scored`` with the raw contingency counts, FSS sums
   and error sums of :class:`model.verification.metrics.SkillScores`, the same code as
   ``nowcast evaluate``;
-- the scan is not there ``verification_grace_minutes`` after the valid time (or cannot be read):
-  ``missing`` with the reason; it is never scored as a miss and never filled in;
+- the scan is not there ``verification_grace_minutes`` after the valid time, cannot be read, or lies
+  on another grid (shape, coordinates or grid mapping): ``missing`` with the reason; it is never
+  scored as a miss and never filled in;
 - otherwise the lead waits for a later sweep.
 
 A model-stream product that the fallback made (``source = "extrapolation"``) is ``fallback`` on
 every lead: it equals the slot's extrapolation product, which is scored in its own stream, and the
 model's numbers stay the network's. Each lead is written with HSETNX, so a repeated or concurrent
 sweep, a redelivered task or a restart settles nothing twice and resumes where it stopped.
+
+Files are read by :mod:`model.io.lean_reader` (netCDF4 alone, bit for bit what ``read_scans``
+gives): a product's header first, then only the frames of the leads being scored.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from typing import Any
 import numpy as np
 import redis
 
-from model.io.netcdf import RadarInputError, read_scans
+from model.io.lean_reader import Frames, open_frames, read_scan_frame
+from model.io.netcdf import Grid, RadarInputError, read_scans
 from model.verification.metrics import FSS_SCALES, ObservedEvents, SkillScores
 from workers import jobs, skill_store
 from workers.feeds import list_scans
@@ -57,13 +62,22 @@ class ScanCache:
 
     It also keeps the observed events of the last set of valid times scored: a slot's model and
     extrapolation products have the same valid times, and the sweep takes them one after the other.
+    ``lean=False`` reads through read_scans, the path before the lean reader (the benchmark's baseline).
     """
 
-    def __init__(self, scans: dict[dt.datetime, Path], timestep_minutes: int) -> None:
+    def __init__(self, scans: dict[dt.datetime, Path], timestep_minutes: int, *, lean: bool = True) -> None:
         self.scans = scans
         self.timestep_minutes = timestep_minutes
+        self.lean = lean
         self._read: dict[dt.datetime, np.ndarray | str] = {}
+        self._grids: dict[dt.datetime, Grid] = {}
         self._observed: tuple[tuple[dt.datetime, ...], ObservedEvents] | None = None
+
+    def _read_scan(self, path: Path) -> tuple[np.ndarray, Grid]:
+        if self.lean:
+            return read_scan_frame(path, timestep_minutes=self.timestep_minutes)
+        scan = read_scans(path, timestep_minutes=self.timestep_minutes)
+        return scan.dbz[0], scan.grid
 
     def get(self, moment: dt.datetime) -> np.ndarray | str | None:
         """The scan's dBZ, a reason string when it cannot be used, or None when it is not there."""
@@ -71,10 +85,14 @@ class ScanCache:
             return None
         if moment not in self._read:
             try:
-                self._read[moment] = read_scans(self.scans[moment], timestep_minutes=self.timestep_minutes).dbz[0]
+                self._read[moment], self._grids[moment] = self._read_scan(self.scans[moment])
             except RadarInputError as exc:
                 self._read[moment] = f"scan unusable: {exc}"
         return self._read[moment]
+
+    def grid(self, moment: dt.datetime) -> Grid:
+        """The grid of a scan :meth:`get` returned as an array."""
+        return self._grids[moment]
 
     def observed(self, moments: list[dt.datetime]) -> ObservedEvents:
         """The observed events at these valid times (every one a usable scan), as one (1, L, H, W) batch."""
@@ -108,10 +126,54 @@ def _still_waiting(existing: skill_store.VerificationRecord | None, scans: ScanC
     return len(open_valid)
 
 
+def _settle(settings: WorkerSettings, record: jobs.JobRecord, product: Frames, lead_minutes: list[int],
+            done: set[int], scans: ScanCache, now: dt.datetime, outcome: dict[str, int]
+            ) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """The entries of the leads settled without scoring (lead minutes -> entry), and the frames to score.
+
+    Counts the leads that wait in ``outcome``. Decided from the product's times and grid alone, so
+    that only the frames to score are read.
+    """
+    stream = jobs.nowcast_stream(record.job_id)
+    fallback = stream == jobs.MODEL_STREAM and record.source != "predrnn"
+    grace = dt.timedelta(minutes=settings.verification_grace_minutes)
+    entries: dict[int, dict[str, Any]] = {}
+    to_score: list[int] = []
+    for index, (lead, value) in enumerate(zip(lead_minutes, product.times, strict=True)):
+        valid = _utc(value)
+        if lead in done:
+            continue
+        if fallback:
+            entries[lead] = {"status": "fallback", "valid_time": _iso(valid)}
+            continue
+        truth = scans.get(valid)
+        difference = None if truth is None or isinstance(truth, str) else _grid_difference(scans.grid(valid), product)
+        if isinstance(truth, str):
+            entries[lead] = {"status": "missing", "valid_time": _iso(valid), "reason": truth}
+        elif difference is not None:
+            entries[lead] = {"status": "missing", "valid_time": _iso(valid), "reason": difference}
+        elif truth is not None:
+            to_score.append(index)
+        elif now >= valid + grace:
+            entries[lead] = {"status": "missing", "valid_time": _iso(valid),
+                             "reason": f"no scan for {_iso(valid)} in the feed {settings.verification_grace_minutes} "
+                                       "min after its valid time"}
+        else:
+            outcome["waiting"] += 1
+    return entries, to_score
+
+
+def _grid_difference(scan: Grid, product: Frames) -> str | None:
+    """Why a scan cannot be scored against the product's fields, or None when both lie on one grid."""
+    if scan.shape != product.grid.shape:
+        return f"scan grid {scan.shape} differs from the product's {product.grid.shape}"
+    difference = product.grid.same_as(scan)
+    return None if difference is None else f"scan grid differs from the product's: {difference}"
+
+
 def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRecord, *, scans: ScanCache,
                    now: dt.datetime) -> dict[str, int]:
     """Settle what can be settled of one successful nowcast product; returns counts by outcome."""
-    stream = jobs.nowcast_stream(record.job_id)
     existing = skill_store.read_record(r, job_id=record.job_id)
     done = set(existing.leads) if existing else set()
     outcome = {"scored": 0, "missing": 0, "fallback": 0, "waiting": 0}
@@ -121,45 +183,26 @@ def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRec
         outcome["waiting"] = waiting
         return outcome
     netcdf = Path(record.products.get("netcdf") or settings.product_dir(record.job_id) / "forecast.nc")
+    reference = skill_store.parse_iso(record.reference_time or record.slot or "")
     try:
-        product = read_scans(netcdf, timestep_minutes=settings.timestep_minutes)
+        # The header first; then only the frames of the leads to score, as a product lives through
+        # some 20 sweeps that each settle one or two of its leads.
+        with open_frames(netcdf, timestep_minutes=settings.timestep_minutes) as product:
+            valid_times = [_utc(t) for t in product.times]
+            lead_minutes = [int(round((t - reference).total_seconds() / 60)) for t in valid_times]
+            entries, to_score = _settle(settings, record, product, lead_minutes, done, scans, now, outcome)
+            forecast = product.read(to_score) if to_score else None
     except (RadarInputError, OSError) as exc:
         log.warning("verification: %s unreadable (%s); trying again next sweep", netcdf, exc)
-        outcome["waiting"] = 1
-        return outcome
-    reference = skill_store.parse_iso(record.reference_time or record.slot or "")
-    valid_times = [_utc(t) for t in product.times]
-    lead_minutes = [int(round((t - reference).total_seconds() / 60)) for t in valid_times]
+        return {"scored": 0, "missing": 0, "fallback": 0, "waiting": 1}
     if existing is None or not existing.meta:
-        skill_store.write_meta(r, job_id=record.job_id, meta=_meta(record, stream, lead_minutes))
-    fallback = stream == jobs.MODEL_STREAM and record.source != "predrnn"
-    to_score: list[int] = []
-    entries: dict[int, dict[str, Any]] = {}  # lead minutes -> entry, written in one pipeline at the end
-    for index, (lead, valid) in enumerate(zip(lead_minutes, valid_times, strict=True)):
-        if lead in done:
-            continue
-        if fallback:
-            entries[lead] = {"status": "fallback", "valid_time": _iso(valid)}
-            continue
-        truth = scans.get(valid)
-        if isinstance(truth, str):
-            entries[lead] = {"status": "missing", "valid_time": _iso(valid), "reason": truth}
-        elif truth is not None and truth.shape != product.dbz.shape[1:]:
-            entries[lead] = {"status": "missing", "valid_time": _iso(valid),
-                             "reason": f"scan grid {truth.shape} differs from the product's {product.dbz.shape[1:]}"}
-        elif truth is not None:
-            to_score.append(index)
-        elif now >= valid + grace:
-            entries[lead] = {"status": "missing", "valid_time": _iso(valid),
-                             "reason": f"no scan for {_iso(valid)} in the feed {settings.verification_grace_minutes} "
-                                       "min after its valid time"}
-        else:
-            outcome["waiting"] += 1
-    if to_score:
+        skill_store.write_meta(r, job_id=record.job_id,
+                               meta=_meta(record, jobs.nowcast_stream(record.job_id), lead_minutes))
+    if forecast is not None:
         # One accumulation over every lead that can be scored: the lead axis of SkillScores holds them.
         # The observed side comes from the cache, shared with the slot's other product.
         skill = SkillScores.init(len(to_score), THRESHOLDS, SCALES)
-        skill.accum_observed(scans.observed([valid_times[i] for i in to_score]), product.dbz[to_score][None])
+        skill.accum_observed(scans.observed([valid_times[i] for i in to_score]), forecast[None])
         for row, index in enumerate(to_score):
             entries[lead_minutes[index]] = {"status": "scored", "valid_time": _iso(valid_times[index]),
                                             "sums": skill_store.sums_of(skill, row)}

@@ -25,10 +25,17 @@ def test_bench_verification_writes_its_report(tmp_path: Path) -> None:
     # The code before the shared truth is timed in the same run, for the ratio on a loaded machine.
     assert report["path"] == "shared" and len(report["baseline"]["seconds"]) == 2
     assert report["speedup"] == round(report["baseline"]["median_s"] / report["result"]["median_s"], 2)
+    # The read path alone, read_scans against the lean reader, is a ratio from the same run too.
+    assert report["reads_speedup"] == round(report["baseline"]["reads_only_median_s"]
+                                            / report["result"]["reads_only_median_s"], 2)
+    assert report["one_lead_reads_speedup"] == round(report["baseline"]["one_lead_reads_median_s"]
+                                                     / report["result"]["one_lead_reads_median_s"], 2)
+    assert "through read_scans" in result.stderr
     for timing in (report["result"], report["baseline"]):
         assert len(timing["cpu_seconds"]) == 2 and timing["cpu_median_s"] > 0
         assert timing["min_s"] == min(timing["seconds"])
         assert timing["reads_only_median_s"] > 0 and timing["accum_only_median_s"] > 0
+        assert timing["one_lead_reads_median_s"] > 0
     assert len(report["load_average"]["before"]) == 3 and len(report["load_average"]["after"]) == 3
     assert report["command"].startswith("python -m benchmarks.bench_verification --grid 32x48")
     assert "verified one slot in" in result.stderr
