@@ -72,7 +72,7 @@ def test_alignment_moves_each_scan_to_the_reference_time() -> None:
     motion = Motion(velocity.astype(np.float32), displacements(velocity, 3))
     aligned = align_context(scans, motion, NO_ECHO)
     for t in range(4):
-        np.testing.assert_allclose(aligned[t], scans[-1], atol=1e-5)
+        np.testing.assert_allclose(aligned[t], scans[-1], atol=1e-4)  # float32 sampling
     forward = advect_forward(scans[-1:].repeat(2, 0), motion, NO_ECHO)
     np.testing.assert_allclose(forward[1, 8:12, 10:14], 40.0)
 

@@ -64,6 +64,17 @@ def test_the_shipped_preset_loads_and_is_lagrangian() -> None:
     assert LagrangianConfig.from_dict(config.to_dict()) == config
 
 
+def test_every_lagrangian_preset_loads_and_starts_from_a_file_in_the_repository() -> None:
+    from model.training.lagrangian import is_lagrangian_preset
+
+    presets = [p for p in PRESET.parent.glob("*.toml") if is_lagrangian_preset(p)]
+    assert len(presets) >= 3
+    for preset in presets:
+        config = load_config(preset)
+        if config.run.init_from:  # fine-tuning must be reproducible from a clean checkout
+            assert (REPO / config.run.init_from).is_file(), f"{preset.name}: {config.run.init_from} is missing"
+
+
 def test_bad_presets_are_refused_with_the_file_named(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(PRESET.read_text().replace('frame = "lagrangian"', 'frame = "eulerian"'))
