@@ -18,28 +18,29 @@ from model.visualization.figures import pyplot
 
 
 def plot_skill(results: dict[str, dict[str, Any]], path: Path) -> Path:
-    """PNG: CSI per threshold against lead time (one line style per method) and MSE per frame."""
+    """PNG: CSI against lead time, one panel per dBZ threshold and one colour per method; MSE per frame."""
     plt = pyplot()
 
-    panels = [p for p in ("nowcast", "paper") if any(p in r for r in results.values())]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    styles = ["-", "--", ":", "-."]
-    for axis, panel in zip(axes[0], panels, strict=True):
+    thresholds = sorted({t for r in results.values() if "nowcast" in r for t in r["nowcast"]["thresholds"]
+                         if t.endswith("dBZ")}, key=lambda t: float(t.removesuffix("dBZ")))
+    with_paper = any("paper" in r for r in results.values())
+    panels = [("csi", t) for t in thresholds] + ([("mse", None)] if with_paper else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for axis, (kind, threshold) in zip(axes[0], panels, strict=True):
         for m, (name, result) in enumerate(results.items()):
-            style = styles[m % len(styles)]
-            if panel == "nowcast" and "nowcast" in result:
+            colour = f"C{m % 10}"
+            if kind == "csi" and "nowcast" in result and threshold in result["nowcast"]["csi"]:
                 skill = result["nowcast"]
                 step = result.get("timestep_minutes") or 1
                 lead = np.array(skill["lead_steps"]) * step
-                for k, threshold in enumerate(n for n in skill["thresholds"] if n.endswith("dBZ")):
-                    values = [np.nan if v is None else v for v in skill["csi"][threshold]]
-                    axis.plot(lead, values, style, color=f"C{k}", label=f"{name} {threshold}")
+                values = [np.nan if v is None else v for v in skill["csi"][threshold]]
+                axis.plot(lead, values, "-", color=colour, label=name)
                 axis.set_xlabel("lead time (min)" if result.get("timestep_minutes") else "lead (frames)")
-                axis.set_ylabel("CSI")
+                axis.set_ylabel(f"CSI at {threshold.removesuffix('dBZ')} dBZ")
                 axis.set_ylim(0, 1)
-            if panel == "paper" and "paper" in result:
+            if kind == "mse" and "paper" in result:
                 mse = result["paper"]["per_frame"]["mse"]
-                axis.plot(np.arange(1, len(mse) + 1), mse, style, color=f"C{m}", marker="o", label=name)
+                axis.plot(np.arange(1, len(mse) + 1), mse, "-", color=colour, marker="o", markersize=3, label=name)
                 axis.set_xlabel("predicted frame")
                 axis.set_ylabel("MSE per frame (sum over pixels)")
         axis.grid(alpha=0.3)
