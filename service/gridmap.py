@@ -43,15 +43,16 @@ def grid_mapping_of(ds: xr.Dataset, field: xr.DataArray) -> dict[str, Any] | Non
     name = str(field.attrs.get("grid_mapping") or field.encoding.get("grid_mapping") or "").split(":")[0].strip()
     if not name or name not in ds.variables:
         return None
-    attributes = {key: _plain(value) for key, value in ds[name].attrs.items()}
+    attributes = {key: plain_value(value) for key, value in ds[name].attrs.items()}
     proj = _proj(attributes)
     return {"name": name, "attributes": attributes, "proj4": proj[0] if proj else None,
             "crs_wkt": proj[1] if proj else None}
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """netCDF attribute -> JSON-able value (numpy arrays and scalars to lists and numbers)."""
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain_value(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -28,7 +28,7 @@ import xarray as xr
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from model.io.units import dbz_to_rainrate
-from service.gridmap import grid_mapping_of
+from service.gridmap import grid_mapping_of, plain_value
 from service.problems import Problem
 
 # netCDF-C and HDF5 are not thread-safe, and the API reads and writes netCDF from its threadpool:
@@ -165,7 +165,7 @@ def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
         y_dim, x_dim = field.dims[1], field.dims[2]
         x = [float(v) for v in ds[x_dim].values] if x_dim in ds.coords else None
         y = [float(v) for v in ds[y_dim].values] if y_dim in ds.coords else None
-        attributes = {k: _plain(v) for k, v in ds.attrs.items()}
+        attributes = {k: plain_value(v) for k, v in ds.attrs.items()}
         grid_mapping = grid_mapping_of(ds, field)
         rain = ds["rainfall_rate"].values.astype(np.float64) if "rainfall_rate" in ds else dbz_to_rainrate(values)
     # Two decimals of a dBZ are far below radar precision and halve the document.
@@ -189,15 +189,6 @@ def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
         "rainfall_rate_units": "mm h-1",
         "rainfall_rate": rain_nested,
     }
-
-
-def _plain(value: Any) -> Any:
-    """netCDF attribute -> JSON-able value."""
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def png_path(products: dict[str, Any], product_dir: Path, lead: int) -> Path | None:

@@ -262,7 +262,8 @@ def _fail(settings: WorkerSettings, r: redis.Redis, job_id: str, *, message: str
         log.warning("job %s: removed the partial product of the failed attempt", job_id)
     public = jobs.public_message(message)
     if public != message:  # the operator's log keeps the paths the job's readers are not shown
-        log.warning("job %s failed: %s", job_id, message)
+        # Worded apart from _finish's "job ... failed" line: each job's end is logged once.
+        log.warning("job %s, failure in full: %s", job_id, message)
     return _finish(r, job_id, status="failed", message=public, **fields)
 
 
