@@ -79,13 +79,22 @@ def _now() -> dt.datetime:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie (killed, not yet reaped) does not: it holds nothing any more.
+
+    A worker killed with its parent is reparented and stays a zombie until PID 1 reaps it, which
+    can take a while in a container; ``kill(pid, 0)`` still succeeds on it.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # without /proc (not Linux) trust kill(); with it, the process just ended
+        return not Path("/proc").is_dir()
+    return stat.rpartition(")")[2].split()[0] != "Z"  # the state follows the parenthesised name
 
 
 def _lock_owner_id() -> str:

@@ -100,3 +100,29 @@ def test_a_job_whose_worker_died_is_requeued_within_a_minute_and_runs_once(
         second.stop()
         app.close()
         r.close()
+
+
+def test_a_killed_unreaped_lock_holder_counts_as_dead() -> None:
+    # A worker killed together with its parent lingers as a zombie until PID 1 reaps it; its lock
+    # must be taken over at once, not when the zombie goes.
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    from workers import tasks
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        holder = f"{socket.gethostname()}:{child.pid}:abcd1234"
+        assert tasks._pid_alive(child.pid) and not tasks._holder_is_dead(holder)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not tasks._pid_alive(child.pid) and tasks._holder_is_dead(holder)  # zombie, not reaped
+    finally:
+        child.kill()
+        child.wait()
+    assert not tasks._pid_alive(child.pid)
