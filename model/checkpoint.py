@@ -19,12 +19,12 @@ import datetime as dt
 import hashlib
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from model.io.atomic import atomic_path
 from model.io.units import DEFAULT_SCALING
 from model.network.predrnn import PredRNN, PredRNNConfig
 
@@ -96,21 +96,12 @@ def save_checkpoint(
     }
     if train_state is not None:
         payload["train_state"] = train_state
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    # mkstemp creates 0600; give the file the mode a plain open() would, so that a worker running
-    # as another user (the non-root user of the images) can read what the trainer wrote.
+    # The mode a plain open() would give, so that a worker running as another user (the non-root
+    # user of the images) can read what the trainer wrote.
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
+    with atomic_path(path, mode=0o666 & ~umask, fsync=False) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return meta
 
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from model.io.atomic import atomic_path
 from service.gridmap import grid_mapping_of
 from service.problems import Problem
 from service.representations import NETCDF_LOCK
@@ -139,13 +138,6 @@ def geotiff_path(product_dir: Path, lead: int, job_id: str) -> Path:
     field.encoding = {}  # the netCDF's _FillValue would otherwise replace NaN, the GeoTIFF's nodata
     field = field.rio.write_crs(mapping["crs_wkt"]).rio.write_nodata(np.nan, encoded=False)
     field.attrs = {"units": "dBZ", "long_name": "radar reflectivity", "valid_lead_minutes": lead}
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=product_dir)
-    os.close(fd)
-    try:
+    with atomic_path(target, fsync=False) as tmp:  # a cache: lost in a crash, it is rendered again
         field.rio.to_raster(tmp, driver="COG", dtype="float32", compress="DEFLATE")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from model.io.atomic import atomic_path
 from model.io.netcdf import RadarSequence, write_forecast, write_observed
 from model.visualization.quicklook import png_bytes, quicklook_layout
 from workers.runtime import Forecast
@@ -50,17 +49,8 @@ def observed_png_name(minutes_before: int) -> str:
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def render_quicklooks(

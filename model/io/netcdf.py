@@ -25,10 +25,8 @@ import datetime as dt
 import errno
 import hashlib
 import logging
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from model.io.atomic import atomic_path
 from model.io.units import dbz_to_rainrate, rainrate_to_dbz
 
 log = logging.getLogger(__name__)
@@ -524,10 +523,7 @@ def scan_time_from_name(path: Path) -> dt.datetime | None:
 def _atomic_to_netcdf(ds: xr.Dataset, path: Path, encoding: dict[str, Any]) -> Path:
     """Write to a hidden temporary name in the same directory, fsync, then rename over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # 0644: products are read by the API's user too
         try:
             ds.to_netcdf(tmp, engine=ENGINE, format="NETCDF4", encoding=encoding)
         except (RuntimeError, OSError) as exc:
@@ -537,13 +533,6 @@ def _atomic_to_netcdf(ds: xr.Dataset, path: Path, encoding: dict[str, Any]) -> P
                 raise OSError(errno.ENOSPC, f"No space left on device writing {path.name} ({exc})",
                               str(path.parent)) from exc
             raise
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; products are read by the API's user too
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
