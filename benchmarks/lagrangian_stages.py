@@ -32,12 +32,12 @@ OUT = Path("results/bench/lagrangian_stages_256.json")
 
 def motion_ratio(frames: np.ndarray, repeats: int = 5) -> dict[str, float]:
     """Median seconds of pysteps' dense Lucas-Kanade and of model.motion's, alternating."""
-    from model.baselines import _import_pysteps
+    from model.baselines import _import_pysteps, declustering_scale
     from model.motion import dense_lucaskanade
 
     pysteps = _import_pysteps()
     frames = np.maximum(frames, -10.0)
-    options = {"decl_scale": 16}  # estimate_motion's choice at 256 x 256
+    options = {"decl_scale": declustering_scale(frames.shape[1:])}  # estimate_motion's choice
     seconds: dict[str, list[float]] = {"pysteps": [], "model.motion": []}
     for _ in range(repeats):
         for name, method in (("pysteps", pysteps.motion.lucaskanade.dense_lucaskanade),

@@ -110,6 +110,11 @@ def _import_pysteps() -> Any:
     return pysteps
 
 
+def declustering_scale(grid: tuple[int, ...]) -> int:
+    """Lucas-Kanade's declustering scale for an (H, W) grid: min(H, W) / 16 pixels, clipped to 2..20."""
+    return int(np.clip(min(grid) // 16, 2, 20))
+
+
 def estimate_motion(frames: np.ndarray, *, zerovalue: float, **lk_options: Any) -> np.ndarray:
     """Lucas-Kanade motion field (pysteps ``dense_lucaskanade``) of (T, H, W) frames, T >= 2.
 
@@ -129,7 +134,7 @@ def estimate_motion(frames: np.ndarray, *, zerovalue: float, **lk_options: Any) 
     frames = np.nan_to_num(np.asarray(frames, dtype=np.float64), nan=zerovalue)
     frames = np.maximum(frames, zerovalue)
     options = dict(lk_options)  # copy: the caller's dict is not ours to change
-    options.setdefault("decl_scale", int(np.clip(min(frames.shape[1:]) // 16, 2, 20)))
+    options.setdefault("decl_scale", declustering_scale(frames.shape[1:]))
     with warnings.catch_warnings():
         # Few tracked features (small, sparse digits) make pysteps' outlier test warn about a
         # singular covariance; it then keeps the vectors, which is the right outcome.
