@@ -26,6 +26,23 @@ from scipy.ndimage import map_coordinates
 NO_ECHO_DBZ = -10.0
 ECHO_DBZ = 5.0  # growth and decay act on echo only: they do not create rain from clear air
 
+# The real-rain cases the default model is judged on (tests/model/test_default_model.py,
+# benchmarks/real_rain.py): (window row, col, size), velocity (rows, cols) px/scan,
+# rotation rad/scan, growth dB/scan, applied to the MeteoSwiss composite in tests/data/.
+REAL_RAIN_FLOWS = {
+    "rotating, growing in the north-west": ((352, 384, 128), (1.5, 2.5), 0.004, 0.5),
+    "faster, turning the other way": ((300, 300, 160), (-1.0, 3.0), -0.006, 0.8),
+}
+
+
+def real_rain_case(field_dbz: np.ndarray, flow: str, context: int = 6, steps: int = 20
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(context scans (context, n, n), truth (steps, n, n)) dBZ of one of :data:`REAL_RAIN_FLOWS`."""
+    window, velocity, rotation, growth = REAL_RAIN_FLOWS[flow]
+    scans = evolving_sequence(field_dbz, context + steps, window=window, velocity=velocity, rotation=rotation,
+                              growth_db_per_scan=growth)
+    return scans[:context], scans[context:]
+
 
 def evolving_sequence(
     field_dbz: np.ndarray,

@@ -16,7 +16,7 @@ import pytest
 
 from model.baselines import extrapolation
 from model.checkpoint import load_checkpoint
-from model.data.evolving import evolving_sequence
+from model.data.evolving import REAL_RAIN_FLOWS, real_rain_case
 from model.forecast import forecast_dbz
 from model.io.odim import read_odim
 from model.verification.metrics import SkillScores
@@ -26,11 +26,7 @@ ODIM = Path(__file__).resolve().parents[1] / "data" / "RFO_example_h5_grid.h5"
 CONTEXT, STEPS = 6, 20
 LEADS = {"30 min": 5, "60 min": 10}
 
-# (window row, col, size), velocity (rows, cols) px/scan, rotation rad/scan, growth dB/scan
-FLOWS = {
-    "rotating, growing in the north-west": ((352, 384, 128), (1.5, 2.5), 0.004, 0.5),
-    "faster, turning the other way": ((300, 300, 160), (-1.0, 3.0), -0.006, 0.8),
-}
+FLOWS = REAL_RAIN_FLOWS
 
 
 def skill(truth: np.ndarray, forecast: np.ndarray) -> dict:
@@ -51,11 +47,7 @@ def test_the_default_model_is_lagrangian(default_model) -> None:
 
 
 def scores(flow: str, default_model) -> tuple[dict, dict]:
-    window, velocity, rotation, growth = FLOWS[flow]
-    field = read_odim(ODIM).dbz[0]
-    scans = evolving_sequence(field, CONTEXT + STEPS, window=window, velocity=velocity, rotation=rotation,
-                              growth_db_per_scan=growth)
-    context, truth = scans[:CONTEXT], scans[CONTEXT:]
+    context, truth = real_rain_case(read_odim(ODIM).dbz[0], flow, CONTEXT, STEPS)
     assert (truth[-1] >= 30).mean() > 0.005, "the case must keep intense rain to the end"
     model, meta = default_model
     return (skill(truth, forecast_dbz(model, context, STEPS, scaling=meta["scaling"])),
