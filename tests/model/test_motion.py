@@ -11,7 +11,7 @@ from model.baselines import _import_pysteps, estimate_motion
 from model.data.evolving import evolving_sequence
 from model.data.synthetic import storm_frames
 from model.io.odim import read_odim
-from model.motion import dense_lucaskanade, idw_grid
+from model.motion import dense_lucaskanade, idw_grid, local_outliers
 
 ODIM = Path(__file__).resolve().parents[1] / "data" / "RFO_example_h5_grid.h5"
 
@@ -64,3 +64,38 @@ def test_the_interpolation_keeps_pysteps_shortcuts_and_neighbours() -> None:
 
 def test_no_trackable_echo_is_no_motion() -> None:
     assert not estimate_motion(np.full((3, 32, 32), -10.0), zerovalue=-10.0).any()
+
+
+def test_the_outlier_test_flags_what_pysteps_flags() -> None:
+    from pysteps.utils.cleansing import detect_outliers
+
+    rng = np.random.default_rng(7)
+    for n, k in ((12, 30), (200, 30), (600, 30), (300, 8)):  # fewer vectors than neighbours, and more
+        xy = rng.uniform(0, 255, size=(n, 2))
+        uv = rng.normal(1.0, 0.3, size=(n, 2))
+        uv[rng.choice(n, size=n // 20 + 1, replace=False)] += rng.normal(0, 3.0, size=(n // 20 + 1, 2))
+        expected = detect_outliers(uv, 3.0, xy, k)
+        assert expected.any(), "the case must hold outliers"
+        np.testing.assert_array_equal(local_outliers(uv, xy, 3.0, k), expected)
+
+
+def test_a_singular_neighbourhood_is_no_outlier_as_in_pysteps() -> None:
+    from pysteps.utils.cleansing import detect_outliers
+
+    xy = np.column_stack((np.arange(10.0), np.zeros(10)))
+    uv = np.ones((10, 2))  # every neighbourhood has zero covariance
+    uv[3] = (5.0, 5.0)
+    with pytest.warns(UserWarning, match="outlier detection"):
+        expected = detect_outliers(uv, 3.0, xy, 4)
+    with pytest.warns(UserWarning, match="outlier detection"):
+        ours = local_outliers(uv, xy, 3.0, 4)
+    np.testing.assert_array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("options", [{"k_outlier": 8, "nr_std_outlier": 2.0}, {"size_opening": 0},
+                                     {"lk_kwargs": {"winsize": (30, 30)}}, {"verbose": False}])
+def test_the_other_tracking_options_give_pysteps_field(options: dict) -> None:
+    pysteps = _import_pysteps()
+    frames = CASES["real rain 160 x 160"]()
+    np.testing.assert_allclose(dense_lucaskanade(frames, **options),
+                               pysteps.motion.lucaskanade.dense_lucaskanade(frames, **options), rtol=0, atol=1e-12)
