@@ -16,6 +16,9 @@ extrapolation does not get for free:
 
 Scan t is the composite sampled at the position each pixel came from t scans earlier (bilinear,
 "no echo" outside the composite), then the growth applied where there is echo.
+
+:func:`textured_rain` makes a field to set in motion the same way when no composite may be used
+(training): rain with the texture of a radar composite rather than of the synthetic storms.
 """
 
 from __future__ import annotations
@@ -89,6 +92,36 @@ def evolving_sequence(
         scan = np.where(scan > ECHO_DBZ, scan + change, scan)
         out[t] = np.clip(scan, NO_ECHO_DBZ, 70.0)
     return out
+
+
+def textured_rain(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A (size, size) float32 dBZ field with a radar composite's texture: multi-scale, graded, filamentary.
+
+    The synthetic storms (model/data/synthetic.py) are smooth stratiform areas cut off at a
+    12-17 dBZ detection level with round convective cores; a composite's rain is textured at every
+    scale, grades from 5 dBZ at its edges and holds its 30 dBZ echo in filaments and bands. This
+    is one periodic Gaussian field with a power-law amplitude spectrum (slope 1.1-1.6, all scales
+    in one band), stretched along a drawn direction, and mapped to dBZ through drawn shares of
+    the field: echo (25-75 %, 5 dBZ at its edge), 20 dBZ and above, 30 dBZ and above, and a peak.
+    Pixels outside the echo are "no echo".
+    """
+    from model.data.synthetic import power_law_noise
+
+    large, small = power_law_noise(rng, (2 * size, 2 * size), rng.uniform(1.1, 1.6), 2 * size)
+    noise = large + small
+    stretch, theta = rng.uniform(1.0, 2.0), rng.uniform(0.0, np.pi)
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    along = np.cos(theta) * rows + np.sin(theta) * cols
+    across = -np.sin(theta) * rows + np.cos(theta) * cols
+    field = map_coordinates(noise, [(along / stretch) % (2 * size), across % (2 * size)], order=1, mode="grid-wrap")
+    # Piecewise linear through drawn quantiles: the echo's share, then 20 and 30 dBZ as shares of it
+    # (a composite's 30 dBZ area is a tenth to a third of its 20 dBZ area), and a peak of 45-55 dBZ.
+    echo = rng.uniform(0.25, 0.75)
+    at_20 = echo * rng.uniform(0.3, 0.7)
+    at_30 = at_20 * rng.uniform(0.1, 0.4)
+    anchors = np.quantile(field, [1.0 - echo, 1.0 - at_20, 1.0 - at_30, 0.999])
+    dbz = np.interp(field, anchors, [ECHO_DBZ, 20.0, 30.0, rng.uniform(45.0, 55.0)])
+    return np.where(field > anchors[0], dbz, NO_ECHO_DBZ).astype(np.float32)
 
 
 def _bump(rows: np.ndarray, cols: np.ndarray, at: tuple[float, float], sigma: float) -> np.ndarray:

@@ -72,6 +72,10 @@ class DataOptions:
     # decay (model/data/evolving.py) instead of a storm's own life cycle: a trend the context
     # shows and the forecast must continue, of either sign, where real rain is judged.
     evolving_fraction: float = 0.0
+    # Share of those evolving sequences whose rain field has a composite's texture (multi-scale,
+    # graded edges, 30 dBZ in filaments; model.data.evolving.textured_rain) instead of being a
+    # developed synthetic storm: the synthetic storms are smoother than any real rain.
+    textured_fraction: float = 0.0
     cache_dir: str = "var/cache/lagrangian"
 
 
@@ -133,8 +137,9 @@ class LagrangianConfig:
             raise ValueError(f"[data] height and width must be divisible by the patch size {p}")
         if any(not 1 <= k <= self.data.output_length for k in self.run.selection_leads):
             raise ValueError("[run] selection_leads must lie in 1..output_length")
-        if not 0.0 <= self.data.evolving_fraction <= 1.0:
-            raise ValueError("[data] evolving_fraction must lie in [0, 1]")
+        for name in ("evolving_fraction", "textured_fraction"):
+            if not 0.0 <= getattr(self.data, name) <= 1.0:
+                raise ValueError(f"[data] {name} must lie in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -190,7 +195,9 @@ def _storm(data: DataOptions, split: str, index: int) -> tuple[np.ndarray, np.nd
     entropy = [data.seed, _SPLIT_CODES[split], index]
     rng = np.random.default_rng([*entropy, 1])
     if rng.random() < data.evolving_fraction:
-        scans = _evolving_storm(rng, entropy, total, data.height, data.width)
+        # Its own stream, so that presets without textured rain keep their storms bit for bit.
+        textured = np.random.default_rng([*entropy, 3]).random() < data.textured_fraction
+        scans = _evolving_storm(rng, entropy, total, data.height, data.width, textured=textured)
     else:
         scans = storm_frames(entropy, total, data.height, data.width)
     steps = max(data.output_length, data.input_length - 1)
@@ -198,22 +205,27 @@ def _storm(data: DataOptions, split: str, index: int) -> tuple[np.ndarray, np.nd
     return scans, motion.displacements
 
 
-def _evolving_storm(rng: np.random.Generator, entropy: list[int], total: int, height: int, width: int
-                    ) -> np.ndarray:
-    """One developed synthetic rain field, twice the grid, set in motion with growth and decay.
+def _evolving_storm(rng: np.random.Generator, entropy: list[int], total: int, height: int, width: int,
+                    *, textured: bool = False) -> np.ndarray:
+    """One rain field, twice the grid, set in motion with growth and decay.
 
+    The field is a developed synthetic storm or, if ``textured``, rain with a composite's texture.
     Flows and trends are drawn around the ranges a 6-minute radar sees: up to 3 px per scan,
     rotation and shear of a few degrees per hour, and up to 1 dB per scan of growth in one region
     and decay in another, anywhere in the window, on echo lifted by 0-8 dB.
     """
-    from model.data.evolving import evolving_sequence
+    from model.data.evolving import evolving_sequence, textured_rain
     from model.data.synthetic import storm_frames
 
     size = min(height, width)
-    field = storm_frames([*entropy, 2], 9, 2 * size, 2 * size)[-1]  # cells have grown by scan 9
     # Real composites hold far more rain at 30 dBZ and above than the synthetic storms (15 % of
-    # an active window against about 1 %): lift the echo by up to 8 dB to cover that range.
-    field = np.where(field > 5.0, field + rng.uniform(0.0, 8.0), field)
+    # an active window against about 1 %): lift the storm's echo by up to 8 dB to cover that range.
+    lift = rng.uniform(0.0, 8.0)
+    if textured:
+        field = textured_rain(np.random.default_rng([*entropy, 4]), 2 * size)
+    else:
+        field = storm_frames([*entropy, 2], 9, 2 * size, 2 * size)[-1]  # cells have grown by scan 9
+        field = np.where(field > 5.0, field + lift, field)
     offset = rng.integers(0, size + 1, size=2)
     scans = evolving_sequence(
         field, total, window=(int(offset[0]), int(offset[1]), size),
@@ -230,6 +242,8 @@ def _shard_path(data: DataOptions, split: str, shard: int) -> Path:
     tag = f"s{data.seed}_{data.height}x{data.width}_{data.input_length}-{data.output_length}"
     if data.evolving_fraction > 0:
         tag += f"_e{data.evolving_fraction:g}"
+    if data.evolving_fraction > 0 and data.textured_fraction > 0:
+        tag += f"_t{data.textured_fraction:g}"
     return Path(data.cache_dir) / tag / f"{split}_{shard:04d}.npz"
 
 

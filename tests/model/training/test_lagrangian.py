@@ -83,6 +83,28 @@ def test_bad_presets_are_refused_with_the_file_named(tmp_path: Path) -> None:
     path.write_text(PRESET.read_text() + "\n[optim2]\nx = 1\n")
     with pytest.raises(InputError, match="unknown keys"):
         load_config(path)
+    path.write_text(PRESET.read_text().replace("[data]\n", "[data]\ntextured_fraction = 1.5\n"))
+    with pytest.raises(InputError, match="bad.toml: .*textured_fraction must lie in"):
+        load_config(path)
+
+
+def test_textured_rain_replaces_the_storm_field_of_evolving_sequences_only(tmp_path: Path) -> None:
+    import dataclasses
+
+    from model.training.lagrangian import _shard_path, _storm
+
+    base = load_config(tiny_preset(tmp_path, 1)).data
+    evolving = dataclasses.replace(base, evolving_fraction=1.0)
+    textured = dataclasses.replace(evolving, textured_fraction=1.0)
+    plain, _ = _storm(evolving, "train", 0)
+    rough, displacements = _storm(textured, "train", 0)
+    assert rough.shape == plain.shape == (7, 32, 32) and displacements.shape == (4, 2, 32, 32)
+    assert not np.array_equal(rough, plain)
+    # Without evolving sequences the option changes nothing, the cache included.
+    storms_only = dataclasses.replace(base, textured_fraction=1.0)
+    np.testing.assert_array_equal(_storm(storms_only, "train", 0)[0], _storm(base, "train", 0)[0])
+    assert _shard_path(storms_only, "train", 0) == _shard_path(base, "train", 0)
+    assert len({_shard_path(d, "train", 0) for d in (base, evolving, textured)}) == 3
 
 
 def test_skill_loss_rewards_the_echo_a_blur_loses() -> None:
