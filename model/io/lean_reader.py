@@ -32,10 +32,10 @@ from model.io.netcdf import (
     Grid,
     RadarInputError,
     RadarSequence,
-    _normalise_units,
     check_axis,
     check_plausible_dbz,
     check_times,
+    normalise_units,
     read_scans,
 )
 
@@ -79,7 +79,7 @@ def _radar_variable(ds: netCDF4.Dataset) -> Any:
             raise _NotLean
         if _PACKING_ATTRS & set(var.ncattrs()) or "units" not in var.ncattrs():
             raise _NotLean
-        if _normalise_units(str(var.getncattr("units"))) != "dbz":
+        if normalise_units(str(var.getncattr("units"))) != "dbz":
             raise _NotLean
         return var
     raise _NotLean

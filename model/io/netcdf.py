@@ -222,7 +222,8 @@ def _scan_files(paths: Sequence[Path | str] | Path | str) -> list[Path]:
     return [Path(p) for p in paths]
 
 
-def _normalise_units(units: str) -> str:
+def normalise_units(units: str) -> str:
+    """A units attribute compared loosely: case, spacing and ``**`` vs ``^`` do not matter."""
     return " ".join(units.strip().replace("**", "^").split()).lower()
 
 
@@ -247,7 +248,7 @@ def _find_variable(ds: xr.Dataset, path: Path) -> tuple[str, str]:
 def _to_dbz(values: np.ndarray, units: str | None, kind: str, path: Path, name: str) -> np.ndarray:
     if units is None:
         raise UnitsError(f"{path}: variable {name!r} has no units attribute (expected dBZ or mm h-1)")
-    normalised = _normalise_units(units)
+    normalised = normalise_units(units)
     if kind == "dBZ" or normalised == "dbz":
         if normalised != "dbz":
             raise UnitsError(f"{path}: reflectivity {name!r} has units {units!r}, not dBZ")

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 if TYPE_CHECKING:
     import torch
@@ -92,15 +91,6 @@ def motion_of(frames_dbz: np.ndarray, steps: int, *, zerovalue: float) -> Motion
     return Motion(velocity.astype(np.float32), displacements(velocity, steps))
 
 
-def sample(field: np.ndarray, displacement: np.ndarray, outval: float) -> np.ndarray:
-    """field (H, W) read at x + displacement (2, H, W): bilinear, ``outval`` outside (as pysteps)."""
-    h, w = field.shape
-    rows, cols = np.mgrid[0:h, 0:w]
-    coords = [rows + displacement[1], cols + displacement[0]]
-    return map_coordinates(np.asarray(field, dtype=np.float64), coords, mode="constant", cval=outval,
-                           order=1, prefilter=False).astype(np.float32)
-
-
 def align_context(frames: np.ndarray, motion: Motion, outval: float) -> np.ndarray:
     """(T, H, W) -> (T, H, W): scan T-1-j advected forward by j intervals; the newest unchanged."""
     frames = np.asarray(frames, dtype=np.float32)
@@ -126,8 +116,9 @@ def advect_forward(frames: np.ndarray, motion: Motion, outval: float) -> np.ndar
 def _advect(frames: np.ndarray, displacement: np.ndarray, outval: float) -> np.ndarray:
     """(K, H, W) each read at x + displacement[k] in one batched float32 :func:`advect_torch` call.
 
-    The same bilinear sampling and "no echo" outside as :func:`sample` (equal to about 1e-4
-    dBZ, tested), in a third of the time: one batched call instead of K float64 scipy calls.
+    pysteps' bilinear sampling (scipy ``map_coordinates``, order 1, ``outval`` beyond the edge
+    pixels' centres) to about 1e-4 dBZ (tested), in a third of the time: one batched float32
+    call instead of K float64 scipy calls.
     """
     import torch
 
@@ -164,7 +155,7 @@ def advect_torch(frames: torch.Tensor, displacements: torch.Tensor, outval: floa
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """frames (B, K, H, W) read at x + D (B, K, 2, H, W); returns (advected, inside mask), both (B, K, H, W).
 
-    Bilinear like :func:`sample`; sources outside the domain take ``outval`` and are False in the
+    Bilinear like pysteps' scipy sampling; sources outside the domain take ``outval`` and are False in the
     mask, so a loss can leave them out (the truth there came from rain the model never saw).
     """
     import torch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import map_coordinates
 
 from model.baselines import _import_pysteps, estimate_motion, extrapolation
 from model.checkpoint import load_checkpoint, save_checkpoint
@@ -17,11 +18,18 @@ from model.network.lagrangian import (
     align_context,
     displacements,
     motion_of,
-    sample,
 )
 from model.network.predrnn import PredRNN, PredRNNConfig
 
 NO_ECHO = -10.0
+
+
+def sample(field: np.ndarray, displacement: np.ndarray, outval: float) -> np.ndarray:
+    """The reference: field (H, W) read at x + displacement (2, H, W) as pysteps reads it (scipy, float64)."""
+    h, w = field.shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    return map_coordinates(np.asarray(field, dtype=np.float64), [rows + displacement[1], cols + displacement[0]],
+                           mode="constant", cval=outval, order=1, prefilter=False).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
