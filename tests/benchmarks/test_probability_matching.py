@@ -1,0 +1,47 @@
+"""benchmarks.probability_matching: the default model with and without matching, on the same cases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.probability_matching import matched
+from model.data.evolving import REAL_RAIN_FLOWS
+
+REPO = Path(__file__).resolve().parents[2]
+METHODS = ["extrapolation", "model", "model + probability matching"]
+
+
+def test_matching_keeps_the_ranks_and_takes_the_newest_scans_values() -> None:
+    rng = np.random.default_rng(0)
+    newest = np.where(rng.random((16, 16)) < 0.4, rng.uniform(5, 50, (16, 16)), -10.0).astype(np.float32)
+    forecast = rng.normal(size=(2, 16, 16)).astype(np.float32)
+    out = matched(forecast, newest)
+    for frame, result in zip(forecast, out, strict=True):
+        np.testing.assert_array_equal(np.sort(result.ravel()), np.sort(newest.ravel()))
+        in_forecast_order = result.ravel()[np.argsort(frame.ravel())]
+        assert np.all(np.diff(in_forecast_order) >= 0), "a higher forecast value must never get a lower one"
+
+
+def test_it_scores_the_three_forecasts_on_synthetic_and_real_rain(tmp_path: Path) -> None:
+    out = tmp_path / "pm.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.probability_matching", "--storms", "2", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert list(report["synthetic"]) == METHODS
+    assert list(report["real_rain"]) == list(REAL_RAIN_FLOWS)
+    # On real rain the unmatched numbers are the real-rain benchmark's, so the two tables agree.
+    real = json.loads(subprocess.run([sys.executable, "-m", "benchmarks.real_rain"], cwd=REPO, capture_output=True,
+                                     text=True, timeout=300, check=True).stdout)
+    for flow, methods in report["real_rain"].items():
+        for name in ("model", "extrapolation"):
+            for threshold in ("20dBZ", "30dBZ"):
+                for lead, value in methods[name][threshold].items():
+                    assert value == round(real["flows"][flow][name][threshold][lead], 4) or \
+                        abs(value - real["flows"][flow][name][threshold][lead]) < 6e-4
+    assert report["machine"]["cpu_count"] >= 1
