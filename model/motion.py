@@ -115,6 +115,10 @@ def local_outliers(uv: np.ndarray, xy: np.ndarray, threshold: float, neighbours:
     if n < 2:
         return np.zeros(n, dtype=bool)
     k = min(n, neighbours + 1)
+    if k < 3:  # one neighbour has no covariance: pysteps' own answer, warnings and all
+        from pysteps.utils.cleansing import detect_outliers
+
+        return detect_outliers(uv, threshold, xy, neighbours)
     _, index = cKDTree(xy).query(xy, k=k)
     others = uv[index[:, 1:]]  # (n, k - 1, 2)
     centre = others.mean(axis=1)

@@ -29,8 +29,8 @@ def test_matching_keeps_the_ranks_and_takes_the_newest_scans_values() -> None:
 
 def test_it_scores_the_three_forecasts_on_synthetic_and_real_rain(tmp_path: Path) -> None:
     out = tmp_path / "pm.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.probability_matching", "--storms", "2", "--json", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "-m", "benchmarks.probability_matching", "--storms", "2", "--json", str(out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert list(report["synthetic"]) == METHODS
@@ -41,7 +41,6 @@ def test_it_scores_the_three_forecasts_on_synthetic_and_real_rain(tmp_path: Path
     for flow, methods in report["real_rain"].items():
         for name in ("model", "extrapolation"):
             for threshold in ("20dBZ", "30dBZ"):
-                for lead, value in methods[name][threshold].items():
-                    assert value == round(real["flows"][flow][name][threshold][lead], 4) or \
-                        abs(value - real["flows"][flow][name][threshold][lead]) < 6e-4
+                for lead, value in methods[name][threshold].items():  # 4 decimals here, 3 there
+                    assert abs(value - real["flows"][flow][name][threshold][lead]) <= 5e-4
     assert report["machine"]["cpu_count"] >= 1

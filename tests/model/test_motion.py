@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,10 @@ def test_the_outlier_test_flags_what_pysteps_flags() -> None:
         expected = detect_outliers(uv, 3.0, xy, k)
         assert expected.any(), "the case must hold outliers"
         np.testing.assert_array_equal(local_outliers(uv, xy, 3.0, k), expected)
+    two = rng.normal(size=(2, 2))  # one neighbour each: pysteps' own path
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(local_outliers(two, two, 3.0, 30), detect_outliers(two, 3.0, two, 30))
 
 
 def test_a_singular_neighbourhood_is_no_outlier_as_in_pysteps() -> None:
