@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine import machine_description
+from benchmarks.real_rain import LEADS, ODIM, csi
 from model.baselines import extrapolation
 from model.checkpoint import load_checkpoint
 from model.data.evolving import REAL_RAIN_FLOWS, real_rain_case
@@ -36,12 +37,10 @@ from model.data.synthetic import SyntheticRadar
 from model.forecast import forecast_dbz
 from model.io.odim import read_odim
 from model.verification.evaluate import as_forecaster, run_methods
-from model.verification.metrics import SkillScores, json_safe
-from workers.settings import REPO_ROOT, SHIPPED_CHECKPOINT
+from model.verification.metrics import json_safe
+from workers.settings import SHIPPED_CHECKPOINT
 
 log = logging.getLogger(__name__)
-ODIM = REPO_ROOT / "tests" / "data" / "RFO_example_h5_grid.h5"
-LEADS = {"30 min": 5, "60 min": 10}
 THRESHOLDS = ("20dBZ", "30dBZ", "40dBZ")
 
 
@@ -52,11 +51,12 @@ def matched(forecast: np.ndarray, newest: np.ndarray) -> np.ndarray:
     return np.stack([nonparam_match_empirical_cdf(frame, newest) for frame in forecast]).astype(np.float32)
 
 
-def table(csi: dict) -> dict:
-    return {t: {label: round(float(csi[t][k - 1]), 4) for label, k in LEADS.items()} for t in THRESHOLDS}
+def table(by_threshold: dict) -> dict:
+    """CSI per threshold and lead of :data:`LEADS` from a ``SkillScores`` result's "csi"."""
+    return {t: {label: round(float(by_threshold[t][k - 1]), 4) for label, k in LEADS.items()} for t in THRESHOLDS}
 
 
-def synthetic(model, scaling, storms: int) -> dict:
+def synthetic(model, storms: int) -> dict:
     source = SyntheticRadar(height=128, width=128, input_length=10, output_length=20, valid_sequences=storms)
     _, network = as_forecaster(model, source.scaling)
     started, done, last = time.perf_counter(), 0, {}
@@ -89,10 +89,8 @@ def real_rain(model, scaling) -> dict:
         ours = forecast_dbz(model, context, truth.shape[0], scaling=scaling)
         flows[flow] = {}
         for name, forecast in (("extrapolation", extrapolation(context, truth.shape[0])), ("model", ours),
-                               ("model + probability matching", matched(ours, np.maximum(context[-1], -10.0)))):
-            scores = SkillScores.init(truth.shape[0])
-            scores.accum(truth[None], forecast[None])
-            flows[flow][name] = table(scores.compute()["csi"])
+                               ("model + probability matching", matched(ours, context[-1]))):
+            flows[flow][name] = csi(truth, forecast, THRESHOLDS, digits=4)
     return flows
 
 
@@ -107,7 +105,7 @@ def main() -> int:
     model, meta = load_checkpoint(args.checkpoint)
     report = {"command": "python -m benchmarks.probability_matching " + " ".join(sys.argv[1:]),
               "checkpoint": str(args.checkpoint), "synthetic_validation_storms": args.storms,
-              "synthetic": synthetic(model, meta["scaling"], args.storms),
+              "synthetic": synthetic(model, args.storms),
               "real_rain": real_rain(model, meta["scaling"]),
               "machine": machine_description(), "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     text = json.dumps(json_safe(report), indent=2)  # NaN (no echo at a threshold) -> null

@@ -28,11 +28,13 @@ ODIM = REPO_ROOT / "tests" / "data" / "RFO_example_h5_grid.h5"
 LEADS = {"30 min": 5, "60 min": 10}
 
 
-def csi(truth, forecast) -> dict[str, dict[str, float]]:
+def csi(truth, forecast, thresholds: tuple[str, ...] = ("20dBZ", "30dBZ"), digits: int = 3
+        ) -> dict[str, dict[str, float]]:
+    """CSI of one forecast (K, H, W) against its truth, per threshold and lead of :data:`LEADS`."""
     scores = SkillScores.init(truth.shape[0])
     scores.accum(truth[None], forecast[None])
     result = scores.compute()["csi"]
-    return {t: {label: round(float(result[t][k - 1]), 3) for label, k in LEADS.items()} for t in ("20dBZ", "30dBZ")}
+    return {t: {label: round(float(result[t][k - 1]), digits) for label, k in LEADS.items()} for t in thresholds}
 
 
 def main() -> int:
