@@ -220,6 +220,8 @@ def _evolving_storm(rng: np.random.Generator, entropy: list[int], total: int, he
     size = min(height, width)
     # Real composites hold far more rain at 30 dBZ and above than the synthetic storms (15 % of
     # an active window against about 1 %): lift the storm's echo by up to 8 dB to cover that range.
+    # Drawn for textured rain too, so that the flow and trend draws after it are the ones the
+    # trial presets' caches were built with.
     lift = rng.uniform(0.0, 8.0)
     if textured:
         field = textured_rain(np.random.default_rng([*entropy, 4]), 2 * size)
