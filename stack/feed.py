@@ -107,6 +107,16 @@ def stack_clock_origin(feed_dir: Path, wall: float | None = None) -> tuple[float
     return wall, max(start, newest) if newest is not None else start
 
 
+def set_from_signal(event: threading.Event) -> None:
+    """Set ``event`` from a signal handler without risking a deadlock.
+
+    The handler runs in the main thread between two bytecodes, possibly while that thread holds
+    the event's internal lock inside ``event.wait()``; ``event.set()`` there would wait for that
+    lock forever. A short-lived thread takes the lock once the main thread lets it go.
+    """
+    threading.Thread(target=event.set, name="stop-from-signal", daemon=True).start()
+
+
 def run_feed(
     feed_dir: Path,
     *,
@@ -124,7 +134,7 @@ def run_feed(
     """
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda *_: set_from_signal(stop))
     step = dt.timedelta(minutes=timestep_minutes)
     feed_dir.mkdir(parents=True, exist_ok=True)
     newest = newest_scan_time(feed_dir)

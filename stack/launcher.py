@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import IO
 
 from model import InputError
-from stack.feed import stack_clock_origin
+from stack.feed import set_from_signal, stack_clock_origin
 
 logger = logging.getLogger("nowcast.up")
 
@@ -248,7 +248,7 @@ class Supervisor:
 
         def request_stop(signum: int, _frame: object) -> None:
             logger.info("%s received; stopping", signal.Signals(signum).name)
-            self.stop_requested.set()
+            set_from_signal(self.stop_requested)  # not .set(): see stack.feed.set_from_signal
 
         handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         previous = {signum: signal.signal(signum, request_stop) for signum in handled}
