@@ -38,7 +38,8 @@ def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: s
     and to off for fp32, which then equals ``forward`` bit for bit. ``scaling`` (the checkpoint's)
     tells a Lagrangian model which dBZ the frames hold, for its motion field. ``timings``, when
     given, receives the seconds of each stage: ``network``, and for a Lagrangian model also
-    ``lagrangian_motion``, ``lagrangian_align`` and ``lagrangian_advect``.
+    ``lagrangian_motion``, ``lagrangian_align`` (with the trend input, if the model takes it) and
+    ``lagrangian_advect``.
     """
     import torch
 
@@ -50,12 +51,17 @@ def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: s
     model = model.to(device)
     timings = {} if timings is None else timings
     lagrangian = getattr(model.config, "frame", "eulerian") == "lagrangian"
+    condition = None
     if lagrangian:
         frames, motions = _to_lagrangian(model, frames, steps, scaling, timings)
+        if model.config.trend_input:
+            started = time.perf_counter()
+            condition = _trend(frames, scaling).to(device)
+            timings["lagrangian_align"] += time.perf_counter() - started
     started = time.perf_counter()
     context = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
     with autocast(precision, device):
-        predicted = model.forecast(context, steps, fused=fused, channels_last=channels_last)
+        predicted = model.forecast(context, steps, fused=fused, channels_last=channels_last, condition=condition)
     predicted = predicted.float().cpu().numpy()
     timings["network"] = time.perf_counter() - started
     if lagrangian:
@@ -90,6 +96,15 @@ def _to_lagrangian(model: PredRNN, frames: np.ndarray, steps: int, scaling: Scal
         timings["lagrangian_align"] += time.perf_counter() - aligned_at
         motions.append(motion)
     return aligned, motions
+
+
+def _trend(aligned: np.ndarray, scaling: Scaling) -> torch.Tensor:
+    """(B, T, 1, H, W) aligned context in model space -> (B, 1, H, W) its trend in dB per scan."""
+    import torch
+
+    from model.network.lagrangian import trend
+
+    return trend(torch.from_numpy(model_to_dbz(aligned[:, :, 0], scaling)))
 
 
 def _from_lagrangian(predicted: np.ndarray, motions: list[Motion]) -> np.ndarray:

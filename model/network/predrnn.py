@@ -12,7 +12,9 @@ docs/model.md), so their released weights load unchanged:
     adapter.weight                 (nh, nh, 1, 1)      V2 only; used by the decoupling loss alone
 
 Shapes: frames are (B, T, C, H, W) in model space [0, 1]; inside, the network runs on
-space-to-depth patches (B, T, p*p*C, H/p, W/p).
+space-to-depth patches (B, T, p*p*C, H/p, W/p). C_in of the first layer is p*p*C, plus p*p*C_c
+when the config has condition channels (``trend_input``): fields (B, C_c, H, W) that join the
+input of every step and that the head does not predict.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class PredRNNConfig:
     # context advected to the newest scan and predicts each frame as a residual on the previous
     # one, with the residual head starting at zero (model/network/lagrangian.py, docs/model.md).
     frame: str = "eulerian"
+    # Lagrangian only: one more input channel, the context's trend in the Lagrangian frame (dB per
+    # scan, model/network/lagrangian.py ``trend``), read at every step and never predicted. Growth
+    # of 1 dB per scan is 0.014 per scan in model space, a signal the network did not learn to
+    # read from the frames themselves (docs/lagrangian.md).
+    trend_input: bool = False
 
     def __post_init__(self) -> None:
         self.num_hidden = [int(n) for n in self.num_hidden]
@@ -55,6 +62,8 @@ class PredRNNConfig:
             raise ValueError(f"version must be 'v1' or 'v2', not {self.version!r}")
         if self.frame not in FRAMES:
             raise ValueError(f"frame must be one of {FRAMES}, not {self.frame!r}")
+        if self.trend_input and self.frame != "lagrangian":
+            raise ValueError("trend_input needs frame = 'lagrangian'")
         if not self.num_hidden or len(set(self.num_hidden)) != 1:
             raise ValueError(f"num_hidden must be non-empty with equal widths, got {self.num_hidden}")
         if self.filter_size % 2 != 1:
@@ -71,6 +80,11 @@ class PredRNNConfig:
     @property
     def frame_channels(self) -> int:
         return self.patch_size * self.patch_size * self.channels
+
+    @property
+    def condition_channels(self) -> int:
+        """Channels before patching that the network reads beside the frames but does not predict."""
+        return 1 if self.trend_input else 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -210,7 +224,8 @@ class PredRNN(nn.Module):
         super().__init__()
         self.config = config
         nh = config.num_hidden[0]
-        in_channels = [config.frame_channels] + config.num_hidden[:-1]
+        first = config.frame_channels + config.patch_size**2 * config.condition_channels
+        in_channels = [first] + config.num_hidden[:-1]
         self.cell_list = nn.ModuleList(SpatioTemporalLSTMCell(config, c) for c in in_channels)
         self.conv_last = nn.Conv2d(nh, config.frame_channels, 1, 1, 0, bias=False)
         # In the Lagrangian frame the head predicts a change of the previous frame. Starting it at
@@ -238,6 +253,7 @@ class PredRNN(nn.Module):
         with_decouple: bool,
         fused: list[InferenceWeights] | None = None,
         memory_format: torch.memory_format = torch.contiguous_format,
+        condition: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run ``steps`` recurrent steps over patch-space frames (B, T_avail, p*p*C, h, w).
 
@@ -246,8 +262,12 @@ class PredRNN(nn.Module):
         else the given frame while one exists (the context) and the model's own output after.
         Returns the head outputs for steps t >= keep_from, stacked (B, steps-keep_from, ...),
         and the decoupling loss (or None). ``fused`` (one per layer) and ``memory_format`` (of the
-        recurrent states) are the inference levers of :meth:`forecast`.
+        recurrent states) are the inference levers of :meth:`forecast`. ``condition`` (B, p*p*C_c,
+        h, w), required when the config has condition channels, joins the input of every step.
         """
+        if (condition is None) != (self.config.condition_channels == 0):
+            raise ValueError(f"this model takes {self.config.condition_channels} condition channel(s); "
+                             f"got {'none' if condition is None else 'a condition'}")
         b, t_avail, _, h, w = patches.shape
         nh = self.config.num_hidden[0]
         zeros = patches.new_zeros(b, nh, h, w).contiguous(memory_format=memory_format)
@@ -266,8 +286,9 @@ class PredRNN(nn.Module):
             else:
                 m = mask_true[:, t - 1].reshape(b, 1, 1, 1)
                 net = m * patches[:, t] + (1 - m) * x_gen
+            first_input = net if condition is None else torch.cat((net, condition), dim=1)
             for layer, lstm in enumerate(self.cell_list):
-                layer_input = net if layer == 0 else hidden[layer - 1]
+                layer_input = first_input if layer == 0 else hidden[layer - 1]
                 hidden[layer], cell[layer], memory, delta_c, delta_m = lstm(
                     layer_input, hidden[layer], cell[layer], memory, weights[layer]
                 )
@@ -299,6 +320,8 @@ class PredRNN(nn.Module):
             raise ValueError("need at least 2 frames")
         if mask_true is not None and mask_true.shape[:2] != (b, t_total - 2):
             raise ValueError(f"mask_true must be ({b}, {t_total - 2}, ...), got {tuple(mask_true.shape)}")
+        if self.config.condition_channels:
+            raise ValueError("a model with condition channels runs through rollout or forecast")
         p = self.config.patch_size
         patches = to_patches(frames, p)  # (B, T, p*p*C, H/p, W/p)
         if mask_true is None:
@@ -314,11 +337,13 @@ class PredRNN(nn.Module):
         total = mse + self.config.decouple_beta * decouple if with_decouple else mse
         return from_patches(predicted, p), LossTerms(total, mse, decouple)
 
-    def rollout(self, context: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def rollout(self, context: torch.Tensor, steps: int, condition: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable :meth:`forecast` for training on forecasts: the test-time rule with autograd.
 
-        context: (B, T_in, C, H, W), H and W divisible by the patch size. Returns the ``steps``
-        frames after the context (B, steps, C, H, W), unclipped, and the decoupling loss (zero for v1).
+        context: (B, T_in, C, H, W), H and W divisible by the patch size; condition: (B, C_c, H, W)
+        when the config has condition channels. Returns the ``steps`` frames after the context
+        (B, steps, C, H, W), unclipped, and the decoupling loss (zero for v1).
         """
         t_in = context.shape[1]
         if t_in < 1 or steps < 1:
@@ -327,16 +352,22 @@ class PredRNN(nn.Module):
         if context.shape[-2] % p or context.shape[-1] % p:
             raise ValueError(f"rollout needs H and W divisible by the patch size {p}, got {tuple(context.shape[-2:])}")
         with_decouple = self.config.version == "v2"
-        predicted, decouple = self._unroll(to_patches(context, p), t_in - 1 + steps, None, t_in - 1, with_decouple)
+        patched = None if condition is None else to_patches(condition[:, None], p)[:, 0]
+        predicted, decouple = self._unroll(to_patches(context, p), t_in - 1 + steps, None, t_in - 1, with_decouple,
+                                           condition=patched)
         if decouple is None:
             decouple = predicted.new_zeros(())
         return from_patches(predicted, p), decouple
 
     @torch.inference_mode()
     def forecast(
-        self, context: torch.Tensor, steps: int, fused: bool = False, channels_last: bool = False
+        self, context: torch.Tensor, steps: int, fused: bool = False, channels_last: bool = False,
+        condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict ``steps`` frames after ``context`` (B, T_in, C, H, W) of any H and W.
+
+        ``condition`` (B, C_c, H, W): the condition channels, when the config has them (padded
+        like the context).
 
         Ground truth for the context, the model's own output afterwards; H and W are zero-padded
         to a multiple of the patch size and cropped back. Returns (B, steps, C, H, W), unclipped.
@@ -366,15 +397,19 @@ class PredRNN(nn.Module):
             )
         patches = to_patches(padded, p)  # (B, T, p*p*C, h, w)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        patched = None if condition is None else to_patches(pad_to_multiple(condition, p)[0][:, None], p)[:, 0]
         if channels_last:  # (B, T, h, w, C) in memory, so that every frame patches[:, t] is NHWC
             patches = patches.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+            if patched is not None:
+                patched = patched.contiguous(memory_format=torch.channels_last)
         weights = None
         if fused and not self.config.layer_norm:
             device_type = context.device.type
             dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
                      else self.conv_last.weight.dtype)
             weights = [lstm.inference_weights(dtype, memory_format) for lstm in self.cell_list]
-        predicted, _ = self._unroll(patches, t_in - 1 + steps, None, t_in - 1, False, weights, memory_format)
+        predicted, _ = self._unroll(patches, t_in - 1 + steps, None, t_in - 1, False, weights, memory_format,
+                                    patched)
         return from_patches(predicted, p)[..., :h, :w]
 
 
@@ -384,7 +419,7 @@ def flops_per_step(config: PredRNNConfig, height: int, width: int) -> float:
     pixels = math.ceil(height / p) * math.ceil(width / p)
     total = 0
     for layer in range(len(config.num_hidden)):
-        c_in = config.frame_channels if layer == 0 else nh
+        c_in = config.frame_channels + p * p * config.condition_channels if layer == 0 else nh
         total += k * k * (c_in * 7 * nh + nh * 4 * nh + nh * 3 * nh + 2 * nh * nh) + 2 * nh * nh
     total += nh * config.frame_channels
     return 2.0 * total * pixels

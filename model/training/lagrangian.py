@@ -43,7 +43,7 @@ import torch
 from model import InputError
 from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.io.units import DEFAULT_SCALING
-from model.network.lagrangian import advect_torch, motion_of
+from model.network.lagrangian import advect_torch, motion_of, trend
 from model.network.precision import autocast, resolve
 from model.network.predrnn import PredRNN, PredRNNConfig
 from model.training.history import append_history, format_duration, truncate_history
@@ -331,8 +331,9 @@ def lagrangian_forecast(model: PredRNN, scans_dbz: torch.Tensor, displacements: 
         older = context[:, : t_in - 1].flip(1)
         aligned_older, _ = advect_torch(older, displacements[:, : t_in - 1], 0.0)
         context = torch.cat((aligned_older.flip(1), context[:, -1:]), dim=1)
+    condition = trend(to_dbz(context)) if model.config.trend_input else None
     with autocast(precision, scans_dbz.device):
-        predicted, decouple = model.rollout(context[:, :, None], steps)
+        predicted, decouple = model.rollout(context[:, :, None], steps, condition)
     advected, inside = advect_torch(predicted[:, :, 0].float(), displacements[:, :steps], 0.0)
     return advected, inside, decouple.float()
 
@@ -419,15 +420,30 @@ def _save(path: Path, model: PredRNN, config: LagrangianConfig, state: RunState,
 
 
 def _initialise(model: PredRNN, path: Path, config: LagrangianConfig) -> None:
-    """Load the weights of checkpoint ``path`` into ``model``; the architecture must match."""
+    """Load the weights of checkpoint ``path`` into ``model``; the architecture must match.
+
+    One difference is allowed: a preset with ``trend_input`` may start from the same network
+    without it. The first layer's input weights for the trend start at zero, so the new model
+    forecasts exactly what the checkpoint does until training teaches it to read the trend.
+    """
     try:
         loaded, meta = load_checkpoint(path)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"{path}: cannot start from this checkpoint ({exc})") from exc
-    if dataclasses.asdict(loaded.config) != dataclasses.asdict(config.model):
-        raise InputError(f"{path}: its model differs from the preset's [model]; fine-tuning needs the same network")
-    model.load_state_dict(loaded.state_dict())
-    log.info("starting from %s (iteration %s)", path, meta.get("iteration"))
+    ours, theirs = dataclasses.asdict(config.model), dataclasses.asdict(loaded.config)
+    widened = ours["trend_input"] and not theirs["trend_input"]
+    if {**theirs, "trend_input": ours["trend_input"] if widened else theirs["trend_input"]} != ours:
+        raise InputError(f"{path}: its model differs from the preset's [model]; fine-tuning needs the same network"
+                         " (or the same without trend_input)")
+    weights = loaded.state_dict()
+    if widened:
+        name = "cell_list.0.conv_x.0.weight"
+        grown = torch.zeros_like(model.state_dict()[name])
+        grown[:, : weights[name].shape[1]] = weights[name]
+        weights[name] = grown
+    model.load_state_dict(weights)
+    log.info("starting from %s (iteration %s)%s", path, meta.get("iteration"),
+             ", its trend input at zero" if widened else "")
 
 
 def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, device: str = "cpu",

@@ -115,3 +115,44 @@ def test_frame_is_validated_and_travels_in_the_checkpoint(tmp_path) -> None:
     values = PredRNNConfig(num_hidden=[4, 4]).to_dict()
     del values["frame"]
     assert PredRNNConfig.from_dict(values).frame == "eulerian"
+
+
+def test_the_trend_is_the_growth_per_scan_where_every_aligned_scan_has_echo() -> None:
+    from model.network.lagrangian import TREND_LIMIT_DB, trend
+
+    scans = np.full((5, 40, 40), NO_ECHO, dtype=np.float32)
+    scans[:, 5:35, 5:20] = 20.0 + 0.8 * np.arange(5)[:, None, None]  # grows 0.8 dB per scan
+    scans[:, 5:35, 20:35] = 30.0 - 0.5 * np.arange(5)[:, None, None]  # decays 0.5 dB per scan
+    scans[:, 38, 38] = 10.0 + 9.0 * np.arange(5)  # steeper than any growth: clipped
+    out = trend(torch.from_numpy(scans)[None])
+    edge = scans.copy()
+    edge[-1, 1:3, 1:3] = 40.0  # echo in the newest scan only: an edge that moved, not growth
+    assert torch.equal(trend(torch.from_numpy(edge)[None]), out)
+    assert out.shape == (1, 1, 40, 40)
+    field = out[0, 0].numpy()
+    np.testing.assert_allclose(field[11:29, 11:14], 0.8, atol=1e-5)  # 3 sigma inside: smoothing keeps it
+    np.testing.assert_allclose(field[11:29, 26:29], -0.5, atol=1e-5)
+    assert 0.0 < field[38, 38] <= TREND_LIMIT_DB
+    assert torch.count_nonzero(trend(torch.from_numpy(scans[:1])[None])) == 0  # one scan: no trend
+
+
+def test_a_trend_model_reads_the_trend_and_refuses_to_run_without_it(storm: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="trend_input needs frame"):
+        PredRNNConfig(trend_input=True)
+    torch.manual_seed(0)
+    config = PredRNNConfig(num_hidden=[8, 8], frame="lagrangian", input_length=4, output_length=3, trend_input=True)
+    model = PredRNN(config).eval()
+    assert model.cell_list[0].conv_x[0].weight.shape[1] == 2 * 16  # frame and trend patches
+    torch.nn.init.normal_(model.conv_last.weight, std=0.1)
+    context = torch.rand(1, 4, 1, 16, 20)
+    with pytest.raises(ValueError, match="1 condition channel"):
+        model.forecast(context, 3)
+    flat, rising = torch.zeros(1, 1, 16, 20), torch.ones(1, 1, 16, 20)
+    assert not torch.equal(model.forecast(context, 3, condition=flat), model.forecast(context, 3, condition=rising))
+    # The differentiable rollout and the inference levers compute the same forecast.
+    rolled, _ = model.rollout(context, 3, rising)
+    torch.testing.assert_close(rolled, model.forecast(context, 3, condition=rising))
+    lever = model.forecast(context, 3, fused=True, channels_last=True, condition=rising)
+    torch.testing.assert_close(lever, rolled, rtol=1e-5, atol=1e-5)
+    # Through forecast_dbz, on a grid that is not a multiple of the patch size: it runs from the file.
+    assert forecast_dbz(model, storm[:6], 3).shape == (3, 72, 100)

@@ -12,6 +12,9 @@ import torch
 from cli.train import main as train_main
 from model import InputError
 from model.checkpoint import load_checkpoint
+from model.data.synthetic import storm_frames
+from model.forecast import forecast_dbz
+from model.network.predrnn import PredRNN
 from model.training.lagrangian import LagrangianConfig, LossOptions, load_config, skill_loss
 
 REPO = Path(__file__).resolve().parents[3]
@@ -151,7 +154,6 @@ def test_a_short_run_writes_its_files_and_resumes_bit_for_bit(tmp_path: Path) ->
 
 
 def test_fine_tuning_starts_from_a_checkpoint_and_mixes_in_evolving_rain(tmp_path: Path) -> None:
-    from model.network.predrnn import PredRNN
     from model.training.lagrangian import StormCache, _storm, validate
 
     first = tmp_path / "first"
@@ -226,3 +228,24 @@ def test_weighting_by_both_classes_makes_a_false_alarm_cost_what_a_miss_costs() 
         options = LossOptions(csi=0, mse=0, weight_by=weight_by)
         assert (skill_loss(miss, inside, truth, options)["mae"] /
                 skill_loss(false_alarm, inside, truth, options)["mae"]).item() == pytest.approx(ratio)
+
+
+def test_a_trend_preset_starts_from_the_same_network_without_it_and_forecasts_as_it_did(tmp_path: Path) -> None:
+    from model.training.lagrangian import _initialise
+
+    first = tmp_path / "first"
+    assert train_main(["--config", str(tiny_preset(tmp_path, 2)), "--out", str(first)]) == 0
+    text = tiny_preset(tmp_path, 2).read_text().replace("[model]\n", "[model]\ntrend_input = true\n")
+    preset = tmp_path / "trend.toml"
+    preset.write_text(text.replace("[run]\n", f'[run]\ninit_from = "{first / "last.pt"}"\n'))
+    config = load_config(preset)
+    model = PredRNN(config.model)
+    _initialise(model, first / "last.pt", config)
+    start, _ = load_checkpoint(first / "last.pt")
+    context = storm_frames([5, 5, 5], 6, 32, 32)[:3]
+    np.testing.assert_array_equal(forecast_dbz(model.eval(), context, 4), forecast_dbz(start.eval(), context, 4))
+
+    assert train_main(["--config", str(preset), "--out", str(tmp_path / "trend")]) == 0
+    trained, meta = load_checkpoint(tmp_path / "trend" / "last.pt")
+    assert trained.config.trend_input and meta["frame"] == "lagrangian"
+    assert torch.count_nonzero(trained.cell_list[0].conv_x[0].weight[:, 16:]) > 0, "training reads the trend"
