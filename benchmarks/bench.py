@@ -94,10 +94,13 @@ def bench_inference(model: PredRNN, batch: int, grid: tuple[int, int], steps: in
                     channels_last: bool = False) -> dict[str, Any]:
     model.eval()
     context = torch.rand(batch, model.config.input_length, model.config.channels, *grid, device=device)
+    # A trend model reads its condition channels at every step: time it with them.
+    condition = (torch.rand(batch, model.config.condition_channels, *grid, device=device)
+                 if model.config.condition_channels else None)
 
     def run() -> None:
         with autocast(precision, device):
-            model.forecast(context, steps, fused=fused, channels_last=channels_last)
+            model.forecast(context, steps, fused=fused, channels_last=channels_last, condition=condition)
 
     times = time_calls(run, warmup, repeats, device)
     step_count = model.config.input_length - 1 + steps

@@ -118,7 +118,8 @@ def get_model(settings: WorkerSettings) -> LoadedModel:
         # before the first real scan arrives.
         p = model.config.patch_size
         dummy = torch.zeros(1, 2, model.config.channels, 2 * p, 2 * p, device=device)
-        model.forecast(dummy, 1)
+        condition = torch.zeros(1, model.config.condition_channels, 2 * p, 2 * p, device=device)
+        model.forecast(dummy, 1, condition=condition if model.config.condition_channels else None)
         if model.config.frame == "lagrangian":  # pysteps' import and the displacement kernels too
             from model.baselines import _import_pysteps
             from model.network.lagrangian import displacements
