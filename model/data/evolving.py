@@ -38,10 +38,15 @@ REAL_RAIN_FLOWS = {
 }
 
 
-def real_rain_case(field_dbz: np.ndarray, flow: str, context: int = 6, steps: int = 20
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(context scans (context, n, n), truth (steps, n, n)) dBZ of one of :data:`REAL_RAIN_FLOWS`."""
+def real_rain_case(field_dbz: np.ndarray, flow: str, context: int = 6, steps: int = 20,
+                   growth_db_per_scan: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(context scans (context, n, n), truth (steps, n, n)) dBZ of one of :data:`REAL_RAIN_FLOWS`.
+
+    ``growth_db_per_scan`` replaces the flow's own growth (0: no trend; negative: the north-west
+    decays and the south-east grows).
+    """
     window, velocity, rotation, growth = REAL_RAIN_FLOWS[flow]
+    growth = growth if growth_db_per_scan is None else growth_db_per_scan
     scans = evolving_sequence(field_dbz, context + steps, window=window, velocity=velocity, rotation=rotation,
                               growth_db_per_scan=growth)
     return scans[:context], scans[context:]
