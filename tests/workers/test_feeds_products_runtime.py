@@ -135,6 +135,23 @@ def test_runtime_caches_the_model_per_process_and_matches_a_direct_forecast(tmp_
     assert runtime.get_model(settings) is not loaded
 
 
+def test_the_shipped_model_runs_in_the_worker_as_the_model_not_the_fallback(tmp_path: Path) -> None:
+    # The default checkpoint takes a trend channel beside the scans: the worker's warm-up and its
+    # forecasts must give it, or every job would quietly become extrapolation.
+    from workers.settings import SHIPPED_CHECKPOINT
+
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    settings = WorkerSettings(data_dir=tmp_path, checkpoint=SHIPPED_CHECKPOINT, device="cpu", precision="fp32",
+                              warmup=True)
+    loaded = runtime.get_model(settings)
+    assert loaded.model.config.trend_input
+    context = blob_field(6)
+    result = runtime.run_forecast(settings, context, 3)
+    assert result.source == "predrnn" and result.fallback_reason is None
+    np.testing.assert_array_equal(result.dbz, forecast_dbz(loaded.model, context, 3, scaling=loaded.meta["scaling"]))
+
+
 def test_runtime_falls_back_to_extrapolation_or_refuses(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
