@@ -9,7 +9,8 @@ A Lagrangian model (``PredRNNConfig.frame == "lagrangian"``) forecasts in four s
 3. alignment: context scan j intervals older than the newest is advected forward by j intervals,
    so that every context frame shows the rain where it is at the reference time;
 4. the network forecasts the aligned sequence (each frame a residual on the previous one) and
-   predicted frame k is advected forward by k intervals with the same D_k.
+   predicted frame k is advected forward by k intervals with the same D_k. A model with
+   ``trend_input`` also reads :func:`trend`, the aligned context's growth in dB per scan.
 
 With the residual head at zero, steps 3 and 4 reproduce pysteps' extrapolation exactly (the same
 displacements, the same bilinear sampling with "no echo" outside the domain): an untrained model
