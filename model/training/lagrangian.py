@@ -14,12 +14,14 @@ One iteration (shapes for batch B, context T_in, forecast K, grid H x W):
 5. loss = intensity-weighted MAE + MSE (weights rise with the verified dBZ thresholds, after
    Shi et al. 2017's balanced loss; by the observed class, or by the higher of the observed and
    the forecast class, ``[loss] weight_by``) + a differentiable CSI term per threshold (the
-   threshold a steep sigmoid) + PredRNN-V2's decoupling loss.
+   threshold a steep sigmoid; pooled over the batch or per sequence, ``[loss] csi_pooling``) +
+   PredRNN-V2's decoupling loss.
 
 ``best.pt`` is chosen on validation CSI (the thresholds and leads of ``[run] selection_*``), never
-on MSE, which rewards the blur that loses echoes. Validation at iteration 0 scores the untrained
-model, which is extrapolation (its residual head starts at zero): every later row says what
-training added. A run stops and resumes anywhere (``last.pt`` holds optimizer and iteration; the
+on MSE, which rewards the blur that loses echoes; with ``[run] selection_guard``, only among
+validations where no kind of rain loses to extrapolation at any lead and threshold. Validation
+at iteration 0 scores the untrained model, which is extrapolation (its residual head starts at
+zero): every later row says what training added. A run stops and resumes anywhere (``last.pt`` holds optimizer and iteration; the
 batches are a function of seed and iteration), and the cache is built once, shard by shard.
 """
 
@@ -87,6 +89,11 @@ class LossOptions:
     mse: float = 1.0  # weight of the weighted squared error
     csi: float = 0.3  # weight of mean (1 - soft CSI) over thresholds and leads
     temperature: float = 2.0  # dBZ: width of the sigmoid that stands in for the threshold
+    # "batch": one soft CSI per lead over the whole batch, as the verification pools its counts;
+    # "sequence": one per sequence and lead, then the mean, so that the few intense pixels of one
+    # storm weigh as much as a field of intense rain elsewhere in the batch (pooled, such a field
+    # makes the union so large that a storm's cores hardly move the term).
+    csi_pooling: str = "batch"
     # "truth": a pixel's weight is its observed class (Shi et al.), so a miss of intense echo
     # costs more than a false alarm of it and the optimum over-forecasts intense echo;
     # "both": the higher class of observation and forecast, so either error costs the same.
@@ -109,6 +116,11 @@ class RunOptions:
     precision: str = "auto"  # bf16 where native (AVX512-BF16, AMX, CUDA), else fp32
     selection_leads: list[int] = field(default_factory=lambda: [5, 10])  # scans: 30 and 60 minutes
     selection_thresholds: list[float] = field(default_factory=lambda: [20.0, 30.0])
+    # CSI. When set, a validation counts for best.pt only if, for each kind of sequence in the
+    # validation set (storms, evolving and textured rain) and each loss threshold, no lead's CSI
+    # is below extrapolation's by more than this: a gain on one kind of rain may not hide a loss
+    # on another. Until one passes, the validation closest to passing is kept.
+    selection_guard: float | None = None
     init_from: str = ""  # a Lagrangian checkpoint whose weights start a new run (fine-tuning)
 
 
@@ -128,6 +140,10 @@ class LagrangianConfig:
             raise ValueError("[model] frame must be 'lagrangian' for this trainer")
         if (self.model.input_length, self.model.output_length) != (self.data.input_length, self.data.output_length):
             raise ValueError("[model] and [data] must agree on input_length and output_length")
+        if self.loss.csi_pooling not in ("batch", "sequence"):
+            raise ValueError(f"[loss] csi_pooling must be 'batch' or 'sequence', got {self.loss.csi_pooling!r}")
+        if self.run.selection_guard is not None and self.run.selection_guard < 0:
+            raise ValueError("[run] selection_guard must be a CSI difference of 0 or more")
         if self.loss.weight_by not in ("truth", "both"):
             raise ValueError(f"[loss] weight_by must be 'truth' or 'both', got {self.loss.weight_by!r}")
         if len(self.loss.thresholds) != len(self.loss.weights):
@@ -187,17 +203,33 @@ def load_config(path: Path) -> LagrangianConfig:
 # ------------------------------------------------------------------------------------- cache
 
 
+SEQUENCE_KINDS = ("storm", "evolving", "textured")
+
+
+def sequence_kind(data: DataOptions, split: str, index: int) -> str:
+    """Which kind of sequence storm ``index`` of ``split`` is: one of :data:`SEQUENCE_KINDS`.
+
+    "storm": a synthetic storm with its own cells' life cycles; "evolving": a developed storm
+    field set in motion with a persistent trend; "textured": the same with a composite's texture.
+    """
+    entropy = [data.seed, _SPLIT_CODES[split], index]
+    if np.random.default_rng([*entropy, 1]).random() >= data.evolving_fraction:
+        return "storm"
+    # Its own stream, so that presets without textured rain keep their storms bit for bit.
+    return "textured" if np.random.default_rng([*entropy, 3]).random() < data.textured_fraction else "evolving"
+
+
 def _storm(data: DataOptions, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
     """Scans (T, H, W) dBZ and displacements (K, 2, H, W) px of one storm."""
     from model.data.synthetic import storm_frames
 
     total = data.input_length + data.output_length
     entropy = [data.seed, _SPLIT_CODES[split], index]
-    rng = np.random.default_rng([*entropy, 1])
-    if rng.random() < data.evolving_fraction:
-        # Its own stream, so that presets without textured rain keep their storms bit for bit.
-        textured = np.random.default_rng([*entropy, 3]).random() < data.textured_fraction
-        scans = _evolving_storm(rng, entropy, total, data.height, data.width, textured=textured)
+    kind = sequence_kind(data, split, index)
+    if kind != "storm":
+        rng = np.random.default_rng([*entropy, 1])
+        rng.random()  # the draw that chose the kind: the flow and trend draws follow it
+        scans = _evolving_storm(rng, entropy, total, data.height, data.width, textured=kind == "textured")
     else:
         scans = storm_frames(entropy, total, data.height, data.width)
     steps = max(data.output_length, data.input_length - 1)
@@ -292,6 +324,7 @@ class StormCache:
         shards = [np.load(_shard_path(data, split, s)) for s in range(math.ceil(count / SHARD_STORMS))]
         self.scans = np.concatenate([s["scans"] for s in shards])[:count]
         self.displacements = np.concatenate([s["displacements"] for s in shards])[:count]
+        self.kinds = np.array([sequence_kind(data, split, i) for i in range(count)])
 
     def __len__(self) -> int:
         return int(self.scans.shape[0])
@@ -353,12 +386,13 @@ def skill_loss(forecast: torch.Tensor, inside: torch.Tensor, truth_dbz: torch.Te
     mae = (weight * error.abs()).sum() / norm
     mse = (weight * error * error).sum() / norm
     soft_csi = []
+    pooled = (0, 2, 3) if options.csi_pooling == "batch" else (2, 3)
     for threshold in options.thresholds:
         p = torch.sigmoid((forecast_dbz - threshold) / options.temperature) * mask
         o = (truth_dbz >= threshold).float() * mask
-        hits = (p * o).sum(dim=(0, 2, 3))
-        union = p.sum(dim=(0, 2, 3)) + o.sum(dim=(0, 2, 3)) - hits
-        soft_csi.append(hits / (union + 1.0))  # per lead; +1 keeps rain-free leads finite
+        hits = (p * o).sum(dim=pooled)
+        union = p.sum(dim=pooled) + o.sum(dim=pooled) - hits
+        soft_csi.append(hits / (union + 1.0))  # per lead (and sequence); +1 keeps rain-free ones finite
     csi = 1.0 - torch.stack(soft_csi).mean()
     total = options.mae * mae + options.mse * mse + options.csi * csi
     return {"total": total, "mae": mae, "mse": mse, "csi": csi}
@@ -367,21 +401,53 @@ def skill_loss(forecast: torch.Tensor, inside: torch.Tensor, truth_dbz: torch.Te
 @torch.no_grad()
 def validate(model: PredRNN, cache: StormCache, config: LagrangianConfig, precision: str,
              batch_size: int = 16) -> dict[str, Any]:
-    """Skill of the model on the validation storms and the selection score (mean CSI)."""
+    """Skill of the model on the validation storms and the selection score (mean CSI).
+
+    The scores of all sequences, plus ``by_kind``: the CSI per threshold and lead of each kind of
+    sequence in the set (:data:`SEQUENCE_KINDS`), which the selection guard compares.
+    """
     model.eval()
     t_in, steps = config.model.input_length, config.model.output_length
-    scores = SkillScores.init(steps)
+    kinds = {kind: SkillScores.init(steps) for kind in SEQUENCE_KINDS if kind in cache.kinds}
     for start in range(0, len(cache), batch_size):
-        scans, disp = cache.batch(np.arange(start, min(start + batch_size, len(cache))))
+        indices = np.arange(start, min(start + batch_size, len(cache)))
+        scans, disp = cache.batch(indices)
         forecast, _, _ = lagrangian_forecast(model, scans, disp, precision)
         predicted = to_dbz(forecast.clamp(0.0, 1.0)).numpy()
-        scores.accum(scans[:, t_in:].numpy(), predicted)
+        truth = scans[:, t_in:].numpy()
+        for kind, scores in kinds.items():
+            chosen = cache.kinds[indices] == kind
+            if chosen.any():
+                scores.accum(truth[chosen], predicted[chosen])
     model.train()
-    result = scores.compute()
+    parts = list(kinds.values())
+    total = parts[0]
+    for part in parts[1:]:
+        total = total.merge(part)
+    result = total.compute()
     chosen = [result["csi"][f"{t:g}dBZ"][k - 1] for t in config.run.selection_thresholds
               for k in config.run.selection_leads]
     result["selection_score"] = float(np.mean(np.nan_to_num(chosen, nan=0.0)))
+    result["by_kind"] = {kind: {f"{t:g}dBZ": [float(v) for v in np.nan_to_num(scores.compute()["csi"][f"{t:g}dBZ"])]
+                                for t in config.loss.thresholds}
+                         for kind, scores in kinds.items()}
     return result
+
+
+def worst_gap(by_kind: dict[str, dict[str, list[float]]], reference: dict[str, dict[str, list[float]]]) -> float:
+    """The lowest CSI difference to ``reference`` over every kind, threshold and lead (both ``by_kind``)."""
+    return min(float(np.min(np.subtract(csi, reference[kind][name])))
+               for kind, thresholds in by_kind.items() for name, csi in thresholds.items())
+
+
+def selection_rank(score: float, gap: float, guard: float | None) -> tuple[bool, float]:
+    """Order of validations for best.pt: higher is better.
+
+    Without a guard the score alone decides. With one, passing it (``gap >= -guard``) beats failing
+    it; among those that pass the score decides, among those that fail the smaller shortfall.
+    """
+    passed = guard is None or gap >= -guard
+    return passed, score if passed else gap
 
 
 # ------------------------------------------------------------------------------------- loop
@@ -395,6 +461,9 @@ class RunState:
     best_score: float = -math.inf
     best_iteration: int = -1
     baseline_score: float = math.nan  # iteration 0: the untrained model, i.e. extrapolation
+    baseline_by_kind: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # its CSI, per kind
+    best_passed_guard: bool = False  # with [run] selection_guard: whether best.pt passed it
+    best_worst_gap: float = -math.inf  # best.pt's lowest CSI difference to extrapolation
 
 
 def batch_indices(seed: int, iteration: int, storms: int, batch_size: int) -> np.ndarray:
@@ -407,6 +476,8 @@ def _save(path: Path, model: PredRNN, config: LagrangianConfig, state: RunState,
     extra = {"frame": "lagrangian", "preset": config.name, "trainer": config.to_dict(),
              "selection": {"score": state.best_score, "iteration": state.best_iteration,
                            "extrapolation_score": state.baseline_score,
+                           "guard": config.run.selection_guard, "passed_guard": state.best_passed_guard,
+                           "worst_gap_to_extrapolation": state.best_worst_gap,
                            "thresholds_dbz": config.run.selection_thresholds,
                            "leads": config.run.selection_leads}}
     if score is not None:
@@ -467,8 +538,8 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
         _initialise(model, Path(config.run.init_from), config)
         # Iteration 0 now scores the starting weights; the extrapolation reference is an
         # untrained model of the same shape, whose residual head is zero.
-        state.baseline_score = validate(PredRNN(config.model).to(target), valid_cache, config,
-                                        precision)["selection_score"]
+        reference = validate(PredRNN(config.model).to(target), valid_cache, config, precision)
+        state.baseline_score, state.baseline_by_kind = reference["selection_score"], reference["by_kind"]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     if resume and last.exists():
         loaded, _ = load_checkpoint(last)
@@ -486,6 +557,8 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
              config.name, model.num_parameters(), len(train_cache), len(valid_cache), target, precision,
              state.iteration, stop)
 
+    guard = config.run.selection_guard
+
     def run_validation() -> dict[str, Any]:
         score = validate(model, valid_cache, config, precision)
         row = {"iteration": state.iteration, "selection_score": round(score["selection_score"], 5)}
@@ -493,14 +566,21 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
             for k in config.run.selection_leads:
                 row[f"csi{t:g}_lead{k}"] = round(float(np.nan_to_num(score["csi"][f"{t:g}dBZ"][k - 1])), 5)
         row["mae_dbz_mean"] = round(float(np.nanmean(score["mae_dbz"])), 4)
-        append_history(out_dir / "validation.csv", row, list(row))
         if state.iteration == 0 and math.isnan(state.baseline_score):
-            state.baseline_score = score["selection_score"]
-        if score["selection_score"] > state.best_score:
+            state.baseline_score, state.baseline_by_kind = score["selection_score"], score["by_kind"]
+        gap = math.nan
+        if guard is not None:
+            gap = worst_gap(score["by_kind"], state.baseline_by_kind)
+            row["worst_gap_to_extrapolation"] = round(gap, 5)
+        append_history(out_dir / "validation.csv", row, list(row))
+        rank = selection_rank(score["selection_score"], gap, guard)
+        if state.best_iteration < 0 or rank > selection_rank(state.best_score, state.best_worst_gap, guard):
             state.best_score, state.best_iteration = score["selection_score"], state.iteration
+            state.best_passed_guard, state.best_worst_gap = rank[0], gap
             _save(out_dir / "best.pt", model, config, state, None, score)
-        log.info("validation at %d: score %.4f (extrapolation %.4f, best %.4f at %d)", state.iteration,
-                 score["selection_score"], state.baseline_score, state.best_score, state.best_iteration)
+        log.info("validation at %d: score %.4f (extrapolation %.4f, best %.4f at %d)%s", state.iteration,
+                 score["selection_score"], state.baseline_score, state.best_score, state.best_iteration,
+                 "" if guard is None else f"; worst CSI gap to extrapolation {gap:+.4f} (guard -{guard:g})")
         return score
 
     if state.iteration == 0:
@@ -549,6 +629,7 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
         return {"iterations": state.iteration, "stopped_by_signal": request.signum}
     summary = {"iterations": state.iteration, "best_iteration": state.best_iteration,
                "best_score": state.best_score, "extrapolation_score": state.baseline_score,
+               "guard": guard, "best_passed_guard": state.best_passed_guard, "best_worst_gap": state.best_worst_gap,
                "precision": precision, "device": str(target)}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -249,3 +249,73 @@ def test_a_trend_preset_starts_from_the_same_network_without_it_and_forecasts_as
     trained, meta = load_checkpoint(tmp_path / "trend" / "last.pt")
     assert trained.config.trend_input and meta["frame"] == "lagrangian"
     assert torch.count_nonzero(trained.cell_list[0].conv_x[0].weight[:, 16:]) > 0, "training reads the trend"
+
+
+def test_per_sequence_csi_lets_a_storms_few_cores_count_beside_a_field_of_intense_rain() -> None:
+    # Sequence 0: a field of 45 dBZ rain, forecast right. Sequence 1: one small 45 dBZ core,
+    # forecast at 36 dBZ (the core fading). Pooled over the batch, the field's union drowns the
+    # core out; per sequence, the core's miss weighs as much as a whole sequence.
+    to_model = lambda dbz: (dbz + 10.0) / 70.0  # noqa: E731
+    truth = torch.full((2, 1, 32, 32), 0.0)
+    truth[0, :, 4:28, 4:28] = 45.0
+    truth[1, :, 15:17, 15:17] = 45.0
+    forecast = to_model(truth.clone())
+    forecast[1, :, 15:17, 15:17] = to_model(torch.tensor(36.0))
+    inside = torch.ones_like(truth, dtype=torch.bool)
+    pulls = {}
+    for pooling in ("batch", "sequence"):
+        fc = forecast.clone().requires_grad_(True)
+        options = LossOptions(mae=0, mse=0, csi=1.0, thresholds=[40.0], weights=[1.0], csi_pooling=pooling)
+        skill_loss(fc, inside, truth, options)["total"].backward()
+        pulls[pooling] = -fc.grad[1, 0, 15, 15].item()  # how hard the loss pushes the core back up
+    assert pulls["batch"] > 0 and pulls["sequence"] > 50 * pulls["batch"]
+    with pytest.raises(ValueError, match="csi_pooling"):
+        LagrangianConfig.from_dict({**load_config(PRESET).to_dict(), "loss": {"csi_pooling": "pixel"}})
+
+
+def test_sequence_kinds_are_the_kinds_the_cache_was_built_from(tmp_path: Path) -> None:
+    import dataclasses
+
+    from model.data.synthetic import storm_frames as storm
+    from model.training.lagrangian import _storm, sequence_kind
+
+    base = load_config(tiny_preset(tmp_path, 1)).data
+    assert {sequence_kind(base, "train", i) for i in range(20)} == {"storm"}
+    mixed = dataclasses.replace(base, evolving_fraction=0.5, textured_fraction=0.5)
+    kinds = [sequence_kind(mixed, "valid", i) for i in range(40)]
+    assert set(kinds) == {"storm", "evolving", "textured"}
+    # A "storm" is the plain synthetic storm, the others are not.
+    for i, kind in enumerate(kinds[:8]):
+        scans, _ = _storm(mixed, "valid", i)
+        plain = storm([mixed.seed, 12, i], 7, 32, 32)
+        assert np.array_equal(scans, plain) == (kind == "storm")
+
+
+def test_the_selection_guard_keeps_best_pt_from_a_validation_that_loses_to_extrapolation(tmp_path: Path) -> None:
+    from model.training.lagrangian import selection_rank, worst_gap
+
+    reference = {"storm": {"40dBZ": [0.5, 0.02]}, "evolving": {"40dBZ": [0.6, 0.3]}}
+    better_on_evolving = {"storm": {"40dBZ": [0.5, 0.0]}, "evolving": {"40dBZ": [0.7, 0.4]}}
+    assert worst_gap(better_on_evolving, reference) == pytest.approx(-0.02)
+    assert worst_gap(reference, reference) == 0.0
+    # A higher score that fails the guard ranks below a lower one that passes it; among failures
+    # the smaller shortfall wins; without a guard the score alone decides.
+    assert selection_rank(0.6, -0.02, 0.01) < selection_rank(0.5, -0.005, 0.01)
+    assert selection_rank(0.9, -0.05, 0.01) < selection_rank(0.1, -0.02, 0.01)
+    assert selection_rank(0.6, -0.02, None) > selection_rank(0.5, -0.005, None)
+
+    # A run with the guard records the gap of every validation and whether best.pt passed it.
+    text = tiny_preset(tmp_path, 2).read_text()
+    text = text.replace("valid_storms = 3\n", "valid_storms = 3\nevolving_fraction = 0.5\n")
+    preset = tmp_path / "guarded.toml"
+    preset.write_text(text.replace("[run]\n", "[run]\nselection_guard = 0.01\n"))
+    assert train_main(["--config", str(preset), "--out", str(tmp_path / "guarded")]) == 0
+    with (tmp_path / "guarded" / "validation.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert float(rows[0]["worst_gap_to_extrapolation"]) == 0.0  # iteration 0 is extrapolation
+    _, meta = load_checkpoint(tmp_path / "guarded" / "best.pt")
+    best = next(r for r in rows if int(r["iteration"]) == meta["selection"]["iteration"])
+    assert meta["selection"]["guard"] == 0.01
+    assert meta["selection"]["worst_gap_to_extrapolation"] == pytest.approx(
+        float(best["worst_gap_to_extrapolation"]), abs=1e-5)
+    assert meta["selection"]["passed_guard"] == (float(best["worst_gap_to_extrapolation"]) >= -0.01)
