@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from model.io.units import DEFAULT_SCALING, Scaling, model_to_dbz
+from model.training.history import format_duration
 from model.verification.metrics import PaperScores, SkillScores, json_safe
 from model.visualization.skill import plot_skill
 
@@ -153,6 +154,8 @@ def run_methods(
     timings = dict.fromkeys(methods, 0.0)
     kept: dict[int, np.ndarray] = {}
     seen = 0
+    total = max_sequences or getattr(source, "split_sizes", {}).get(split)  # None when the source cannot say
+    started_all = last_report = time.perf_counter()
     for batch in source.eval_batches(split, batch_size):
         if max_sequences and seen >= max_sequences:
             break
@@ -172,6 +175,10 @@ def run_methods(
             if seen <= index < seen + batch.shape[0]:
                 kept[index] = batch[index - seen]
         seen += batch.shape[0]
+        now = time.perf_counter()
+        if now - last_report >= PROGRESS_SECONDS:
+            last_report = now
+            _log_progress(seen, total, now - started_all, timings)
     if seen == 0:
         raise ValueError(f"the source gave no {split!r} sequences")
     results = {}
@@ -182,6 +189,17 @@ def run_methods(
             "seconds": round(timings[name], 3), "limited_to": max_sequences or None, **scorer.result(),
         }
     return results, scorers, kept
+
+
+PROGRESS_SECONDS = 20.0  # a progress line at most this often: a 100-storm run takes minutes
+
+
+def _log_progress(seen: int, total: int | None, elapsed: float, timings: dict[str, float]) -> None:
+    rate = seen / elapsed
+    eta = f", ETA {format_duration((total - seen) / rate)}" if total else ""
+    shares = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
+    log.info("evaluated %d%s sequences, %.2f sequences/s%s (%s)", seen, f"/{total}" if total else "", rate, eta,
+             shares)
 
 
 def evaluate_model(

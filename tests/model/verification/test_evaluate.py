@@ -138,6 +138,19 @@ def test_baselines_share_the_same_sequences_and_limit() -> None:
     assert "## mine" in markdown_report(json_safe(results))
 
 
+def test_a_long_evaluation_logs_its_progress_with_rate_and_eta(monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    import model.verification.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "PROGRESS_SECONDS", 0.0)  # a line after every batch
+    caplog.set_level("INFO", logger="model.verification.evaluate")
+    run_methods({"persistence": lambda context, steps: np.repeat(context[:, -1:], steps, axis=1)}, _tiny_source(),
+                "test", "paper", batch_size=2, max_sequences=3)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluated")]
+    assert [line.split(" sequences")[0] for line in lines] == ["evaluated 2/3", "evaluated 3/3"]
+    assert all("sequences/s, ETA" in line and "persistence" in line for line in lines)
+
+
 def test_baseline_cli_on_synthetic_radar(tmp_path: Path) -> None:
     out = tmp_path / "baselines.json"
     assert nowcast(["evaluate", "--baseline", "persistence,extrapolation", "--data", "synthetic",
