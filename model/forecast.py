@@ -56,7 +56,7 @@ def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: s
         frames, motions = _to_lagrangian(model, frames, steps, scaling, timings)
         if model.config.trend_input:
             started = time.perf_counter()
-            condition = _trend(frames, scaling).to(device)
+            condition = _trend(frames, scaling, model.config.trend_sigma_px).to(device)
             timings["lagrangian_align"] += time.perf_counter() - started
     started = time.perf_counter()
     context = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
@@ -98,13 +98,13 @@ def _to_lagrangian(model: PredRNN, frames: np.ndarray, steps: int, scaling: Scal
     return aligned, motions
 
 
-def _trend(aligned: np.ndarray, scaling: Scaling) -> torch.Tensor:
+def _trend(aligned: np.ndarray, scaling: Scaling, sigma_px: float) -> torch.Tensor:
     """(B, T, 1, H, W) aligned context in model space -> (B, 1, H, W) its trend in dB per scan."""
     import torch
 
     from model.network.lagrangian import trend
 
-    return trend(torch.from_numpy(model_to_dbz(aligned[:, :, 0], scaling)))
+    return trend(torch.from_numpy(model_to_dbz(aligned[:, :, 0], scaling)), sigma_px)
 
 
 def _from_lagrangian(predicted: np.ndarray, motions: list[Motion]) -> np.ndarray:

@@ -40,7 +40,6 @@ MOTION_FRAMES = 3  # the extrapolation baseline's default: motion from the last 
 # The trend input (``PredRNNConfig.trend_input``); changing any of these needs retraining.
 TREND_ECHO_DBZ = 5.0  # read where every aligned scan has echo: at an echo's edge the edge moves
 TREND_LIMIT_DB = 3.0  # dB per scan; a steeper slope is misalignment of texture, not growth
-TREND_SIGMA_PX = 2.0  # Gaussian smoothing: misaligned texture averages out, a cell's growth stays
 
 
 @dataclass(frozen=True)
@@ -136,13 +135,13 @@ def _advect(frames: np.ndarray, displacement: np.ndarray, outval: float) -> np.n
     return advected[0].numpy()
 
 
-def trend(aligned_dbz: torch.Tensor) -> torch.Tensor:
+def trend(aligned_dbz: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """(B, T, H, W) context aligned to its newest scan, dBZ -> (B, 1, H, W) its trend, dB per scan.
 
     In the Lagrangian frame each pixel follows one parcel of rain, so its change over the context
     is growth or decay. The trend is the least-squares slope over the T scans where all of them
     have echo (``TREND_ECHO_DBZ``; zero elsewhere and for T = 1), clipped to ``TREND_LIMIT_DB``
-    and smoothed by a Gaussian of ``TREND_SIGMA_PX`` (zero beyond the domain). One function for
+    and smoothed by a Gaussian of ``sigma_px`` pixels (zero beyond the domain). One function for
     training and inference, so that both read the same input.
     """
     import torch
@@ -156,9 +155,9 @@ def trend(aligned_dbz: torch.Tensor) -> torch.Tensor:
     slope = torch.einsum("t,bthw->bhw", steps, x) / (steps * steps).sum()
     echo = (x >= TREND_ECHO_DBZ).all(dim=1)
     slope = torch.where(echo, slope.clamp(-TREND_LIMIT_DB, TREND_LIMIT_DB), torch.zeros_like(slope))
-    radius = math.ceil(3.0 * TREND_SIGMA_PX)
+    radius = math.ceil(3.0 * sigma_px)
     offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-(offsets**2) / (2.0 * TREND_SIGMA_PX**2))
+    kernel = torch.exp(-(offsets**2) / (2.0 * sigma_px**2))
     kernel = kernel / kernel.sum()
     smoothed = F.conv2d(slope[:, None], kernel.view(1, 1, 1, -1), padding=(0, radius))
     return F.conv2d(smoothed, kernel.view(1, 1, -1, 1), padding=(radius, 0))

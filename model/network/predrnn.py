@@ -55,6 +55,10 @@ class PredRNNConfig:
     # of 1 dB per scan is 0.014 per scan in model space, a signal the network did not learn to
     # read from the frames themselves (docs/lagrangian.md).
     trend_input: bool = False
+    # Pixels: the Gaussian that smooths the trend. At 2 px a single convective cell's growth
+    # shows; at several times a cell's size only growth and decay of whole rain areas do, the
+    # part that persists through a 2-hour forecast (a cell's growth stops within its life).
+    trend_sigma_px: float = 2.0
 
     def __post_init__(self) -> None:
         self.num_hidden = [int(n) for n in self.num_hidden]
@@ -64,6 +68,8 @@ class PredRNNConfig:
             raise ValueError(f"frame must be one of {FRAMES}, not {self.frame!r}")
         if self.trend_input and self.frame != "lagrangian":
             raise ValueError("trend_input needs frame = 'lagrangian'")
+        if not self.trend_sigma_px > 0:
+            raise ValueError(f"trend_sigma_px must be positive, got {self.trend_sigma_px}")
         if not self.num_hidden or len(set(self.num_hidden)) != 1:
             raise ValueError(f"num_hidden must be non-empty with equal widths, got {self.num_hidden}")
         if self.filter_size % 2 != 1:

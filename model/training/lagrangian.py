@@ -21,8 +21,9 @@ One iteration (shapes for batch B, context T_in, forecast K, grid H x W):
 on MSE, which rewards the blur that loses echoes; with ``[run] selection_guard``, only among
 validations where no kind of rain loses to extrapolation at any lead and threshold. Validation
 at iteration 0 scores the untrained model, which is extrapolation (its residual head starts at
-zero): every later row says what training added. A run stops and resumes anywhere (``last.pt`` holds optimizer and iteration; the
-batches are a function of seed and iteration), and the cache is built once, shard by shard.
+zero): every later row says what training added. A run stops and resumes anywhere (``last.pt``
+holds optimizer and iteration; the batches are a function of seed and iteration), and the cache
+is built once, shard by shard.
 """
 
 from __future__ import annotations
@@ -364,7 +365,7 @@ def lagrangian_forecast(model: PredRNN, scans_dbz: torch.Tensor, displacements: 
         older = context[:, : t_in - 1].flip(1)
         aligned_older, _ = advect_torch(older, displacements[:, : t_in - 1], 0.0)
         context = torch.cat((aligned_older.flip(1), context[:, -1:]), dim=1)
-    condition = trend(to_dbz(context)) if model.config.trend_input else None
+    condition = trend(to_dbz(context), model.config.trend_sigma_px) if model.config.trend_input else None
     with autocast(precision, scans_dbz.device):
         predicted, decouple = model.rollout(context[:, :, None], steps, condition)
     advected, inside = advect_torch(predicted[:, :, 0].float(), displacements[:, :steps], 0.0)
@@ -503,7 +504,8 @@ def _initialise(model: PredRNN, path: Path, config: LagrangianConfig) -> None:
         raise InputError(f"{path}: cannot start from this checkpoint ({exc})") from exc
     ours, theirs = dataclasses.asdict(config.model), dataclasses.asdict(loaded.config)
     widened = ours["trend_input"] and not theirs["trend_input"]
-    if {**theirs, "trend_input": ours["trend_input"] if widened else theirs["trend_input"]} != ours:
+    trend_keys = ("trend_input", "trend_sigma_px")  # a network without the trend has none of its settings
+    if {**theirs, **{k: (ours if widened else theirs)[k] for k in trend_keys}} != ours:
         raise InputError(f"{path}: its model differs from the preset's [model]; fine-tuning needs the same network"
                          " (or the same without trend_input)")
     weights = loaded.state_dict()

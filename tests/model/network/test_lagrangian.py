@@ -124,16 +124,29 @@ def test_the_trend_is_the_growth_per_scan_where_every_aligned_scan_has_echo() ->
     scans[:, 5:35, 5:20] = 20.0 + 0.8 * np.arange(5)[:, None, None]  # grows 0.8 dB per scan
     scans[:, 5:35, 20:35] = 30.0 - 0.5 * np.arange(5)[:, None, None]  # decays 0.5 dB per scan
     scans[:, 38, 38] = 10.0 + 9.0 * np.arange(5)  # steeper than any growth: clipped
-    out = trend(torch.from_numpy(scans)[None])
+    out = trend(torch.from_numpy(scans)[None], 2.0)
     edge = scans.copy()
     edge[-1, 1:3, 1:3] = 40.0  # echo in the newest scan only: an edge that moved, not growth
-    assert torch.equal(trend(torch.from_numpy(edge)[None]), out)
+    assert torch.equal(trend(torch.from_numpy(edge)[None], 2.0), out)
     assert out.shape == (1, 1, 40, 40)
     field = out[0, 0].numpy()
     np.testing.assert_allclose(field[11:29, 11:14], 0.8, atol=1e-5)  # 3 sigma inside: smoothing keeps it
     np.testing.assert_allclose(field[11:29, 26:29], -0.5, atol=1e-5)
     assert 0.0 < field[38, 38] <= TREND_LIMIT_DB
-    assert torch.count_nonzero(trend(torch.from_numpy(scans[:1])[None])) == 0  # one scan: no trend
+    assert torch.count_nonzero(trend(torch.from_numpy(scans[:1])[None], 2.0)) == 0  # one scan: no trend
+
+
+def test_a_wide_trend_keeps_the_growth_of_a_rain_area_and_averages_a_cells_away() -> None:
+    from model.network.lagrangian import trend
+
+    scans = np.full((6, 100, 100), NO_ECHO, dtype=np.float32)
+    scans[:, 5:95, 5:95] = 25.0 + 0.6 * np.arange(6)[:, None, None]  # a rain area growing 0.6 dB per scan
+    scans[:, 49:52, 49:52] = 25.0 + 3.0 * np.arange(6)[:, None, None]  # a cell in it growing 3 dB per scan
+    narrow, wide = (trend(torch.from_numpy(scans)[None], sigma)[0, 0].numpy() for sigma in (2.0, 8.0))
+    assert narrow[50, 50] > 1.2 and abs(wide[50, 50] - 0.6) < 0.15  # the cell shows at 2 px only
+    np.testing.assert_allclose(wide[45:55, 30:35], 0.6, atol=0.02)  # the area's growth stays
+    with pytest.raises(ValueError, match="trend_sigma_px"):
+        PredRNNConfig(frame="lagrangian", trend_input=True, trend_sigma_px=0.0)
 
 
 def test_a_trend_model_reads_the_trend_and_refuses_to_run_without_it(storm: np.ndarray) -> None:
