@@ -235,7 +235,7 @@ def test_a_trend_preset_starts_from_the_same_network_without_it_and_forecasts_as
 
     first = tmp_path / "first"
     assert train_main(["--config", str(tiny_preset(tmp_path, 2)), "--out", str(first)]) == 0
-    text = tiny_preset(tmp_path, 2).read_text().replace("[model]\n", "[model]\ntrend_input = true\n")
+    text = tiny_preset(tmp_path, 2).read_text().replace("[model]\n", "[model]\ntrend_input = true\ntrend_sigma_px = 6.0\n")
     preset = tmp_path / "trend.toml"
     preset.write_text(text.replace("[run]\n", f'[run]\ninit_from = "{first / "last.pt"}"\n'))
     config = load_config(preset)
@@ -247,7 +247,7 @@ def test_a_trend_preset_starts_from_the_same_network_without_it_and_forecasts_as
 
     assert train_main(["--config", str(preset), "--out", str(tmp_path / "trend")]) == 0
     trained, meta = load_checkpoint(tmp_path / "trend" / "last.pt")
-    assert trained.config.trend_input and meta["frame"] == "lagrangian"
+    assert trained.config.trend_input and trained.config.trend_sigma_px == 6.0 and meta["frame"] == "lagrangian"
     assert torch.count_nonzero(trained.cell_list[0].conv_x[0].weight[:, 16:]) > 0, "training reads the trend"
 
 
