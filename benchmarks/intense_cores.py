@@ -1,6 +1,6 @@
 """Does a checkpoint keep the intense cores that extrapolation keeps? As JSON.
 
-    python -m benchmarks.intense_cores [--checkpoint PATH ...] [--storms 30] [--json out.json]
+    python -m benchmarks.intense_cores [--checkpoint [NAME=]PATH ...] [--storms 30] [--json out.json]
 
 On synthetic *validation* storms (``SyntheticRadar`` split "valid": never trained on, and not the
 test storms of the results table), 128 x 128, 10 scans given, 20 forecast:
@@ -90,20 +90,26 @@ def _mean(values: list[float]) -> float | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.intense_cores", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", action="append", type=Path,
-                        help="repeatable; default: the shipped model")
+    parser.add_argument("--checkpoint", action="append", metavar="[NAME=]PATH",
+                        help="repeatable; NAME labels it (default: the file's stem); default: the shipped model")
     parser.add_argument("--storms", type=int, default=30)
     parser.add_argument("--json", type=Path, help="write the report here as well as to stdout")
     args = parser.parse_args()
-    paths = args.checkpoint or [SHIPPED_CHECKPOINT]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        parser.error(f"no such checkpoint: {missing[0]}")
+    checkpoints: dict[str, Path] = {}
+    for given in args.checkpoint or [str(SHIPPED_CHECKPOINT)]:
+        name, _, path = given.rpartition("=")
+        path = Path(path)
+        name = name or path.stem
+        if not path.is_file():
+            parser.error(f"no such checkpoint: {path}")
+        if name in checkpoints or name in ("truth", "extrapolation"):
+            parser.error(f"two checkpoints named {name!r}: label them NAME=PATH")
+        checkpoints[name] = path
     if args.storms < 1:
         parser.error("--storms must be at least 1")
     report = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine_description(),
               "storms": args.storms, "split": "valid", "grid": [SIZE, SIZE], "context": CONTEXT, "steps": STEPS,
-              "checkpoints": {p.stem: str(p) for p in paths}, **core_report({p.stem: p for p in paths}, args.storms)}
+              "checkpoints": {name: str(p) for name, p in checkpoints.items()}, **core_report(checkpoints, args.storms)}
     text = json.dumps(report, indent=2)
     sys.stdout.write(text + "\n")
     if args.json:
