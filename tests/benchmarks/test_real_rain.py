@@ -21,5 +21,5 @@ def test_it_writes_csi_for_the_model_and_extrapolation_per_flow(tmp_path: Path) 
     assert json.loads(done.stdout) == report
     assert list(report["flows"]) == list(REAL_RAIN_FLOWS)
     # The committed table is what the shipped checkpoint gives today.
-    committed = json.loads((REPO / "results" / "radar_lagrangian_cpu_trend" / "real_rain.json").read_text())
+    committed = json.loads((REPO / "results" / "radar_lagrangian_cpu_trend_wide10" / "real_rain.json").read_text())
     assert report["flows"] == committed["flows"]
