@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.machine import machine_description
+from benchmarks.report import emit_json
 from model.baselines import extrapolation
 from model.checkpoint import load_checkpoint
 from model.data.synthetic import SyntheticRadar
@@ -110,11 +109,7 @@ def main() -> int:
     report = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine_description(),
               "storms": args.storms, "split": "valid", "grid": [SIZE, SIZE], "context": CONTEXT, "steps": STEPS,
               "checkpoints": {name: str(p) for name, p in checkpoints.items()}, **core_report(checkpoints, args.storms)}
-    text = json.dumps(report, indent=2)
-    sys.stdout.write(text + "\n")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    emit_json(report, args.json)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import sys
 import time
@@ -30,6 +29,7 @@ import numpy as np
 
 from benchmarks.machine import machine_description
 from benchmarks.real_rain import LEADS, ODIM, csi
+from benchmarks.report import emit_json
 from model.baselines import extrapolation
 from model.checkpoint import load_checkpoint
 from model.data.evolving import REAL_RAIN_FLOWS, real_rain_case
@@ -108,11 +108,7 @@ def main() -> int:
               "synthetic": synthetic(model, args.storms),
               "real_rain": real_rain(model, meta["scaling"]),
               "machine": machine_description(), "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    text = json.dumps(json_safe(report), indent=2)  # NaN (no echo at a threshold) -> null
-    sys.stdout.write(text + "\n")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    emit_json(json_safe(report), args.json)  # NaN (no echo at a threshold) -> null
     return 0
 
 

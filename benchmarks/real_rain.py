@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report import emit_json
 from model.baselines import extrapolation
 from model.checkpoint import load_checkpoint
 from model.data.evolving import REAL_RAIN_FLOWS, real_rain_case
@@ -83,10 +82,7 @@ def main() -> int:
                        "trend_response": trend_response(model, meta["scaling"], field, flow)}
     report = {"checkpoint": str(args.checkpoint), "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "flows": flows}
-    text = json.dumps(report, indent=2)
-    sys.stdout.write(text + "\n")
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit_json(report, args.json)
     return 0
 
 

@@ -42,5 +42,5 @@ def test_it_scores_the_three_forecasts_on_synthetic_and_real_rain(tmp_path: Path
         for name in ("model", "extrapolation"):
             for threshold in ("20dBZ", "30dBZ"):
                 for lead, value in methods[name][threshold].items():  # 4 decimals here, 3 there
-                    assert abs(value - real["flows"][flow][name][threshold][lead]) <= 5e-4
+                    assert abs(value - real["flows"][flow][name][threshold][lead]) <= 5e-4 + 1e-9  # two roundings
     assert report["machine"]["cpu_count"] >= 1
