@@ -97,11 +97,15 @@ def plot_sample(sequence: np.ndarray, predictions: dict[str, np.ndarray], input_
                 path: Path, scaling: Scaling = DEFAULT_SCALING, max_columns: int = 10) -> Path:
     """PNG strip: the context, the truth and each method's prediction (rows), frames as columns.
 
-    ``sequence`` (T, C, H, W) and predictions (L, C, H, W) in [0, 1]; radar in dBZ colours.
+    ``sequence`` (T, C, H, W) and predictions (L, C, H, W) in [0, 1]; radar in the reflectivity
+    palette of every other radar picture (model/visualization/palette.py).
     """
+    from model.visualization.palette import reflectivity_colormap  # matplotlib, as pyplot(): only when drawing
+
     plt = pyplot()
 
     radar = scaling.get("kind") != "identity"
+    cmap, norm = reflectivity_colormap()
     rows = [("context", sequence[:input_length][-max_columns:]), ("truth", sequence[input_length:])]
     rows += list(predictions.items())
     columns = min(max(len(frames) for _, frames in rows), max_columns)
@@ -116,8 +120,9 @@ def plot_sample(sequence: np.ndarray, predictions: dict[str, np.ndarray], input_
                 continue
             image = frames[c, 0]
             if radar:
-                dbz = model_to_dbz(image, scaling)
-                axis.imshow(np.where(dbz > scaling["dbz_min"], dbz, np.nan), cmap="turbo", vmin=0, vmax=60)
+                # The service's palette: below 5 dBZ is no echo (white), so a model's faint residual
+                # in clear air does not paint the strip as it paints no map.
+                axis.imshow(model_to_dbz(image, scaling), cmap=cmap, norm=norm, interpolation="nearest")
             else:
                 axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
             if c == 0:
