@@ -429,9 +429,11 @@ def validate(model: PredRNN, cache: StormCache, config: LagrangianConfig, precis
     chosen = [result["csi"][f"{t:g}dBZ"][k - 1] for t in config.run.selection_thresholds
               for k in config.run.selection_leads]
     result["selection_score"] = float(np.mean(np.nan_to_num(chosen, nan=0.0)))
-    result["by_kind"] = {kind: {f"{t:g}dBZ": [float(v) for v in np.nan_to_num(scores.compute()["csi"][f"{t:g}dBZ"])]
-                                for t in config.loss.thresholds}
-                         for kind, scores in kinds.items()}
+    result["by_kind"] = {}
+    for kind, scores in kinds.items():
+        csi = scores.compute()["csi"]
+        result["by_kind"][kind] = {f"{t:g}dBZ": [float(v) for v in np.nan_to_num(csi[f"{t:g}dBZ"])]
+                                   for t in config.loss.thresholds}
     return result
 
 
@@ -463,8 +465,12 @@ class RunState:
     best_iteration: int = -1
     baseline_score: float = math.nan  # iteration 0: the untrained model, i.e. extrapolation
     baseline_by_kind: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # its CSI, per kind
-    best_passed_guard: bool = False  # with [run] selection_guard: whether best.pt passed it
     best_worst_gap: float = -math.inf  # best.pt's lowest CSI difference to extrapolation
+
+
+def _best_passed_guard(state: RunState, config: LagrangianConfig) -> bool:
+    """Whether best.pt passed the selection guard (always, without a guard)."""
+    return selection_rank(state.best_score, state.best_worst_gap, config.run.selection_guard)[0]
 
 
 def batch_indices(seed: int, iteration: int, storms: int, batch_size: int) -> np.ndarray:
@@ -477,7 +483,7 @@ def _save(path: Path, model: PredRNN, config: LagrangianConfig, state: RunState,
     extra = {"frame": "lagrangian", "preset": config.name, "trainer": config.to_dict(),
              "selection": {"score": state.best_score, "iteration": state.best_iteration,
                            "extrapolation_score": state.baseline_score,
-                           "guard": config.run.selection_guard, "passed_guard": state.best_passed_guard,
+                           "guard": config.run.selection_guard, "passed_guard": _best_passed_guard(state, config),
                            "worst_gap_to_extrapolation": state.best_worst_gap,
                            "thresholds_dbz": config.run.selection_thresholds,
                            "leads": config.run.selection_leads}}
@@ -578,7 +584,7 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
         rank = selection_rank(score["selection_score"], gap, guard)
         if state.best_iteration < 0 or rank > selection_rank(state.best_score, state.best_worst_gap, guard):
             state.best_score, state.best_iteration = score["selection_score"], state.iteration
-            state.best_passed_guard, state.best_worst_gap = rank[0], gap
+            state.best_worst_gap = gap
             _save(out_dir / "best.pt", model, config, state, None, score)
         log.info("validation at %d: score %.4f (extrapolation %.4f, best %.4f at %d)%s", state.iteration,
                  score["selection_score"], state.baseline_score, state.best_score, state.best_iteration,
@@ -631,7 +637,8 @@ def train(config: LagrangianConfig, out_dir: Path, *, resume: bool = False, devi
         return {"iterations": state.iteration, "stopped_by_signal": request.signum}
     summary = {"iterations": state.iteration, "best_iteration": state.best_iteration,
                "best_score": state.best_score, "extrapolation_score": state.baseline_score,
-               "guard": guard, "best_passed_guard": state.best_passed_guard, "best_worst_gap": state.best_worst_gap,
+               "guard": guard, "best_passed_guard": _best_passed_guard(state, config),
+               "best_worst_gap": state.best_worst_gap,
                "precision": precision, "device": str(target)}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

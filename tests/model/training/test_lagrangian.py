@@ -235,7 +235,8 @@ def test_a_trend_preset_starts_from_the_same_network_without_it_and_forecasts_as
 
     first = tmp_path / "first"
     assert train_main(["--config", str(tiny_preset(tmp_path, 2)), "--out", str(first)]) == 0
-    text = tiny_preset(tmp_path, 2).read_text().replace("[model]\n", "[model]\ntrend_input = true\ntrend_sigma_px = 6.0\n")
+    text = tiny_preset(tmp_path, 2).read_text()
+    text = text.replace("[model]\n", "[model]\ntrend_input = true\ntrend_sigma_px = 6.0\n")
     preset = tmp_path / "trend.toml"
     preset.write_text(text.replace("[run]\n", f'[run]\ninit_from = "{first / "last.pt"}"\n'))
     config = load_config(preset)
