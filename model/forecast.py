@@ -41,6 +41,27 @@ def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: s
     ``lagrangian_motion``, ``lagrangian_align`` (with the trend input, if the model takes it) and
     ``lagrangian_advect``.
     """
+    predicted, motions = forecast_lagrangian_frames(model, frames, steps, precision, device, fused, channels_last,
+                                                    scaling, timings)
+    if motions is not None:
+        started = time.perf_counter()
+        predicted = _from_lagrangian(predicted, motions)
+        timings = {} if timings is None else timings
+        timings["lagrangian_advect"] = time.perf_counter() - started
+    return predicted
+
+
+def forecast_lagrangian_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: str,
+                               device: torch.device, fused: bool | None = None, channels_last: bool | None = None,
+                               scaling: Scaling = DEFAULT_SCALING, timings: dict[str, float] | None = None
+                               ) -> tuple[np.ndarray, list[Motion] | None]:
+    """:func:`forecast_frames` before its last step: the network's frames and each sample's motion.
+
+    For a Lagrangian model the frames (B, steps, C, H, W) are still in the frame of the newest
+    scan, and the motions say how to carry them forward (``advect_forward``); for an Eulerian
+    model they are on the grid already and the motions are None. The ensemble perturbs exactly
+    this pair (model/ensemble.py), so that its members share one network pass and one motion.
+    """
     import torch
 
     from model.network.precision import autocast
@@ -52,6 +73,7 @@ def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: s
     timings = {} if timings is None else timings
     lagrangian = getattr(model.config, "frame", "eulerian") == "lagrangian"
     condition = None
+    motions = None
     if lagrangian:
         frames, motions = _to_lagrangian(model, frames, steps, scaling, timings)
         if model.config.trend_input:
@@ -62,13 +84,8 @@ def forecast_frames(model: PredRNN, frames: np.ndarray, steps: int, precision: s
     context = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
     with autocast(precision, device):
         predicted = model.forecast(context, steps, fused=fused, channels_last=channels_last, condition=condition)
-    predicted = predicted.float().cpu().numpy()
     timings["network"] = time.perf_counter() - started
-    if lagrangian:
-        started = time.perf_counter()
-        predicted = _from_lagrangian(predicted, motions)
-        timings["lagrangian_advect"] = time.perf_counter() - started
-    return predicted
+    return predicted.float().cpu().numpy(), motions
 
 
 def _to_lagrangian(model: PredRNN, frames: np.ndarray, steps: int, scaling: Scaling, timings: dict[str, float]
