@@ -165,16 +165,83 @@ def correlated_noise(reference_dbz: np.ndarray, members: int, steps: int, ar1: f
     else:
         with contextlib.redirect_stdout(io.StringIO()):
             amplitude = initialize_nonparam_2d_fft_filter(reference)["field"]  # (H, W // 2 + 1)
+    import torch
+
+    filter_t = torch.from_numpy(np.asarray(amplitude, dtype=np.float32))
     out = np.empty((members, steps, h, w), dtype=np.float32)
-    innovation_scale = np.sqrt(1.0 - ar1 * ar1)
+    innovation_scale = float(np.sqrt(1.0 - ar1 * ar1))
     previous = None
     for k in range(steps):
-        white = rng.standard_normal((members, h, w))
-        shaped = np.fft.irfft2(np.fft.rfft2(white) * amplitude, s=(h, w))
-        shaped -= shaped.mean(axis=(1, 2), keepdims=True)
-        shaped /= np.maximum(shaped.std(axis=(1, 2), keepdims=True), 1e-12)
+        white = torch.from_numpy(rng.standard_normal((members, h, w), dtype=np.float32))
+        shaped = torch.fft.irfft2(torch.fft.rfft2(white) * filter_t, s=(h, w))
+        shaped -= shaped.mean(dim=(1, 2), keepdim=True)
+        shaped /= shaped.std(dim=(1, 2), keepdim=True).clamp_min(1e-12)
         previous = shaped if previous is None else ar1 * previous + innovation_scale * shaped
-        out[:, k] = previous
+        out[:, k] = previous.numpy()
+    return out
+
+
+@dataclass(frozen=True)
+class Perturbations:
+    """One sample's random draws, in units of the per-lead standard deviations.
+
+    offsets (M, 2): each member's motion offset, x then y; noise (M, K, H, W): its noise fields.
+    Drawn once, they can be scaled by any amplitudes (the calibration tries many on the same draws).
+    """
+
+    offsets: np.ndarray
+    noise: np.ndarray
+
+
+def draw_perturbations(reference_dbz: np.ndarray, members: int, steps: int, seed: int,
+                       ar1: float) -> Perturbations:
+    """The draws of :func:`perturb_members` for a seed, in a fixed order (offsets, then noise)."""
+    rng = np.random.default_rng(seed)
+    offsets = rng.standard_normal((members, 2))
+    return Perturbations(offsets, correlated_noise(reference_dbz, members, steps, ar1, rng))
+
+
+MEMBER_CHUNK_PIXELS = 2**24  # members advected per call x leads x pixels: bounds the displacement arrays
+
+
+def apply_perturbations(lagrangian_dbz: np.ndarray, motion: Motion | None, draws: Perturbations,
+                        displacement_px: np.ndarray, noise_db: np.ndarray, floor_dbz: float, cap_dbz: float,
+                        ) -> np.ndarray:
+    """(K, H, W) network forecast -> (M, K, H, W) float32 dBZ members, for (K,) amplitudes per lead.
+
+    Member m is ``advect(L_k + noise_db[k] * noise[m, k], D_k + displacement_px[k] * offsets[m])``,
+    clipped to [floor, cap]; D_k is the slot's motion (zero for an Eulerian model).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from model.network.lagrangian import sampling_grid
+
+    steps, h, w = lagrangian_dbz.shape
+    members = draws.offsets.shape[0]
+    base = np.zeros((steps, 2, h, w), np.float32) if motion is None else motion.displacements[:steps]
+    # The member's offset is constant in space, so its sampling grid is the slot's grid plus a
+    # constant: the grid is built once, not once per member (that is most of an advection's time).
+    base_grid, _ = sampling_grid(torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32)))  # (K, H, W, 2)
+    to_grid = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
+    field_t = torch.from_numpy(np.ascontiguousarray(lagrangian_dbz, dtype=np.float32)) - floor_dbz
+    noise_std = torch.from_numpy(np.asarray(noise_db, dtype=np.float32)).view(1, steps, 1, 1)
+    shift_std = torch.from_numpy(np.asarray(displacement_px, dtype=np.float32)).view(1, steps, 1, 1, 1)
+    out = np.empty((members, steps, h, w), dtype=np.float32)
+    chunk = max(1, MEMBER_CHUNK_PIXELS // (steps * h * w))
+    with torch.no_grad():
+        for first in range(0, members, chunk):
+            last = min(first + chunk, members)
+            count = last - first
+            frames = field_t[None] + noise_std * torch.from_numpy(draws.noise[first:last])  # (m, K, H, W)
+            offsets = torch.from_numpy(draws.offsets[first:last].astype(np.float32)) * to_grid  # (m, 2)
+            grid = base_grid[None] + shift_std * offsets.view(count, 1, 1, 1, 2)  # (m, K, H, W, 2)
+            # Beyond the edge pixels' centres is "no echo", as in the extrapolation's scheme.
+            inside = (grid.abs() <= 1.0).all(dim=-1)
+            sampled = F.grid_sample(frames.reshape(count * steps, 1, h, w), grid.reshape(count * steps, h, w, 2),
+                                    mode="bilinear", padding_mode="zeros", align_corners=True)
+            sampled = torch.where(inside, sampled.reshape(count, steps, h, w), torch.zeros(()))
+            out[first:last] = (sampled + floor_dbz).clamp_(floor_dbz, cap_dbz).numpy()
     return out
 
 
@@ -196,29 +263,10 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
     np.ndarray
         (members, K, H, W) float32 dBZ.
     """
-    import torch
-
-    from model.network.lagrangian import advect_torch
-
-    steps, h, w = lagrangian_dbz.shape
-    rng = np.random.default_rng(seed)
-    # Draw order is fixed (offsets, then noise) so that a seed means the same members whichever
-    # perturbation is switched off.
-    offsets = rng.standard_normal((members, 2))  # (M, 2): x then y, in units of the per-lead std
-    noise_std = settings.noise_at(steps)
-    noise = correlated_noise(reference_dbz, members, steps, settings.noise_ar1, rng)
-    base = np.zeros((steps, 2, h, w), np.float32) if motion is None else motion.displacements[:steps]
-    scale = settings.displacement_at(steps).astype(np.float32)  # (K,)
-    out = np.empty((members, steps, h, w), dtype=np.float32)
-    with torch.no_grad():
-        for m in range(members):
-            frames = lagrangian_dbz + noise_std[:, None, None].astype(np.float32) * noise[m]
-            displaced = base + (scale[:, None] * offsets[m].astype(np.float32)[None, :])[:, :, None, None]
-            advected, _ = advect_torch(torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))[None],
-                                       torch.from_numpy(np.ascontiguousarray(displaced, dtype=np.float32))[None],
-                                       floor_dbz)
-            out[m] = advected[0].numpy()
-    return np.clip(out, floor_dbz, cap_dbz)
+    steps = lagrangian_dbz.shape[0]
+    draws = draw_perturbations(reference_dbz, members, steps, seed, settings.noise_ar1)
+    return apply_perturbations(lagrangian_dbz, motion, draws, settings.displacement_at(steps),
+                               settings.noise_at(steps), floor_dbz, cap_dbz)
 
 
 def forecast_ensemble_frames(
@@ -261,8 +309,9 @@ def forecast_ensemble_frames(
     out = np.empty((frames.shape[0], members, steps, 1, *frames.shape[3:]), dtype=np.float32)
     for i in range(frames.shape[0]):
         newest = model_to_dbz(frames[i, -1, 0], scaling)
-        members_dbz = perturb_members(model_to_dbz(predicted[i, :, 0], scaling), None if motions is None else motions[i],
-                                      members, seed + i, settings, newest, floor, cap)
+        motion = None if motions is None else motions[i]
+        members_dbz = perturb_members(model_to_dbz(predicted[i, :, 0], scaling), motion, members, seed + i, settings,
+                                      newest, floor, cap)
         out[i, :, :, 0] = dbz_to_model(members_dbz, scaling)
     timings["ensemble_perturb"] = time.perf_counter() - started
     return out
