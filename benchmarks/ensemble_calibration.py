@@ -66,7 +66,8 @@ def crps_per_lead(members: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, n
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_calibration", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_calibration",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("model/checkpoints/radar_lagrangian.pt"))
     parser.add_argument("--sequences", type=int, default=30, help="validation storms")
     parser.add_argument("--members", type=int, default=20)
