@@ -43,6 +43,7 @@ _SOURCES: dict[str, str] = {
     "kth": "model.data.kth:KTH",  # authors' frame-folder layout
     "synthetic_radar": "model.data.synthetic:SyntheticRadar",  # generated dBZ storms, on the fly
     "radar": "model.data.radar:RadarScans",  # a directory of CF netCDF scans
+    "real_rain": "model.data.composite:RealRainCases",  # an observed composite set in motion (tests/data)
 }
 
 
