@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model.data import _SOURCES, get_method
+from model.data.composite import RealRainCases
 from model.data.kth import KTH
 from model.data.moving_mnist import MovingMNIST, MovingMNISTFiles
 from model.data.radar import RadarScans
@@ -16,6 +17,7 @@ EXPECTED = {
     "kth": KTH,
     "synthetic_radar": SyntheticRadar,
     "radar": RadarScans,
+    "real_rain": RealRainCases,
 }
 
 
