@@ -38,8 +38,8 @@ from model.io.units import model_to_dbz
 
 log = logging.getLogger("benchmarks.ensemble_calibration")
 
-DISPLACEMENTS_PX = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 11.0, 15.0, 20.0)
-NOISES_DB = (0.0, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0, 11.0)
+DISPLACEMENTS_PX = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
+NOISES_DB = (0.0, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0)
 SCORE_FLOOR_DBZ = 0.0  # as model/verification/probabilistic.py: below 0 dBZ is no echo
 FAMILIES = {"motion": lambda d, n: n == 0.0, "noise": lambda d, n: d == 0.0, "both": lambda d, n: True}
 
@@ -65,6 +65,25 @@ def crps_per_lead(members: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, n
         ((mean - y) ** 2).sum(dim=(1, 2)).double().numpy()
 
 
+def _best(pairs: list[tuple[float, float]], crps: np.ndarray, ratio: np.ndarray, min_ratio: float
+          ) -> dict[str, list[float]]:
+    """Per lead, the pair of least CRPS among those with a spread-skill ratio of at least ``min_ratio``.
+
+    A forecaster reads an ensemble's spread as its uncertainty: the least-CRPS pair of these
+    perturbations is under-dispersed (ratio about 0.6-0.7), so the served one is the least-CRPS
+    pair that is dispersed enough; where no pair is, the most dispersed one.
+    """
+    eligible = np.where(ratio >= min_ratio, crps, np.inf)
+    best = eligible.argmin(axis=0)
+    fallback = np.where(np.isfinite(crps), ratio, -np.inf).argmax(axis=0)
+    best = np.where(np.isfinite(eligible.min(axis=0)), best, fallback)
+    return {
+        "displacement_px": [pairs[b][0] for b in best], "noise_db": [pairs[b][1] for b in best],
+        "crps_dbz": [round(float(crps[b, k]), 4) for k, b in enumerate(best)],
+        "spread_skill": [round(float(ratio[b, k]), 3) for k, b in enumerate(best)],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_calibration",
                                      description=__doc__.splitlines()[0])
@@ -74,11 +93,30 @@ def main() -> int:
     parser.add_argument("--grid", default="128x128")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="draws of storm i use seed + i")
+    parser.add_argument("--min-spread-skill", type=float, default=0.9,
+                        help="choose the lowest CRPS among the pairs at least this dispersed (0: no bound)")
+    parser.add_argument("--from-grid", type=Path,
+                        help="reselect from the grid scores of an earlier run's JSON instead of measuring")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--write-settings", action="store_true", help="write <checkpoint stem>.ensemble.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    pairs = [(d, n) for d in DISPLACEMENTS_PX for n in NOISES_DB]
+    started = time.perf_counter()
+    if args.from_grid:
+        earlier = json.loads(args.from_grid.read_text())
+        if earlier["grid_displacement_px"] != list(DISPLACEMENTS_PX) or earlier["grid_noise_db"] != list(NOISES_DB):
+            raise SystemExit(f"{args.from_grid}: measured on another grid of amplitudes; measure again")
+        crps, ratio = np.array(earlier["grid_crps_dbz"]), np.array(earlier["grid_spread_skill"])
+        seen, seconds = earlier["sequences"], earlier["seconds"]
+    else:
+        crps, ratio, seen = measure(args, pairs)
+        seconds = round(time.perf_counter() - started, 1)
+    return report(args, pairs, crps, ratio, seen, seconds)
 
+
+def measure(args: argparse.Namespace, pairs: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(pairs, steps) CRPS in dBZ and spread-skill ratio of every pair, and the storms scored."""
     import torch
 
     height, width = (int(v) for v in args.grid.split("x"))
@@ -86,7 +124,6 @@ def main() -> int:
     model.eval()
     scaling = meta.get("scaling") or SyntheticRadar().scaling
     source = SyntheticRadar(height=height, width=width, valid_sequences=args.sequences, output_length=args.steps)
-    pairs = [(d, n) for d in DISPLACEMENTS_PX for n in NOISES_DB]
     crps = np.zeros((len(pairs), args.steps))
     variance = np.zeros_like(crps)
     squared = np.zeros_like(crps)
@@ -124,33 +161,41 @@ def main() -> int:
     crps /= pixels
     correction = np.sqrt((args.members + 1) / args.members)
     ratio = correction * np.sqrt(variance / pixels) / np.sqrt(np.maximum(squared / pixels, 1e-12))
+    return crps, ratio, seen
+
+
+def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.ndarray, ratio: np.ndarray,
+           seen: int, seconds: float) -> int:
+    """Choose per family and bound, write the JSON and (``--write-settings``) the calibration."""
     deterministic = pairs.index((0.0, 0.0))
     families = {}
     for name, member_of in FAMILIES.items():
         allowed = np.array([member_of(d, n) for d, n in pairs])
-        best = np.where(allowed[:, None], crps, np.inf).argmin(axis=0)
-        families[name] = {
-            "displacement_px": [pairs[b][0] for b in best], "noise_db": [pairs[b][1] for b in best],
-            "crps_dbz": [round(float(crps[b, k]), 4) for k, b in enumerate(best)],
-            "spread_skill": [round(float(ratio[b, k]), 3) for k, b in enumerate(best)],
-        }
-    winner = min(("both", "motion", "noise"), key=lambda name: sum(families[name]["crps_dbz"]))
+        families[name] = _best(pairs, np.where(allowed[:, None], crps, np.inf), ratio, 0.0)
+        families[f"{name}, spread-skill >= {args.min_spread_skill:g}"] = _best(
+            pairs, np.where(allowed[:, None], crps, np.inf), ratio, args.min_spread_skill)
+    # The winner among the kinds of perturbation, each with the dispersion bound that is served.
+    bounded = {name: f"{name}, spread-skill >= {args.min_spread_skill:g}" for name in FAMILIES}
+    winner = min(FAMILIES, key=lambda name: sum(families[bounded[name]]["crps_dbz"]))
     report = {
         "benchmark": "ensemble_calibration", "date": dt.date.today().isoformat(), "machine": machine_description(),
         "checkpoint": str(args.checkpoint), "split": "valid", "sequences": seen, "grid": args.grid,
         "members": args.members, "seed": args.seed, "steps": args.steps, "timestep_minutes": 6,
         "grid_displacement_px": list(DISPLACEMENTS_PX), "grid_noise_db": list(NOISES_DB),
         "deterministic_crps_dbz": [round(float(v), 4) for v in crps[deterministic]],
-        "families": families, "winner": winner, "seconds": round(time.perf_counter() - started, 1),
+        "families": families, "winner": winner, "min_spread_skill": args.min_spread_skill,
+        "grid_crps_dbz": np.round(crps, 4).tolist(), "grid_spread_skill": np.round(ratio, 3).tolist(),
+        "seconds": seconds,
         "command": "python -m benchmarks.ensemble_calibration " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False, True)),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False, True)
+            and k not in ("from_grid", "json")),
     }
     emit_json(report, args.json)
     if args.write_settings:
-        chosen = families[winner]
+        chosen = families[bounded[winner]]
         calibration = {
             "displacement_px": chosen["displacement_px"], "noise_db": chosen["noise_db"],
-            "noise_ar1": settings.noise_ar1, "perturb": winner,
+            "noise_ar1": EnsembleSettings().noise_ar1, "perturb": winner,
             "calibrated_on": f"{seen} validation storms {args.grid}, {args.members} members, seed {args.seed}",
             "calibration_crps_dbz": chosen["crps_dbz"], "calibration_spread_skill": chosen["spread_skill"],
             "date": report["date"], "cpu": report["machine"]["cpu"], "command": report["command"],
