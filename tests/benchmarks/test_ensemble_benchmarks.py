@@ -1,0 +1,62 @@
+"""benchmarks.ensemble_calibration and benchmarks.ensemble_speed on tiny cases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.ensemble_calibration import DISPLACEMENTS_PX, NOISES_DB, crps_per_lead
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = REPO / "model" / "checkpoints" / "radar_lagrangian.pt"
+
+
+def test_crps_of_members_is_the_standard_estimator():
+    members = np.array([0.0, 10.0, 20.0], dtype=np.float32).reshape(3, 1, 1, 1)
+    truth = np.full((1, 1, 1), 5.0, dtype=np.float32)
+    crps, variance, squared = crps_per_lead(members, truth)
+    # mean |x - y| = (5 + 5 + 15) / 3; mean |x - x'| / 2 = (2 * (10 + 20 + 10) / 9) / 2
+    assert np.isclose(crps[0], 25 / 3 - 40 / 9)
+    assert np.isclose(variance[0], 100.0) and np.isclose(squared[0], 25.0)
+
+
+def test_calibration_scores_every_pair_and_chooses_a_dispersed_one(tmp_path: Path) -> None:
+    out = tmp_path / "calibration.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--checkpoint", str(DEFAULT_MODEL),
+                           "--sequences", "1", "--members", "4", "--grid", "32x48", "--steps", "3",
+                           "--min-spread-skill", "0.5", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    pairs = len(DISPLACEMENTS_PX) * len(NOISES_DB)
+    assert np.array(report["grid_crps_dbz"]).shape == (pairs, 3)
+    assert report["split"] == "valid" and report["sequences"] == 1 and report["winner"] in ("both", "motion", "noise")
+    best = report["families"]["both"]
+    assert best["crps_dbz"] == [round(min(column), 4) for column in np.array(report["grid_crps_dbz"]).T]
+    assert report["deterministic_crps_dbz"] == [round(v, 4) for v in np.array(report["grid_crps_dbz"])[0]]
+    bounded = report["families"]["both, spread-skill >= 0.5"]
+    grid_ratio = np.array(report["grid_spread_skill"])
+    assert all(r >= 0.5 or r == grid_ratio[:, k].max() for k, r in enumerate(bounded["spread_skill"]))
+    again = tmp_path / "again.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--from-grid", str(out),
+                    "--min-spread-skill", "0.5", "--json", str(again)], cwd=REPO, check=True, capture_output=True,
+                   timeout=120)
+    assert json.loads(again.read_text())["families"] == report["families"]
+
+
+def test_speed_times_both_methods_as_whole_processes(tmp_path: Path) -> None:
+    out = tmp_path / "speed.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_speed", "--grid", "32x32", "--members", "3",
+                           "--steps", "3", "--repeats", "1", "--threads", "1", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["runs"]) == {"predrnn_ensemble", "steps"}
+    for runs in report["runs"].values():
+        assert runs[0]["wall_s"] > runs[0]["forecast"] > 0 and runs[0]["peak_rss_mb"] > 50
+    assert report["ratio_predrnn_over_steps"] == round(report["median_wall_s"]["predrnn_ensemble"]
+                                                       / report["median_wall_s"]["steps"], 3)
