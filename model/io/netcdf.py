@@ -11,6 +11,9 @@ write_scans(directory, dbz (T, H, W), times, *, x, y, grid_mapping) -> list[Path
 write_forecast(path, dbz (L, H, W), *, reference_time, lead_minutes, grid, model, model_version,
                checkpoint_sha256, source, input_times) -> Path
     the forecast product: reflectivity (dBZ) + rainfall_rate (mm h-1) on valid times, atomic.
+    ``dbz`` (M, L, H, W) with M > 1 (and ``ensemble_seed``, ``ensemble_perturbation``): the ensemble
+    product, members on a ``realization`` axis plus their mean and exceedance probabilities.
+write_ensemble_forecast(path, members (M, L, H, W), *, seed, perturbation, **write_forecast's) -> Path
 write_observed(path, sequence, *, count) -> Path
     the last ``count`` input scans in the product's layout (lead_time <= 0 minutes), atomic.
 file_sha256(path) -> str
@@ -637,6 +640,12 @@ def write_scans(
 # zlib level 1 with the byte shuffle: measured by benchmarks/bench_netcdf_encoding.py (docs/results.md,
 # Worker speed) against levels 0-9 with and without shuffle on a 256 x 256 x 20 forecast.
 PRODUCT_COMPRESSION: dict[str, Any] = {"zlib": True, "complevel": 1, "shuffle": True}
+# The ensemble product's names (docs/contracts.md); the thresholds are the service's skill thresholds.
+REALIZATION = "realization"
+THRESHOLD = "threshold"
+ENSEMBLE_MEAN = "reflectivity_ensemble_mean"
+PROBABILITY = "probability_of_reflectivity_above_threshold"
+ENSEMBLE_THRESHOLDS_DBZ: tuple[float, ...] = (20.0, 30.0, 40.0)
 
 
 def write_forecast(
@@ -653,26 +662,37 @@ def write_forecast(
     input_times: Sequence[Any] | np.ndarray,
     extra_attrs: dict[str, Any] | None = None,
     compression: dict[str, Any] | None = None,
+    ensemble_seed: int = 0,
+    ensemble_perturbation: str = "",
 ) -> Path:
     """Write the CF-1.8 forecast product atomically and return its path.
 
     Parameters
     ----------
-    dbz : (L, H, W) forecast reflectivity in dBZ (NaN = no data).
+    dbz : (L, H, W) forecast reflectivity in dBZ (NaN = no data), or (M, L, H, W) ensemble members.
+        M > 1 writes the ensemble product (docs/contracts.md): the members on a ``realization``
+        axis, their mean and the probabilities of reaching :data:`ENSEMBLE_THRESHOLDS_DBZ`. M == 1
+        writes exactly the deterministic product of ``dbz[0]``.
     reference_time : time of the newest input scan (the forecast reference time), UTC.
     lead_minutes : (L,) lead times in minutes; valid time = reference_time + lead.
     grid : the input's grid (or the input sequence itself); coordinates and grid mapping are copied.
     source : ``"predrnn"`` | ``"extrapolation"`` | ``"persistence"``: which method made the fields.
     compression : netCDF4 filter settings of the two fields (``zlib``, ``complevel``, ``shuffle``);
         default PRODUCT_COMPRESSION.
+    ensemble_seed, ensemble_perturbation : the ensemble's seed and how its members were perturbed
+        (global attributes ``ensemble_seed`` and ``ensemble_perturbation``); unused when M == 1.
     """
     if source not in PRODUCT_SOURCES:
         raise ValueError(f"source must be one of {PRODUCT_SOURCES}, not {source!r}")
     grid = grid.grid if isinstance(grid, RadarSequence) else grid
     dbz = np.asarray(dbz, dtype=np.float32)
     leads = np.asarray(lead_minutes, dtype=np.float64)
-    if dbz.ndim != 3 or dbz.shape[0] != leads.size or dbz.shape[1:] != grid.shape:
-        raise ValueError(f"dbz must be (L={leads.size}, {grid.shape[0]}, {grid.shape[1]}), got {dbz.shape}")
+    if dbz.ndim == 4 and dbz.shape[0] == 1:
+        dbz = dbz[0]  # one member is the deterministic forecast: today's product, no realization axis
+    members = dbz.shape[0] if dbz.ndim == 4 else 0
+    if dbz.ndim not in (3, 4) or dbz.shape[-3] != leads.size or dbz.shape[-2:] != grid.shape:
+        raise ValueError(f"dbz must be (L={leads.size}, {grid.shape[0]}, {grid.shape[1]}) or (M, L, ...), "
+                         f"got {dbz.shape}")
     reference = _to_datetime64([reference_time])[0]
     valid = reference + (leads * 60).astype("timedelta64[s]")
     inputs = _to_datetime64(input_times)
@@ -684,8 +704,11 @@ def write_forecast(
                   "units": "mm h-1"}
     if grid.grid_mapping_variable:
         rain_attrs["grid_mapping"] = grid.grid_mapping_variable
-    data_vars["reflectivity"] = (dims, dbz, _reflectivity_attrs(grid))
-    data_vars["rainfall_rate"] = (dims, rain.astype(np.float32), rain_attrs)
+    field_dims = (REALIZATION, *dims) if members else dims
+    data_vars["reflectivity"] = (field_dims, dbz, _reflectivity_attrs(grid))
+    data_vars["rainfall_rate"] = (field_dims, rain.astype(np.float32), rain_attrs)
+    if members:
+        _add_ensemble_variables(data_vars, coords, dbz, grid, dims)
     coords["time"] = ("time", valid, {"standard_name": "time", "long_name": "valid time"})
     lead_values = leads.astype(np.int32) if np.all(leads == np.round(leads)) else leads
     coords["lead_time"] = ("time", lead_values, {"standard_name": "forecast_period", "units": "minutes",
@@ -703,17 +726,61 @@ def write_forecast(
         "history": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} created by the nowcast service",
         **(extra_attrs or {}),
     }
+    if members:
+        attrs.update({"ensemble_members": np.int32(members), "ensemble_seed": np.int64(ensemble_seed),
+                      "ensemble_perturbation": ensemble_perturbation})
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     chunks = (1, *grid.shape)  # one lead time per chunk: a reader of one lead decompresses only it
+    field_chunks = (1, *chunks) if members else chunks  # and one (member, lead) per chunk for members
     filters = dict(PRODUCT_COMPRESSION if compression is None else compression)
     encoding = {
-        "reflectivity": {"dtype": "float32", "_FillValue": FILL_VALUE, "chunksizes": chunks, **filters},
-        "rainfall_rate": {"dtype": "float32", "_FillValue": FILL_VALUE, "chunksizes": chunks, **filters},
+        "reflectivity": {"dtype": "float32", "_FillValue": FILL_VALUE, "chunksizes": field_chunks, **filters},
+        "rainfall_rate": {"dtype": "float32", "_FillValue": FILL_VALUE, "chunksizes": field_chunks, **filters},
         "time": {"units": "seconds since 1970-01-01 00:00:00", "calendar": "standard", "dtype": "int64"},
         "forecast_reference_time": {"units": "seconds since 1970-01-01 00:00:00", "calendar": "standard",
                                     "dtype": "int64"},
     }
+    if members:
+        encoding[ENSEMBLE_MEAN] = {"dtype": "float32", "_FillValue": FILL_VALUE, "chunksizes": chunks, **filters}
+        encoding[PROBABILITY] = {"dtype": "float32", "_FillValue": FILL_VALUE, "chunksizes": (1, *chunks),
+                                 **filters}
+        encoding[REALIZATION] = {"dtype": "int32"}
+        encoding[THRESHOLD] = {"dtype": "float32", "_FillValue": None}
     return _atomic_to_netcdf(ds, Path(path), encoding)
+
+
+def write_ensemble_forecast(path: Path | str, members_dbz: np.ndarray, *, seed: int, perturbation: str,
+                            **kwargs: Any) -> Path:
+    """:func:`write_forecast` of (M, L, H, W) members: the ensemble product, or for M == 1 today's product."""
+    return write_forecast(path, members_dbz, ensemble_seed=seed, ensemble_perturbation=perturbation, **kwargs)
+
+
+def _add_ensemble_variables(data_vars: dict[str, Any], coords: dict[str, Any], members_dbz: np.ndarray, grid: Grid,
+                            dims: tuple[str, str, str]) -> None:
+    """The realization and threshold axes, the members' mean and the exceedance probabilities.
+
+    members_dbz : (M, L, H, W) dBZ, NaN = no data; ``dims`` = (time, y, x).
+    """
+    # model.ensemble holds the one definition of the probability; it imports numpy and units only.
+    from model.ensemble import ensemble_mean, exceedance_probability
+
+    count = members_dbz.shape[0]
+    coords[REALIZATION] = (REALIZATION, np.arange(count, dtype=np.int32),
+                           {"standard_name": "realization", "units": "1", "long_name": "ensemble member"})
+    coords[THRESHOLD] = (THRESHOLD, np.asarray(ENSEMBLE_THRESHOLDS_DBZ, dtype=np.float32),
+                         {"standard_name": "equivalent_reflectivity_factor", "units": "dBZ",
+                          "long_name": "reflectivity threshold",
+                          "spp__relative_to_threshold": "greater_than_or_equal_to"})
+    mean_attrs = {**_reflectivity_attrs(grid), "long_name": "ensemble mean radar reflectivity",
+                  "cell_methods": "realization: mean"}
+    data_vars[ENSEMBLE_MEAN] = (dims, ensemble_mean(members_dbz), mean_attrs)
+    probability_attrs: dict[str, Any] = {
+        "long_name": "probability of equivalent_reflectivity_factor at or above threshold", "units": "1",
+        "valid_min": np.float32(0.0), "valid_max": np.float32(1.0)}
+    if grid.grid_mapping_variable:
+        probability_attrs["grid_mapping"] = grid.grid_mapping_variable
+    probability = exceedance_probability(members_dbz, ENSEMBLE_THRESHOLDS_DBZ)
+    data_vars[PROBABILITY] = ((THRESHOLD, *dims), probability, probability_attrs)
 
 
 def write_observed(path: Path | str, sequence: RadarSequence, *, count: int) -> Path:

@@ -269,3 +269,82 @@ def test_nowcast_predict_reads_and_writes_netcdf(tmp_path: Path) -> None:
     (bad / "scan_20260301T1200Z.nc").write_text("garbage")
     assert cli_main(["predict", "--checkpoint", str(checkpoint), "--input", str(bad), "--steps", "2",
                      "--output", str(tmp_path / "x.nc")]) == 2
+
+
+def _write_product(path: Path, fields: np.ndarray, sequence: rio.RadarSequence, **kwargs) -> Path:
+    return rio.write_forecast(path, fields, reference_time=sequence.times[-1], lead_minutes=[6, 12], grid=sequence,
+                              model="PredRNN-v2", model_version="abc", checkpoint_sha256="abc", source="predrnn",
+                              input_times=sequence.times, **kwargs)
+
+
+def test_ensemble_product_layout_cf_attributes_and_round_trip(tmp_path: Path) -> None:
+    sequence = rio.read_scans(write_feed(tmp_path / "feed", field(3), times(3)))
+    members = np.random.default_rng(5).uniform(-10, 60, (4, 2, 5, 7)).astype(np.float32)
+    members[:, 0, 0, 0] = [19.9, 20.0, 35.0, 45.0]  # probabilities 3/4, 2/4, 1/4 at 20/30/40 dBZ
+    members[2, 1, 4, 6] = np.nan  # one member without data: that pixel's mean and probabilities are NaN
+    out = _write_product(tmp_path / "ens.nc", members, sequence, ensemble_seed=7, ensemble_perturbation="x: both")
+    with xr.open_dataset(out, engine="netcdf4") as ds:
+        assert ds["reflectivity"].dims == ("realization", "time", "y", "x")
+        assert ds["rainfall_rate"].dims == ("realization", "time", "y", "x")
+        np.testing.assert_array_equal(ds["reflectivity"].values, members)
+        np.testing.assert_allclose(ds["rainfall_rate"].values, dbz_to_rainrate(members), rtol=1e-6)
+        assert ds["realization"].values.tolist() == [0, 1, 2, 3]
+        assert ds["realization"].dtype == np.int32
+        assert {k: ds["realization"].attrs[k] for k in ("standard_name", "units")} == {
+            "standard_name": "realization", "units": "1"}
+        assert ds["reflectivity"].attrs["standard_name"] == "equivalent_reflectivity_factor"
+        mean = ds["reflectivity_ensemble_mean"]
+        assert mean.dims == ("time", "y", "x") and mean.dtype == np.float32
+        assert mean.attrs["cell_methods"] == "realization: mean" and mean.attrs["units"] == "dBZ"
+        np.testing.assert_allclose(mean.values, members.mean(axis=0), rtol=1e-6)
+        assert np.isnan(mean.values[1, 4, 6])
+        threshold = ds["threshold"]
+        assert threshold.values.tolist() == [20.0, 30.0, 40.0] and threshold.dtype == np.float32
+        assert threshold.attrs == {"standard_name": "equivalent_reflectivity_factor", "units": "dBZ",
+                                   "long_name": "reflectivity threshold",
+                                   "spp__relative_to_threshold": "greater_than_or_equal_to"}
+        probability = ds["probability_of_reflectivity_above_threshold"]
+        assert probability.dims == ("threshold", "time", "y", "x") and probability.dtype == np.float32
+        assert probability.attrs["units"] == "1"
+        assert probability.attrs["long_name"] == "probability of equivalent_reflectivity_factor at or above threshold"
+        assert probability.values[:, 0, 0, 0].tolist() == [0.75, 0.5, 0.25]
+        expected = np.stack([(members >= t).mean(axis=0) for t in (20, 30, 40)])
+        finite = ~np.isnan(probability.values)
+        np.testing.assert_array_equal(probability.values[finite], expected[finite])
+        assert finite.sum() == expected.size - 3  # NaN only at the member-less pixel, at every threshold
+        assert np.all(probability.values[1:][finite[1:]] <= probability.values[:-1][finite[1:]])
+        assert (ds.attrs["ensemble_members"], ds.attrs["ensemble_seed"], ds.attrs["ensemble_perturbation"]) == (
+            4, 7, "x: both")
+        assert ds.attrs["Conventions"] == "CF-1.8" and ds.attrs["source"] == "predrnn"
+    with netCDF4.Dataset(out) as raw:
+        assert raw["reflectivity"].chunking() == [1, 1, 5, 7]  # one (member, lead) per chunk
+        assert raw["rainfall_rate"].chunking() == [1, 1, 5, 7]
+        assert raw["reflectivity_ensemble_mean"].chunking() == [1, 5, 7]
+        assert raw["probability_of_reflectivity_above_threshold"].chunking() == [1, 1, 5, 7]
+        assert raw["realization"].dtype == np.int32
+
+
+def test_one_member_writes_exactly_the_deterministic_product(tmp_path: Path) -> None:
+    sequence = rio.read_scans(write_feed(tmp_path / "feed", field(3), times(3)))
+    forecast = np.linspace(-10, 60, 2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7)
+    today = _write_product(tmp_path / "today.nc", forecast, sequence)
+    one = rio.write_ensemble_forecast(tmp_path / "one.nc", forecast[None], seed=3, perturbation="p",
+                                      reference_time=sequence.times[-1], lead_minutes=[6, 12], grid=sequence,
+                                      model="PredRNN-v2", model_version="abc", checkpoint_sha256="abc",
+                                      source="predrnn", input_times=sequence.times)
+    with xr.open_dataset(today, engine="netcdf4") as a, xr.open_dataset(one, engine="netcdf4") as b:
+        assert set(a.variables) == set(b.variables) and set(a.dims) == set(b.dims)
+        assert "realization" not in b.dims and "ensemble_members" not in b.attrs
+        for name in a.variables:
+            assert a[name].dims == b[name].dims and a[name].attrs == b[name].attrs
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+        assert {k: v for k, v in a.attrs.items() if k != "history"} == {
+            k: v for k, v in b.attrs.items() if k != "history"}
+    # The readers of deterministic products read it as before: the lean reader takes it lean.
+    from model.io.lean_reader import open_frames
+
+    with open_frames(one) as frames:
+        assert frames.lean
+        np.testing.assert_array_equal(frames.read([0, 1]), forecast)
+    with pytest.raises(ValueError, match=r"or \(M, L"):
+        _write_product(tmp_path / "bad.nc", forecast[None, None], sequence)
