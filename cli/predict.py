@@ -3,7 +3,9 @@
 .npy in model space [0, 1]: (B, T, C, H, W), (T, C, H, W) or (T, H, W) float; the output is the
 raw network output for the requested future frames, same rank, not clipped, so it compares
 number for number with other implementations. For .nc (CF radar scans in dBZ) see
-``model/io/netcdf.py``; the output is then a CF forecast product.
+``model/io/netcdf.py``; the output is then a CF forecast product. ``--members M`` (M > 1, .nc
+input and output only) writes the ensemble product of ``model.ensemble`` instead, its members
+drawn from ``--seed`` with the calibration shipped beside the checkpoint.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +26,9 @@ from model.io.arrays import open_array_file
 from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model
 from model.network.precision import resolve
 from model.network.predrnn import PredRNN
+
+if TYPE_CHECKING:
+    from model.ensemble import EnsembleSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                         help="NHWC frames, states and weights (default: on for bf16)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--members", type=int, default=1,
+                        help="ensemble members (1: the deterministic forecast; more: the ensemble product, .nc only)")
+    parser.add_argument("--seed", type=int, default=0, help="the ensemble's seed: the same seed, the same members")
     official = parser.add_argument_group("authors' checkpoints (names of their run.py flags)")
     official.add_argument("--official", action="store_true", help="the checkpoint is {'net_param': ...} from run.py")
     official.add_argument("--model-name", choices=["predrnn", "predrnn_v2"], default="predrnn_v2")
@@ -123,11 +131,25 @@ def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespac
         np.save(args.output, raw)
         log.info("wrote %s %s (raw model space)", args.output, raw.shape)
         return 0
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    ensemble: dict[str, Any] = {}
     try:
-        forecast = forecast_dbz(model, sequence.dbz, args.steps, scaling=scaling, precision=precision,
-                                device=device, fused=args.fused, channels_last=args.channels_last)
+        if args.members == 1:  # today's path exactly: the deterministic forecast and product
+            forecast = forecast_dbz(model, sequence.dbz, args.steps, scaling=scaling, precision=precision,
+                                    device=device, fused=args.fused, channels_last=args.channels_last)
+        else:
+            from model.ensemble import forecast_ensemble_dbz
+
+            settings = ensemble_settings(args.checkpoint)
+            forecast = forecast_ensemble_dbz(model, sequence.dbz, args.steps, members=args.members, seed=args.seed,
+                                             settings=settings, scaling=scaling, precision=precision, device=device,
+                                             timings=timings)
+            ensemble = {"ensemble_seed": args.seed,
+                        "ensemble_perturbation": f"{settings.source}: {settings.perturb}"}
     except ValueError as exc:  # e.g. one scan for a Lagrangian model, which needs two for its motion
         raise InputError(f"{args.input}: {exc}") from exc
+    elapsed = time.perf_counter() - started
     checkpoint_hash = file_sha256(args.checkpoint)
     write_forecast(
         args.output, forecast,
@@ -140,16 +162,46 @@ def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespac
         source="predrnn",
         input_times=sequence.times,
         extra_attrs={"precision": precision, "model_frame": model.config.frame},
+        **ensemble,
     )
-    log.info("wrote %s: %d lead times from %d scans (%s)", args.output, args.steps, sequence.times.size,
-             precision)
+    if args.members == 1:
+        log.info("wrote %s: %d lead times from %d scans (%s, %.2f s)", args.output, args.steps,
+                 sequence.times.size, precision, elapsed)
+    else:
+        stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
+        log.info("wrote %s: %d members x %d lead times from %d scans, seed %d (%s, %.2f s: %s)", args.output,
+                 args.members, args.steps, sequence.times.size, args.seed, precision, elapsed, stages)
     return 0
+
+
+def ensemble_settings(checkpoint: Path) -> EnsembleSettings:
+    """The ensemble calibration beside ``checkpoint`` (or the defaults); a broken one is an InputError."""
+    from model.ensemble import EnsembleSettings
+
+    try:
+        return EnsembleSettings.for_checkpoint(checkpoint)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def check_members_option(args: argparse.Namespace) -> None:
+    """InputError unless ``--members`` is 1..MAX_MEMBERS, and 1 for .npy output (raw model space)."""
+    from model.ensemble import check_members
+
+    try:
+        check_members(args.members)
+    except ValueError as exc:
+        raise InputError(f"--members: {exc}") from exc
+    if args.members > 1 and args.output.suffix != ".nc":
+        raise InputError(f"{args.output}: --members {args.members} writes the ensemble product, which needs "
+                         ".nc output (a .npy output holds one raw forecast)")
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
+    check_members_option(args)
     device = torch.device(args.device)
     if args.input.suffix == ".nc" or args.output.suffix == ".nc":
         model, meta = load_model(args)

@@ -183,3 +183,89 @@ def test_a_lagrangian_checkpoint_forecasts_cf_scans_on_a_grid_that_is_not_square
                      "--output", tmp_path / "one.nc")
     assert result.returncode == 2, result.stderr
     assert "one" in result.stderr and "at least 2 scans" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def ensemble_feed(tmp_path_factory):
+    """A Lagrangian checkpoint (untrained: the extrapolation of its scans) and 10 scans of a moving storm."""
+    import datetime as dt
+
+    from model.data.synthetic import storm_frames
+    from model.io.netcdf import write_scans
+
+    root = tmp_path_factory.mktemp("ensemble")
+    torch.manual_seed(0)
+    checkpoint = root / "lagrangian.pt"
+    save_checkpoint(checkpoint, PredRNN(PredRNNConfig(num_hidden=[8, 8], frame="lagrangian", input_length=6)))
+    start = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+    write_scans(root / "feed", storm_frames([0, 97, 2], 10, 48, 56),
+                [start + dt.timedelta(minutes=6 * k) for k in range(10)],
+                x=1000.0 * np.arange(56), y=1000.0 * np.arange(48))
+    return checkpoint, root / "feed"
+
+
+def predict_nc(checkpoint, feed, out, *extra) -> int:
+    from cli import main as cli_main
+
+    return cli_main(["predict", "--checkpoint", str(checkpoint), "--input", str(feed), "--steps", "5",
+                     "--output", str(out), *map(str, extra)])
+
+
+def test_members_one_is_todays_forecast_byte_for_byte(tmp_path, ensemble_feed):
+    import xarray as xr
+
+    checkpoint, feed = ensemble_feed
+    assert predict_nc(checkpoint, feed, tmp_path / "today.nc") == 0
+    assert predict_nc(checkpoint, feed, tmp_path / "one.nc", "--members", 1, "--seed", 9) == 0
+    with xr.open_dataset(tmp_path / "today.nc") as today, xr.open_dataset(tmp_path / "one.nc") as one:
+        assert today["reflectivity"].values.tobytes() == one["reflectivity"].values.tobytes()
+        assert set(today.variables) == set(one.variables) and "ensemble_members" not in one.attrs
+        assert one["reflectivity"].dims == ("time", "y", "x")
+
+
+def test_ensemble_members_are_reproducible_and_probabilities_consistent(tmp_path, ensemble_feed):
+    import xarray as xr
+
+    from model.checkpoint import load_checkpoint
+    from model.ensemble import EnsembleSettings, forecast_ensemble_dbz
+    from model.io.netcdf import read_scans
+
+    checkpoint, feed = ensemble_feed
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        assert predict_nc(checkpoint, feed, tmp_path / f"{name}.nc", "--members", 6, "--seed", seed) == 0
+    with xr.open_dataset(tmp_path / "a.nc") as a, xr.open_dataset(tmp_path / "b.nc") as b, \
+            xr.open_dataset(tmp_path / "c.nc") as c:
+        members = a["reflectivity"].values
+        assert members.shape == (6, 5, 48, 56) and a["reflectivity"].dims == ("realization", "time", "y", "x")
+        np.testing.assert_array_equal(members, b["reflectivity"].values)  # same seed, same members
+        assert not np.array_equal(members, c["reflectivity"].values)  # another seed, other members
+        assert not np.array_equal(members[0], members[1])  # and the members differ from each other
+        assert (a.attrs["ensemble_members"], a.attrs["ensemble_seed"]) == (6, 3)
+        assert a.attrs["ensemble_perturbation"] == "defaults: both"  # no calibration beside this checkpoint
+        probability = a["probability_of_reflectivity_above_threshold"].values
+        assert probability.min() >= 0 and probability.max() <= 1
+        assert np.all(np.diff(probability, axis=0) <= 0)  # 20 >= 30 >= 40 dBZ at every pixel and lead
+        shares = np.stack([(members >= t).mean(axis=0, dtype=np.float32) for t in (20, 30, 40)])
+        np.testing.assert_array_equal(probability, shares)
+        assert probability[0].max() > 0  # the storm reaches 20 dBZ somewhere
+        np.testing.assert_allclose(a["reflectivity_ensemble_mean"].values, members.mean(axis=0), rtol=1e-6)
+    # The CLI's members are model.ensemble's for the same input, seed and settings.
+    model, meta = load_checkpoint(checkpoint)
+    context = read_scans(feed).tail(6).dbz
+    expected = forecast_ensemble_dbz(model.eval(), context, 5, members=6, seed=3, settings=EnsembleSettings(),
+                                     scaling=meta["scaling"])
+    np.testing.assert_array_equal(members, expected)
+
+
+@pytest.mark.parametrize("members,output,message", [
+    (0, "out.nc", "--members: members must be from 1 to 50, got 0"),
+    (1000, "out.nc", "--members: members must be from 1 to 50, got 1000"),
+    (4, "out.npy", "out.npy: --members 4 writes the ensemble product, which needs .nc output"),
+])
+def test_bad_members_are_one_line_errors(tmp_path, ensemble_feed, members, output, message):
+    checkpoint, feed = ensemble_feed
+    result = nowcast("predict", "--checkpoint", checkpoint, "--input", feed, "--steps", 2, "--members", members,
+                     "--output", tmp_path / output)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / output).exists()
