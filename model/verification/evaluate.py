@@ -5,7 +5,8 @@ Interface
 evaluate_model(model_or_forecaster, source, split="test", protocol=None, *, batch_size=8,
                device=None, max_sequences=0) -> dict
     ``model_or_forecaster``: a PredRNN (``.forecast``), a baseline name ("persistence",
-    "extrapolation"), or ``f(context (B, T_in, C, H, W), steps) -> (B, steps, C, H, W)`` in [0, 1].
+    "extrapolation"), or ``f(context (B, T_in, C, H, W), steps) -> (B, steps, C, H, W)`` in [0, 1];
+    an ensemble forecaster returns (B, M, steps, C, H, W) instead.
     ``source``: a sequence source (model/data). ``protocol``: "paper" | "nowcast" | "both";
     None picks "paper" for unitless frames (Moving MNIST, KTH) and "both" for radar.
     Returns strict-JSON-ready results: {"paper": ..., "nowcast": ...} plus what was scored.
@@ -19,6 +20,13 @@ nowcast evaluate --baseline persistence,extrapolation [--checkpoint [NAME=]CKPT 
 Every run writes OUT.json, a Markdown table next to it (OUT.md), a PNG of skill against lead
 time (OUT_skill.png: CSI per threshold, MSE per frame) and, for chosen ``--samples``, PNG strips
 of context, truth and each prediction (OUT_sample<N>.png). The metrics are model/verification/metrics.py.
+
+Ensembles: the nowcast protocol also scores every method probabilistically
+(model/verification/probabilistic.py; CRPS, Brier, reliability, ROC, spread-skill, rank
+histogram) into a "probabilistic" section. An ensemble's deterministic scores are those of its
+members' mean; a deterministic forecast is scored probabilistically as a one-member ensemble.
+With a method named ``steps`` among them, the others get ``crps_skill_vs_steps`` and
+``brier_skill_vs_steps``, and OUT_probabilistic.png shows the scores side by side.
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from model.io.units import DEFAULT_SCALING, Scaling, model_to_dbz
+from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model, model_to_dbz
 from model.training.history import format_duration
 from model.verification.metrics import PaperScores, SkillScores, json_safe
+from model.verification.probabilistic import EnsembleScores, brier_skill_against, crps_skill_against
 from model.visualization.skill import plot_skill
 
 log = logging.getLogger(__name__)
@@ -43,6 +52,8 @@ log = logging.getLogger(__name__)
 Forecaster = Callable[[np.ndarray, int], np.ndarray]
 PROTOCOLS = ("paper", "nowcast", "both")
 DATA_ALIASES = {"mnist": "moving_mnist", "synthetic": "synthetic_radar", "radar": "radar", "kth": "kth"}
+ENSEMBLE_REFERENCE = "steps"  # the probabilistic skill scores are measured against the method of this name
+SAMPLE_PROBABILITY_DBZ = 30.0  # the sample strips of an ensemble show the probability of this reflectivity
 
 
 # ----------------------------------------------------------------------------------- scoring
@@ -50,7 +61,11 @@ DATA_ALIASES = {"mnist": "moving_mnist", "synthetic": "synthetic_radar", "radar"
 
 @dataclass
 class Scorer:
-    """Accumulates one method's scores over batches; keeps the chosen samples for pictures."""
+    """Accumulates one method's scores over batches; keeps the chosen samples for pictures.
+
+    Predictions are (B, L, C, H, W) or, from an ensemble, (B, M, L, C, H, W). The probabilistic
+    scores (nowcast protocol) are made at the first batch, when the number of members is known.
+    """
 
     protocol: str
     output_length: int
@@ -58,8 +73,11 @@ class Scorer:
     keep: tuple[int, ...] = ()
     paper: PaperScores | None = None
     skill: SkillScores | None = None
+    ensemble: EnsembleScores | None = None
+    members: int | None = None  # None until the first batch; 1 for a deterministic forecaster
     seen: int = 0
-    samples: dict[int, np.ndarray] = field(default_factory=dict)  # index -> (steps, C, H, W)
+    samples: dict[int, np.ndarray] = field(default_factory=dict)  # index -> (steps, C, H, W); an ensemble's mean
+    probabilities: dict[int, np.ndarray] = field(default_factory=dict)  # ensembles: index -> (steps, H, W)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -70,24 +88,46 @@ class Scorer:
             self.skill = SkillScores.init(self.output_length)
 
     def add(self, truth: np.ndarray, pred: np.ndarray) -> None:
-        """truth, pred: (B, L, C, H, W) in model space; pred may be unclipped."""
+        """truth (B, L, C, H, W), pred (B, L, C, H, W) or (B, M, L, C, H, W), in model space; pred may be unclipped."""
+        members = pred.shape[1] if pred.ndim == 6 else 1
+        if self.members is not None and members != self.members:
+            raise ValueError(f"a forecaster gave {members} members after {self.members}")
+        self.members = members
+        # The deterministic scores of an ensemble are its mean's: model space is linear in dBZ, so this
+        # is the mean of the members in dBZ (model.ensemble.ensemble_mean).
+        deterministic = pred.mean(axis=1, dtype=np.float32) if pred.ndim == 6 else pred
         if self.paper is not None:
-            self.paper.accum(truth, pred)
+            self.paper.accum(truth, deterministic)
+        members_dbz = None
         if self.skill is not None:
             if truth.shape[2] != 1:
                 raise ValueError(f"the nowcast protocol needs one channel (reflectivity), got {truth.shape[2]}")
-            self.skill.accum(model_to_dbz(truth[:, :, 0], self.scaling), model_to_dbz(pred[:, :, 0], self.scaling))
+            truth_dbz = model_to_dbz(truth[:, :, 0], self.scaling)
+            self.skill.accum(truth_dbz, model_to_dbz(deterministic[:, :, 0], self.scaling))
+            members_dbz = model_to_dbz(pred[..., 0, :, :], self.scaling)
+            if pred.ndim == 5:
+                members_dbz = members_dbz[:, None]  # a deterministic forecast: one member
+            if self.ensemble is None:
+                self.ensemble = EnsembleScores.init(self.output_length, members)
+            self.ensemble.accum(truth_dbz, members_dbz)
         for index in self.keep:
             if self.seen <= index < self.seen + truth.shape[0]:
-                self.samples[index] = np.clip(pred[index - self.seen], 0.0, 1.0)
+                self.samples[index] = np.clip(deterministic[index - self.seen], 0.0, 1.0)
+                if members > 1 and members_dbz is not None:
+                    self.probabilities[index] = np.mean(members_dbz[index - self.seen] >= SAMPLE_PROBABILITY_DBZ,
+                                                        axis=0, dtype=np.float32)
         self.seen += truth.shape[0]
 
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sequences": self.seen}
+        if self.members is not None:
+            out["members"] = self.members
         if self.paper is not None:
             out["paper"] = self.paper.compute()
         if self.skill is not None:
             out["nowcast"] = self.skill.compute()
+        if self.ensemble is not None:
+            out["probabilistic"] = self.ensemble.compute()
         return out
 
 
@@ -168,8 +208,11 @@ def run_methods(
             started = time.perf_counter()
             pred = np.asarray(forecaster(context, steps), dtype=np.float32)
             timings[name] += time.perf_counter() - started
-            if pred.shape != truth.shape:
-                raise ValueError(f"{name} predicted {pred.shape}, expected {truth.shape}")
+            # An ensemble: (B, M, steps, C, H, W).
+            shape = pred.shape[:1] + pred.shape[2:] if pred.ndim == 6 else pred.shape
+            if shape != truth.shape:
+                raise ValueError(f"{name} predicted {pred.shape}, expected {truth.shape} (or an ensemble's "
+                                 f"(B, M, ...) of it)")
             scorers[name].add(truth, pred)
         for index in keep:
             if seen <= index < seen + batch.shape[0]:
@@ -188,7 +231,78 @@ def run_methods(
             "output_length": steps, "timestep_minutes": getattr(source, "timestep_minutes", None),
             "seconds": round(timings[name], 3), "limited_to": max_sequences or None, **scorer.result(),
         }
+    add_reference_skill(results)
     return results, scorers, kept
+
+
+def add_reference_skill(results: dict[str, dict[str, Any]], reference: str = ENSEMBLE_REFERENCE) -> None:
+    """With ``reference`` among the probabilistic results, give the others ``crps_skill_vs_<reference>``
+    [per lead] and ``brier_skill_vs_<reference>`` {threshold: [per lead]} (1 - score / reference's)."""
+    base = results.get(reference, {}).get("probabilistic")
+    if not base:
+        return
+    for name, result in results.items():
+        if name == reference or not result.get("probabilistic"):
+            continue
+        result[f"crps_skill_vs_{reference}"] = crps_skill_against(result["probabilistic"], base)
+        result[f"brier_skill_vs_{reference}"] = brier_skill_against(result["probabilistic"], base)
+
+
+def steps_forecaster(scaling: Scaling, members: int, seed: int = 0, timestep_minutes: float = 6.0,
+                     **options: Any) -> Forecaster:
+    """pysteps STEPS (``model.baselines.steps_ensemble``) on model-space batches -> (B, M, steps, C, H, W).
+
+    Sequence ``n`` of the run (counted over calls, so whatever the batch size) uses the seed
+    ``seed + n``: every sequence gets its own draws and a rerun the same ones.
+    """
+    from model.baselines import steps_ensemble
+
+    state = {"seen": 0}
+
+    def forecast(context: np.ndarray, steps: int) -> np.ndarray:
+        context = np.asarray(context, dtype=np.float32)
+        b, _, c, h, w = context.shape
+        out = np.empty((b, members, steps, c, h, w), dtype=np.float32)
+        for i in range(b):
+            for ch in range(c):
+                members_dbz = steps_ensemble(model_to_dbz(context[i, :, ch], scaling), steps, members=members,
+                                             seed=seed + state["seen"] + i, timestep_minutes=timestep_minutes,
+                                             zerovalue=float(scaling["dbz_min"]), **options)
+                out[i, :, :, ch] = dbz_to_model(members_dbz, scaling)
+        state["seen"] += b
+        return out
+
+    forecast.__name__ = "steps"
+    return forecast
+
+
+def ensemble_forecaster(model: Any, scaling: Scaling, members: int, seed: int = 0, settings: Any = None,
+                        device: Any = None) -> Forecaster:
+    """A PredRNN's ensemble (``model.ensemble.forecast_ensemble_frames``) -> (B, M, steps, 1, H, W).
+
+    Sequence ``n`` of the run uses the seed ``seed + n``, whatever the batch size.
+    """
+    import torch
+
+    from model.ensemble import forecast_ensemble_frames
+
+    target = torch.device(device or "cpu")
+    model = model.to(target)
+    state = {"seen": 0}
+
+    def forecast(context: np.ndarray, steps: int) -> np.ndarray:
+        was_training = model.training
+        model.eval()
+        try:
+            out = forecast_ensemble_frames(model, np.asarray(context, dtype=np.float32), steps, members=members,
+                                           seed=seed + state["seen"], settings=settings, device=target,
+                                           scaling=scaling)
+        finally:
+            model.train(was_training)
+        state["seen"] += out.shape[0]
+        return out
+
+    return forecast
 
 
 PROGRESS_SECONDS = 20.0  # a progress line at most this often: a 100-storm run takes minutes
@@ -283,9 +397,56 @@ def comparison_table(results: dict[str, dict[str, Any]], reference: str = "extra
     return lines + [""]
 
 
+def _lead_columns(result: dict[str, Any], minutes: tuple[int, ...], n_leads: int) -> list[int]:
+    """1-based lead steps at ``minutes`` that fall on the result's time grid."""
+    step = result.get("timestep_minutes") or 1
+    return [int(m // step) for m in minutes if m % step == 0 and 1 <= m // step <= n_leads]
+
+
+def _at(values: list[Any] | None, leads: list[int], digits: int = 3) -> str:
+    if not values or not leads:
+        return "n/a"
+    return " / ".join(_fmt(values[k - 1], digits) for k in leads)
+
+
+def probabilistic_table(results: dict[str, dict[str, Any]], reference: str = ENSEMBLE_REFERENCE) -> list[str]:
+    """Markdown lines: per method (members) CRPS, Brier skill against ``reference``, spread-skill and ROC area."""
+    scored = {name: r for name, r in results.items() if r.get("probabilistic")}
+    if not scored:
+        return []
+    first = next(iter(scored.values()))
+    n_leads = len(first["probabilistic"]["lead_steps"])
+    step = first.get("timestep_minutes") or 1
+    crps_leads = _lead_columns(first, COMPARISON_LEADS_MINUTES, n_leads)
+    detail = _lead_columns(first, (30, 60), n_leads)
+
+    def label(leads: list[int]) -> str:
+        return " / ".join(f"{k * step:g}" for k in leads) + (" min" if first.get("timestep_minutes") else " steps")
+
+    bss_key = f"brier_skill_vs_{reference}"
+    header = ["method", "members", f"CRPS dBZ at {label(crps_leads)}",
+              f"BSS vs {reference} 20 dBZ at {label(detail)}", f"BSS vs {reference} 30 dBZ at {label(detail)}",
+              f"spread-skill at {label(detail)}", f"ROC area 30 dBZ at {label(detail)}"]
+    lines = ["## Probabilistic", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name, result in scored.items():
+        prob = result["probabilistic"]
+        bss = result.get(bss_key, {})
+        cells = [str(prob["members"]), _at(prob["crps_dbz"], crps_leads),
+                 "ref" if name == reference else _at(bss.get("20dBZ"), detail),
+                 "ref" if name == reference else _at(bss.get("30dBZ"), detail),
+                 _at(prob["spread_skill"]["ratio"], detail) if prob["members"] > 1 else "-",
+                 _at(prob["roc_area"].get("30dBZ"), detail)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    floor = first["probabilistic"]["floor_dbz"]
+    lines += ["", f"Values below {floor:g} dBZ count as {floor:g} dBZ; a deterministic method is a one-member "
+              "ensemble (CRPS = MAE). "
+              "BSS = 1 - Brier / Brier of the reference; spread-skill 1 = well dispersed.", ""]
+    return lines
+
+
 def markdown_report(results: dict[str, dict[str, Any]]) -> str:
     """Markdown tables of strict-JSON results: the comparison, then one section per method."""
-    lines: list[str] = comparison_table(results)
+    lines: list[str] = comparison_table(results) + probabilistic_table(results)
     for name, result in results.items():
         lines += [f"## {name}", "", f"{result.get('sequences')} sequences, split {result.get('split', '-')}, "
                   f"protocol {result.get('protocol')}.", ""]
@@ -333,11 +494,17 @@ def markdown_report(results: dict[str, dict[str, Any]]) -> str:
 
 
 def write_outputs(results: dict[str, dict[str, Any]], json_path: Path) -> list[Path]:
-    """OUT.json (strict JSON), OUT.md and OUT_skill.png; returns the paths written."""
+    """OUT.json (strict JSON), OUT.md, OUT_skill.png and, with probabilistic scores, OUT_probabilistic.png."""
     safe = json_safe(results)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(safe, indent=1, allow_nan=False) + "\n")
     md_path = json_path.with_suffix(".md")
     md_path.write_text(markdown_report(safe))
     png_path = plot_skill(safe, json_path.with_name(json_path.stem + "_skill.png"))
-    return [json_path, md_path, png_path]
+    written = [json_path, md_path, png_path]
+    if any(r.get("probabilistic") for r in safe.values()):
+        from model.visualization.ensemble import plot_probabilistic
+
+        written.append(plot_probabilistic(safe, json_path.with_name(json_path.stem + "_probabilistic.png"),
+                                          reference=ENSEMBLE_REFERENCE))
+    return written
