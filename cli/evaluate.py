@@ -18,11 +18,15 @@ from model.io.arrays import open_array_file
 from model.io.units import DEFAULT_SCALING, Scaling
 from model.verification.evaluate import (
     DATA_ALIASES,
+    ENSEMBLE_REFERENCE,
     PROTOCOLS,
+    SAMPLE_PROBABILITY_DBZ,
     Forecaster,
     as_forecaster,
+    ensemble_forecaster,
     run_methods,
     score_arrays,
+    steps_forecaster,
     write_outputs,
 )
 from model.visualization.skill import plot_sample
@@ -61,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     given.add_argument("--pred", type=Path, help="(N, T, C, H, W) .npy, same shape (clipped to [0, 1])")
     given.add_argument("--context", type=Path, help="optional (N, T_in, C, H, W) .npy, for the sample strips")
     run = parser.add_argument_group("run methods on a test set")
-    run.add_argument("--baseline", default="", help="persistence, extrapolation or both (comma-separated)")
+    run.add_argument("--baseline", default="",
+                     help="persistence, extrapolation, sprog, steps (comma-separated); steps is pysteps' STEPS "
+                          "ensemble and needs --members N > 1")
     run.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
                      help="also score this PredRNN checkpoint (repeatable; NAME labels it, default 'predrnn', "
                           "or the run directory's name when several are given)")
@@ -73,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--limit", type=int, default=0, help="score only the first N sequences (0 = all)")
     run.add_argument("--device", default="cpu", help="for --checkpoint: cpu | cuda")
+    run.add_argument("--members", type=int, default=1,
+                     help="ensemble size: with N > 1 each checkpoint is also scored as NAME_ensemble "
+                          "(model.ensemble, its calibration beside it), and --baseline steps runs N members")
+    run.add_argument("--seed", type=int, default=0,
+                     help="ensembles: sequence n of the run uses seed + n (reproducible, each sequence its own)")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="default: paper for unitless data, both for radar")
     parser.add_argument("--json", required=True, type=Path, help="results; .md and _skill.png go next to it")
     parser.add_argument("--samples", default="", help="sequence indices for PNG strips, e.g. 0,7")
@@ -119,14 +130,37 @@ def _checkpoint_labels(values: list[str]) -> dict[str, Path]:
     return labels
 
 
-def _checkpoint_forecaster(path: Path, scaling: Scaling, device: str) -> Forecaster:
+def _load_model(path: Path) -> Any:
     from model.checkpoint import CheckpointError, load_checkpoint
 
     try:
         model, _ = load_checkpoint(path)
     except CheckpointError as exc:
         raise InputError(str(exc)) from exc
-    return as_forecaster(model, scaling, device)[1]
+    return model
+
+
+def _checkpoint_forecaster(path: Path, scaling: Scaling, device: str) -> Forecaster:
+    return as_forecaster(_load_model(path), scaling, device)[1]
+
+
+def _checkpoint_ensemble(path: Path, scaling: Scaling, device: str, members: int, seed: int) -> Forecaster:
+    from model.ensemble import EnsembleSettings
+
+    try:
+        settings = EnsembleSettings.for_checkpoint(path)
+    except ValueError as exc:  # a calibration file beside the checkpoint that is not one
+        raise InputError(f"--checkpoint {path}: {exc}") from exc
+    return ensemble_forecaster(_load_model(path), scaling, members, seed, settings, device)
+
+
+def _check_members(members: int) -> int:
+    from model.ensemble import check_members
+
+    try:
+        return check_members(members)
+    except ValueError as exc:
+        raise InputError(f"--members: {exc}") from exc
 
 
 def main(argv: list[str]) -> int:
@@ -160,17 +194,30 @@ def main(argv: list[str]) -> int:
     except (TypeError, ValueError) as exc:  # bad option names or values, unknown source, bad files
         raise InputError(f"--data {data}: {exc}") from exc
     scaling: Scaling = getattr(source, "scaling", DEFAULT_SCALING)
+    members = _check_members(args.members)
     methods: dict[str, Forecaster] = {}
     for name in names:
+        if name.lower() == ENSEMBLE_REFERENCE:
+            if members < 2:
+                raise InputError("--baseline steps is an ensemble: give --members N with N > 1")
+            if scaling.get("kind") == "identity":
+                raise InputError(f"--baseline steps needs reflectivity; --data {data} has no physical unit")
+            methods[ENSEMBLE_REFERENCE] = steps_forecaster(scaling, members, args.seed,
+                                                           float(getattr(source, "timestep_minutes", None) or 6.0))
+            continue
         try:
             label, forecaster = as_forecaster(name, scaling)
         except ValueError as exc:
             raise InputError(f"--baseline: {exc}") from exc
         methods[label] = forecaster
     for label, path in _checkpoint_labels(args.checkpoint).items():
-        if label in methods:
-            raise InputError(f"--checkpoint: the label {label!r} is taken by a baseline; use NAME=PATH")
+        labels = [label, f"{label}_ensemble"] if members > 1 else [label]
+        for taken in labels:
+            if taken in methods:
+                raise InputError(f"--checkpoint: the label {taken!r} is taken by a baseline; use NAME=PATH")
         methods[label] = _checkpoint_forecaster(path, scaling, args.device)
+        if members > 1:
+            methods[f"{label}_ensemble"] = _checkpoint_ensemble(path, scaling, args.device, members, args.seed)
     try:
         results, scorers, kept = run_methods(methods, source, args.split, args.protocol,
                                              batch_size=args.batch_size, max_sequences=args.limit, keep=keep)
@@ -182,8 +229,18 @@ def main(argv: list[str]) -> int:
     for index in keep:
         if index not in kept:
             raise InputError(f"--samples: index {index} is beyond the {next(iter(scorers.values())).seen} sequences")
-        predictions = {name: scorer.samples[index] for name, scorer in scorers.items()}
+        # An ensemble's row is its members' mean; its probability of 30 dBZ goes in a strip of its own.
+        predictions = {name if (scorer.members or 1) == 1 else f"{name} mean": scorer.samples[index]
+                       for name, scorer in scorers.items()}
         written.append(plot_sample(kept[index], predictions, int(source.input_length),
                                    args.json.with_name(f"{args.json.stem}_sample{index}.png"), scaling))
+        probabilities = {name: scorer.probabilities[index] for name, scorer in scorers.items()
+                         if index in scorer.probabilities}
+        if probabilities:
+            from model.visualization.ensemble import plot_probability_strip
+
+            written.append(plot_probability_strip(
+                probabilities, args.json.with_name(f"{args.json.stem}_sample{index}_probability.png"),
+                f"{SAMPLE_PROBABILITY_DBZ:g} dBZ"))
     log.info("wrote %s", ", ".join(map(str, written)))
     return 0

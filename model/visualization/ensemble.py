@@ -106,13 +106,16 @@ def plot_probabilistic(results: dict[str, dict[str, Any]], path: Path, timestep_
                           label=f"{name} {threshold}")
     bss_axis.legend(fontsize=6)
 
-    ratio_axis = show(axes[0, 2], "spread / RMSE of the mean (x sqrt((M+1)/M))")
+    ratio_axis = show(axes[0, 2], "spread-skill ratio (1 = well dispersed)")
     ratio_axis.axhspan(*RATIO_BAND, color="0.9", label=f"{RATIO_BAND[0]:g}-{RATIO_BAND[1]:g}")
     ratio_axis.axhline(1.0, color="0.5", linewidth=1)
+    top = 2.0
     for name, result in ensembles.items():
-        ratio_axis.plot(lead, _values(result["probabilistic"]["spread_skill"]["ratio"]), "-", color=colours[name],
-                        label=name)
-    ratio_axis.set_ylim(0, 2)
+        ratio = _values(result["probabilistic"]["spread_skill"]["ratio"])
+        ratio_axis.plot(lead, ratio, "-", color=colours[name], label=name)
+        if np.isfinite(ratio).any():
+            top = max(top, float(np.nanmax(ratio)) * 1.05)  # an over-dispersed ensemble stays in view
+    ratio_axis.set_ylim(0, top)
     ratio_axis.legend(fontsize=7)
 
     roc_axis = show(axes[0, 3], "ROC area")

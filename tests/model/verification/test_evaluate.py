@@ -14,6 +14,7 @@ from model.data.synthetic import SyntheticRadar
 from model.io.units import model_to_dbz
 from model.verification.evaluate import evaluate_model, markdown_report, run_methods
 from model.verification.metrics import PaperScores, SkillScores, json_safe
+from model.verification.probabilistic import EnsembleScores
 
 torch.set_num_threads(1)
 
@@ -80,9 +81,15 @@ def test_bad_arrays_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFi
     assert "none.npy: truth file not found" in capsys.readouterr().err
     assert nowcast(["evaluate", "--data", "mnist", "--json", out]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
+    assert nowcast(["evaluate", "--data", "mnist", "--baseline", "nope", "--option", "test_sequences=1",
+                    "--json", out]) == 2
+    assert "unknown baseline 'nope'" in capsys.readouterr().err
     assert nowcast(["evaluate", "--data", "mnist", "--baseline", "steps", "--option", "test_sequences=1",
                     "--json", out]) == 2
-    assert "unknown baseline 'steps'" in capsys.readouterr().err
+    assert "--baseline steps is an ensemble: give --members N with N > 1" in capsys.readouterr().err
+    assert nowcast(["evaluate", "--data", "synthetic", "--baseline", "persistence", "--members", "0",
+                    "--json", out]) == 2
+    assert "--members: members must be from 1 to 50, got 0" in capsys.readouterr().err
 
 
 def _tiny_source() -> SyntheticRadar:
@@ -215,3 +222,125 @@ def test_several_checkpoints_are_scored_side_by_side_under_their_labels(
     assert nowcast(["evaluate", "--baseline", "persistence", "--checkpoint", f"persistence={paths[0]}", *common,
                     "--json", str(out)]) == 2
     assert "the label 'persistence' is taken by a baseline; use NAME=PATH" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- ensembles
+
+
+def _ensemble_source() -> SyntheticRadar:
+    return SyntheticRadar(seed=4, height=32, width=32, input_length=4, output_length=4,
+                          valid_sequences=2, test_sequences=3)
+
+
+def _shifted_members(context: np.ndarray, steps: int) -> np.ndarray:
+    """Three members: the last scan held still, one pixel west and one pixel east (B, 3, steps, C, H, W)."""
+    last = np.repeat(context[:, -1:], steps, axis=1)
+    return np.stack([last, np.roll(last, -1, axis=-1), np.roll(last, 1, axis=-1)], axis=1)
+
+
+def test_an_ensemble_is_scored_on_its_mean_and_its_members() -> None:
+    source = _ensemble_source()
+
+    def mean_of_members(context: np.ndarray, steps: int) -> np.ndarray:
+        return _shifted_members(context, steps).mean(axis=1, dtype=np.float32)
+
+    def persistence(context: np.ndarray, steps: int) -> np.ndarray:
+        return np.repeat(context[:, -1:], steps, axis=1)
+
+    results, scorers, _ = run_methods({"ensemble": _shifted_members, "mean": mean_of_members,
+                                       "steps": persistence}, source, "test", "both", batch_size=2, keep=(1,))
+    ensemble, mean, steps = results["ensemble"], results["mean"], results["steps"]
+    # The deterministic scores of an ensemble are those of its mean, exactly.
+    assert json_safe(ensemble["nowcast"]) == json_safe(mean["nowcast"])  # (NaN where 0 / 0: None to compare)
+    assert ensemble["paper"] == mean["paper"]
+    assert (ensemble["members"], mean["members"], steps["members"]) == (3, 1, 1)
+    # The members scored by hand, in dBZ.
+    batch = np.concatenate(list(source.eval_batches("test", 3)))
+    truth_dbz = model_to_dbz(batch[:, 4:, 0], source.scaling)
+    members_dbz = model_to_dbz(_shifted_members(batch[:, :4], 4)[:, :, :, 0], source.scaling)
+    by_hand = EnsembleScores.init(4, 3)
+    by_hand.accum(truth_dbz, members_dbz)
+    assert json_safe(ensemble["probabilistic"]) == json_safe(by_hand.compute())
+    # A deterministic method is a one-member ensemble: its CRPS is the MAE of the floored fields.
+    floored = np.abs(np.maximum(model_to_dbz(batch[:, 3:4, 0], source.scaling), 0.0) - np.maximum(truth_dbz, 0.0))
+    np.testing.assert_allclose(steps["probabilistic"]["crps_dbz"], floored.mean(axis=(0, 2, 3)), rtol=1e-6)
+    # Against the method named steps: 1 - CRPS / CRPS_steps for the others, none for steps itself.
+    expected = 1.0 - np.array(ensemble["probabilistic"]["crps_dbz"]) / np.array(steps["probabilistic"]["crps_dbz"])
+    np.testing.assert_allclose(ensemble["crps_skill_vs_steps"], expected, rtol=1e-12)
+    assert set(ensemble["brier_skill_vs_steps"]) == {"20dBZ", "30dBZ", "40dBZ"}
+    assert "crps_skill_vs_steps" not in steps
+    # The kept sample of the ensemble is its mean, with the probability of 30 dBZ beside it.
+    np.testing.assert_array_equal(scorers["ensemble"].samples[1], scorers["mean"].samples[1])
+    probability = scorers["ensemble"].probabilities[1]
+    np.testing.assert_array_equal(probability, (members_dbz[1] >= 30.0).mean(axis=0, dtype=np.float32))
+    assert 1 not in scorers["mean"].probabilities
+    report = markdown_report(json_safe(results))
+    assert "## Probabilistic" in report and "| steps | 1 |" in report
+
+
+def test_a_network_ensemble_is_reproducible_whatever_the_batch_size() -> None:
+    from model.network.predrnn import PredRNN, PredRNNConfig
+    from model.verification.evaluate import ensemble_forecaster
+
+    torch.manual_seed(0)
+    model = PredRNN(PredRNNConfig(num_hidden=[4], filter_size=3, patch_size=4, frame="lagrangian",
+                                  input_length=4, output_length=4))
+    source = _ensemble_source()
+    one, _, _ = run_methods({"e": ensemble_forecaster(model, source.scaling, 3, seed=5)}, source, "test", "nowcast",
+                            batch_size=1)
+    three, _, _ = run_methods({"e": ensemble_forecaster(model, source.scaling, 3, seed=5)}, source, "test",
+                              "nowcast", batch_size=3)
+    # Sequence n gets seed 5 + n either way (the rank histogram's tie draws follow the slices' order: equal too).
+    assert json_safe(one["e"]["probabilistic"]) == json_safe(three["e"]["probabilistic"])
+    assert one["e"]["nowcast"]["contingency"] == three["e"]["nowcast"]["contingency"]
+    other, _, _ = run_methods({"e": ensemble_forecaster(model, source.scaling, 3, seed=6)}, source, "test",
+                              "nowcast", batch_size=3)
+    assert other["e"]["probabilistic"]["crps_dbz"] != one["e"]["probabilistic"]["crps_dbz"]
+    spread = one["e"]["probabilistic"]["spread_skill"]["spread_dbz"]
+    assert all(s > 0 for s in spread)  # the members differ
+
+
+def test_members_cli_scores_every_method_probabilistically(tmp_path: Path) -> None:
+    from model.checkpoint import save_checkpoint
+    from model.network.predrnn import PredRNN, PredRNNConfig
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "tiny.pt", PredRNN(PredRNNConfig(
+        num_hidden=[4], filter_size=3, patch_size=4, frame="lagrangian", height=32, width=32, input_length=4,
+        output_length=4)))
+    out = tmp_path / "ens.json"
+    common = ["--data", "synthetic", "--option", "height=32", "--option", "width=32", "--option", "input_length=4",
+              "--option", "output_length=4", "--option", "test_sequences=3", "--members", "3", "--seed", "2"]
+    assert nowcast(["evaluate", "--baseline", "extrapolation,steps", "--checkpoint", f"tiny={tmp_path / 'tiny.pt'}",
+                    *common, "--samples", "0", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert list(results) == ["extrapolation", "steps", "tiny", "tiny_ensemble"]
+    assert [results[n]["members"] for n in results] == [1, 3, 1, 3]
+    for name, result in results.items():
+        prob = result["probabilistic"]
+        assert prob["lead_steps"] == [1, 2, 3, 4] and prob["sequences"] == 3
+        assert all(v is not None and v >= 0 for v in prob["crps_dbz"])
+        if name != "steps":
+            assert len(result["crps_skill_vs_steps"]) == 4 and "30dBZ" in result["brier_skill_vs_steps"]
+    # One member, the deterministic forecast: its CRPS is its MAE of floored fields, at most its plain MAE.
+    for lead in range(4):
+        assert results["tiny"]["probabilistic"]["crps_dbz"][lead] <= results["tiny"]["nowcast"]["mae_dbz"][lead] + 1e-9
+    md = (tmp_path / "ens.md").read_text()
+    assert "## Probabilistic" in md and "| tiny_ensemble | 3 |" in md and "| steps | 3 |" in md
+    for png in ("ens_probabilistic.png", "ens_sample0.png", "ens_sample0_probability.png"):
+        assert (tmp_path / png).stat().st_size > 2000, png
+    # The run is reproducible: the same seed gives the same scores.
+    again = tmp_path / "again.json"
+    assert nowcast(["evaluate", "--baseline", "steps", *common, "--json", str(again)]) == 0
+    assert json.loads(again.read_text())["steps"]["probabilistic"] == results["steps"]["probabilistic"]
+
+
+def test_members_cli_with_a_deterministic_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "det.json"
+    assert nowcast(["evaluate", "--baseline", "extrapolation", "--members", "3", "--data", "synthetic",
+                    "--option", "height=32", "--option", "width=32", "--option", "input_length=4",
+                    "--option", "output_length=4", "--option", "test_sequences=3", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["extrapolation"]
+    assert result["members"] == 1 and result["probabilistic"]["members"] == 1
+    assert result["probabilistic"]["spread_skill"]["ratio"] == [0.0] * 4
+    assert (tmp_path / "det_probabilistic.png").is_file()
