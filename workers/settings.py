@@ -25,6 +25,8 @@ class WorkerSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"  # broker, result backend and job store
     data_dir: Path = Path("./var")  # inputs/<job_id>/, products/<job_id>/, feed/, beat/
     feed_dir: Path | None = None  # scheduled-nowcast scans; unset -> data_dir/feed (set after init)
+    # The domains file (TOML, workers/domains.py, docs/domains.md); unset: one domain, "default", on feed_dir.
+    domains: Path | None = None
     checkpoint: Path = SHIPPED_CHECKPOINT
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when the worker child sees one
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where the hardware has it
