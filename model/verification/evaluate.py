@@ -98,24 +98,23 @@ class Scorer:
         deterministic = pred.mean(axis=1, dtype=np.float32) if pred.ndim == 6 else pred
         if self.paper is not None:
             self.paper.accum(truth, deterministic)
-        members_dbz = None
+        ensemble = pred if pred.ndim == 6 else pred[:, None]  # a deterministic forecast: one member (a view)
         if self.skill is not None:
             if truth.shape[2] != 1:
                 raise ValueError(f"the nowcast protocol needs one channel (reflectivity), got {truth.shape[2]}")
             truth_dbz = model_to_dbz(truth[:, :, 0], self.scaling)
             self.skill.accum(truth_dbz, model_to_dbz(deterministic[:, :, 0], self.scaling))
-            members_dbz = model_to_dbz(pred[..., 0, :, :], self.scaling)
-            if pred.ndim == 5:
-                members_dbz = members_dbz[:, None]  # a deterministic forecast: one member
             if self.ensemble is None:
                 self.ensemble = EnsembleScores.init(self.output_length, members)
-            self.ensemble.accum(truth_dbz, members_dbz)
+            for i in range(truth.shape[0]):  # one sequence's members in dBZ at a time, not the batch's
+                self.ensemble.accum(truth_dbz[i : i + 1], model_to_dbz(ensemble[i : i + 1, :, :, 0], self.scaling))
         for index in self.keep:
             if self.seen <= index < self.seen + truth.shape[0]:
                 self.samples[index] = np.clip(deterministic[index - self.seen], 0.0, 1.0)
-                if members > 1 and members_dbz is not None:
-                    self.probabilities[index] = np.mean(members_dbz[index - self.seen] >= SAMPLE_PROBABILITY_DBZ,
-                                                        axis=0, dtype=np.float32)
+                if members > 1 and self.skill is not None:
+                    members_dbz = model_to_dbz(ensemble[index - self.seen, :, :, 0], self.scaling)
+                    self.probabilities[index] = np.mean(members_dbz >= SAMPLE_PROBABILITY_DBZ, axis=0,
+                                                        dtype=np.float32)
         self.seen += truth.shape[0]
 
     def result(self) -> dict[str, Any]:
