@@ -20,8 +20,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging
 
+from workers.domains import domain_settings, domains_for
 from workers.logformat import EscapingFormatter
-from workers.schedule import beat_schedule
+from workers.schedule import beat_schedule, domain_entries
 from workers.settings import WorkerSettings, get_settings
 
 # A CUDA query in the prefork parent would poison every forked child; with this, is_available()
@@ -69,7 +70,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "worker_soft_shutdown_timeout": 30.0,
         "timezone": "UTC",
         "enable_utc": True,
-        "beat_schedule": beat_schedule(
+        "beat_schedule": {**beat_schedule(
             timestep_minutes=settings.timestep_minutes,
             latency_offset_minutes=settings.latency_offset_minutes,
             queue=GPU_QUEUE,
@@ -78,12 +79,18 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
             verify_every_s=settings.verification_interval_s,
             clock=_clock(settings),
             feed_poll_seconds=settings.feed_poll_seconds,
-        ),
+        ), **_domain_entries(settings)},
         "beat_schedule_filename": str(settings.beat_dir / "celerybeat-schedule"),
         # Never backfill: after a beat restart a past-due slot is dropped, not run late.
         "beat_cron_starting_deadline": settings.timestep_minutes * 60 - 60,
         "beat_max_loop_interval": 30,
     }
+
+
+def _domain_entries(settings: WorkerSettings) -> dict[str, Any]:
+    """Every domain's slot entries (workers/domains.py); a bad domains file stops beat and workers at start."""
+    return domain_entries(domains_for(settings), settings_of=lambda d: domain_settings(settings, d),
+                          clock=_clock(settings))
 
 
 def _clock(settings: WorkerSettings) -> tuple[float, float, Any] | None:

@@ -203,3 +203,36 @@ def fire_times(
             times.append(moment)
         moment += dt.timedelta(minutes=timestep_minutes)
     return times
+
+
+def domain_entries(
+    domains: Any, *, settings_of: Callable[[Any], Any], clock: tuple[float, float, dt.datetime] | None = None,
+    nowfun: Callable[[], dt.datetime] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Beat's slot entries of every domain (workers/domains.py), each on its domain's cadence and queues.
+
+    The default domain's entries keep today's names and send no arguments (the task serves the
+    default); another domain's are ``<entry>:<id>`` and send ``domain=<id>``. Each domain has its
+    own entries, so one domain's late or missing scan holds up nothing of another's, and its model
+    job goes to its own ``queue`` (a domain pinned to GPU workers, another to CPU workers).
+    ``settings_of(domain)`` gives the domain's settings (its timestep and latency offset).
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for domain in domains:
+        own = settings_of(domain)
+        step, offset = own.timestep_minutes, own.latency_offset_minutes
+        expires: float = expires_seconds(step)
+        if clock is not None:
+            expires = max(0.5, expires / clock[0])
+        suffix = "" if domain.default else f":{domain.id}"
+        kwargs = {} if domain.default else {"domain": domain.id}
+        for entry, task, queue in ((BEAT_ENTRY, NOWCAST_TASK, domain.queue),
+                                   (EXTRAPOLATION_ENTRY, EXTRAPOLATION_TASK, domain.extrapolation_queue)):
+            if clock is not None:
+                trigger: BaseSchedule = SlotSchedule(timestep_minutes=step, latency_offset_minutes=offset,
+                                                     speed=clock[0], wall_start=clock[1], sim_start=clock[2])
+            else:
+                trigger = beat_crontab(timestep_minutes=step, latency_offset_minutes=offset, nowfun=nowfun)
+            entries[entry + suffix] = {"task": task, "schedule": trigger, "kwargs": kwargs,
+                                       "options": {"queue": queue, "expires": expires}}
+    return entries

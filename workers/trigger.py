@@ -31,14 +31,18 @@ TRIGGER_KEY = "nowcast:trigger:{job_id}"  # set once the slot's nowcast was sent
 Send = Callable[[str, int], None]  # (slot ISO-8601, expires seconds) -> the nowcast is queued
 
 
-def trigger_if_landed(settings: WorkerSettings, r: redis.Redis, send: Send, now: dt.datetime) -> dict[str, object]:
-    """Send the nowcast of the slot at ``now`` (UTC) when its scan is in the feed and nobody sent it yet."""
+def trigger_if_landed(settings: WorkerSettings, r: redis.Redis, send: Send, now: dt.datetime, *,
+                      job_id_of: Callable[[dt.datetime], str] = jobs.nowcast_job_id) -> dict[str, object]:
+    """Send the nowcast of the slot at ``now`` (UTC) when its scan is in the feed and nobody sent it yet.
+
+    ``settings`` are the domain's (its feed and cadence) and ``job_id_of(slot)`` its slot's job id.
+    """
     slot = floor_to_step(now, settings.timestep_minutes)
     slot_iso = f"{slot:%Y-%m-%dT%H:%M:%SZ}"
     scan = settings.feed_dir / SCAN_NAME.format(slot)
     if not scan.is_file():
         return {"slot": slot_iso, "sent": False, "reason": f"{scan.name} not in the feed yet"}
-    job_id = jobs.nowcast_job_id(slot)
+    job_id = job_id_of(slot)
     period = settings.timestep_minutes * 60
     if not r.set(TRIGGER_KEY.format(job_id=job_id), "sent", nx=True, ex=period):
         return {"slot": slot_iso, "sent": False, "reason": "already sent"}
