@@ -241,6 +241,6 @@ def main(argv: list[str]) -> int:
 
             written.append(plot_probability_strip(
                 probabilities, args.json.with_name(f"{args.json.stem}_sample{index}_probability.png"),
-                f"{SAMPLE_PROBABILITY_DBZ:g} dBZ"))
+                f"{SAMPLE_PROBABILITY_DBZ:g} dBZ", timestep_minutes=getattr(source, "timestep_minutes", None)))
     log.info("wrote %s", ", ".join(map(str, written)))
     return 0

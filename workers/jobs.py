@@ -103,6 +103,7 @@ class JobRecord:
     timestep_minutes: int | None = None  # minutes between scans and between lead times
     owner: str | None = None  # who submitted it (API key id); None for scheduled runs
     task_id: str | None = None  # the Celery task id of the latest queued run (None: the job id)
+    domain: str | None = None  # scheduled nowcasts: the radar domain's id (workers/domains.py)
     requeues: int = 0  # runs queued again: resubmitted after failure or dismissal, or a lost worker
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +123,10 @@ def _index_key(kind: str | None) -> str:
 
 def _owner_key(owner: str) -> str:
     return f"{KEY_PREFIX}jobs:owner:{owner}"
+
+
+def _domain_key(domain: str) -> str:
+    return f"{KEY_PREFIX}jobs:domain:{domain}"
 
 
 def _lock_key(job_id: str) -> str:
@@ -191,24 +196,33 @@ def create_job(
     owner: str | None = None,
     status: str = "accepted",
     message: str = "",
+    domain: str | None = None,
+    domain_index: bool = False,
 ) -> tuple[JobRecord, bool]:
-    """Create a job record; an existing id returns ``(existing record, False)``."""
+    """Create a job record; an existing id returns ``(existing record, False)``.
+
+    ``domain`` names a scheduled nowcast's radar domain; with ``domain_index`` (a domain other than the
+    default) the job is listed under its domain's index instead of the kind's, so that the kind's
+    index, and so ``/nowcasts``, stays the default domain's.
+    """
     now = utc_now_iso()
     if isinstance(slot, dt.datetime):
         slot = _slot_iso(slot)
     record = JobRecord(job_id=job_id, kind=kind, status=status, created=now, updated=now, steps=int(steps),
                        input_path=None if input_path is None else str(input_path),
-                       model_version=model_version, slot=slot, owner=owner, message=message)
+                       model_version=model_version, slot=slot, owner=owner, message=message, domain=domain)
     values = record.to_dict()
     _check_fields(values)
-    keys = [_job_key(job_id), _index_key(None), _index_key(kind)] + ([_owner_key(owner)] if owner else [])
+    by_kind = _domain_key(domain) if domain and domain_index else _index_key(kind)
+    keys = [_job_key(job_id), _index_key(None), by_kind] + ([_owner_key(owner)] if owner else [])
     created = r.eval(_CREATE, len(keys), *keys, repr(time.time()), job_id, *_encode(values))
     if created:
         return record, True
     existing = get_job(r, job_id=job_id)
     if existing is None:  # deleted between the two calls; extremely unlikely, and then create again
         return create_job(r, job_id=job_id, kind=kind, steps=steps, input_path=input_path,
-                          model_version=model_version, slot=slot, owner=owner, status=status, message=message)
+                          model_version=model_version, slot=slot, owner=owner, status=status, message=message,
+                          domain=domain, domain_index=domain_index)
     return existing, False
 
 
@@ -229,17 +243,21 @@ def update_job(r: redis.Redis, *, job_id: str, **fields: Any) -> JobRecord:
 
 
 def list_jobs(
-    r: redis.Redis, *, kind: str | None = None, limit: int = 20, offset: int = 0, owner: str | None = None
+    r: redis.Redis, *, kind: str | None = None, limit: int = 20, offset: int = 0, owner: str | None = None,
+    domain: str | None = None,
 ) -> tuple[list[JobRecord], int]:
     """Records newest first and the total count (of that kind).
 
-    With ``owner``, only what that owner may see: its own jobs and the scheduled nowcasts.
+    With ``owner``, only what that owner may see: its own jobs and the scheduled nowcasts. With
+    ``domain``, the nowcasts of that (non-default) domain's index.
     """
     if kind is not None and kind not in JOB_KINDS:
         raise ValueError(f"kind must be one of {JOB_KINDS}, not {kind!r}")
     if limit < 0 or offset < 0:
         raise ValueError("limit and offset must not be negative")
-    if owner is None:
+    if domain is not None:
+        indexes = [_domain_key(domain)]
+    elif owner is None:
         indexes = [_index_key(kind)]
     else:
         indexes = [key for key, wanted in ((_owner_key(owner), kind != "nowcast"),
@@ -428,6 +446,8 @@ def delete_job(r: redis.Redis, *, record: JobRecord) -> None:
         pipe.delete(_job_key(record.job_id))
         pipe.zrem(_index_key(None), record.job_id)
         pipe.zrem(_index_key(record.kind), record.job_id)
+        if record.domain:
+            pipe.zrem(_domain_key(record.domain), record.job_id)
         if record.owner:
             pipe.zrem(_owner_key(record.owner), record.job_id)
         pipe.zrem(LEASES_KEY, record.job_id)

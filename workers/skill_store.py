@@ -90,7 +90,9 @@ def write_meta(r: redis.Redis, *, job_id: str, meta: dict[str, Any]) -> None:
     slot = parse_iso(meta["slot"])
     with r.pipeline(transaction=True) as pipe:
         pipe.hsetnx(_record_key(job_id), "meta", json.dumps(meta, separators=(",", ":")))
-        pipe.zadd(_index_key(meta["stream"]), {job_id: _epoch(slot)})
+        # A domain other than the default indexes under "<domain>:<stream>" (workers/domains.py), so that
+        # each domain's window is its own and the plain stream stays the default domain's.
+        pipe.zadd(_index_key(meta.get("index") or meta["stream"]), {job_id: _epoch(slot)})
         pipe.execute()
 
 

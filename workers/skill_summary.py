@@ -14,6 +14,7 @@ ratios (no event observed or forecast) are ``None`` in the JSON.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,8 +142,10 @@ def _comparable(record: skill_store.VerificationRecord) -> bool:
     return record.complete and any(entry["status"] == "scored" for entry in record.leads.values())
 
 
-def choose_source(r: redis.Redis, settings: WorkerSettings) -> PolicyDecision:
-    """The stream to serve under ``settings.source_policy``.
+def choose_source(r: redis.Redis, settings: WorkerSettings, *, index: Callable[[str], str] | None = None
+                  ) -> PolicyDecision:
+    """The stream to serve under ``settings.source_policy``; ``index(stream)`` names a domain's
+    verification index of the stream (workers/domains.py; default: the stream, the default domain's).
 
     ``best`` compares the streams on the same slots: the newest ``policy_slots`` slots verified in
     both, each stream's CSI at ``policy_threshold_dbz`` pooled over those slots and all leads. With
@@ -153,7 +156,9 @@ def choose_source(r: redis.Redis, settings: WorkerSettings) -> PolicyDecision:
         return PolicyDecision(policy, policy, f"NOWCAST_SOURCE_POLICY={policy}")
     threshold = f"{settings.policy_threshold_dbz:g}dBZ"
     depth = settings.policy_slots * 3 + 10  # room for slots verified in one stream only
-    by_slot = {stream: {rec.meta.get("slot"): rec for rec in skill_store.latest_records(r, stream=stream, count=depth)
+    indexes = {stream: index(stream) if index else stream for stream in jobs.STREAMS}
+    by_slot = {stream: {rec.meta.get("slot"): rec for rec in skill_store.latest_records(r, stream=indexes[stream],
+                                                                                         count=depth)
                         if _comparable(rec)} for stream in jobs.STREAMS}
     common = sorted(set(by_slot[jobs.MODEL_STREAM]) & set(by_slot[jobs.EXTRAPOLATION_STREAM]), reverse=True)
     common = common[: settings.policy_slots]

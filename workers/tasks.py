@@ -37,6 +37,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from model.io.netcdf import RadarInputError, RadarSequence, file_sha256, read_scans
 from workers import clock, jobs, verification
 from workers.celery_app import app
+from workers.domains import Domain, domain_settings, domains_for
+from workers.domains import nowcast_job_id as domain_job_id
 from workers.feeds import FeedNotReady, FeedSkip, select_sequence
 from workers.heartbeat import Heartbeat
 from workers.products import remove_partial_files, write_products
@@ -169,13 +171,20 @@ def run_job(
     select: Selector,
     deadline: dt.datetime | None = None,
     forecaster: Forecaster = run_forecast,
+    settings: WorkerSettings | None = None,
+    domain: Domain | None = None,
 ) -> dict[str, Any]:
-    """Run one job end to end (see the module docstring). ``select`` returns the scan file(s)."""
-    settings = get_settings()
+    """Run one job end to end (see the module docstring). ``select`` returns the scan file(s).
+
+    ``settings`` (default: the process's) and ``domain`` are a scheduled slot's radar domain's
+    (workers/domains.py): its feed, checkpoint and cadence, and the domain the job and product name.
+    """
+    settings = settings or get_settings()
     r = redis_client(settings)
     version = EXTRAPOLATION_VERSION if forecaster is run_extrapolation else jobs.model_version(settings.checkpoint)
     record, _ = jobs.create_job(r, job_id=job_id, kind=kind, steps=steps, input_path=input_path,
-                                model_version=version, slot=slot)
+                                model_version=version, slot=slot,
+                                domain=domain.id if domain else None, domain_index=bool(domain and not domain.default))
     done = _finished_result(record)
     if done is not None:
         log.info("job %s already %s; nothing to do", job_id, record.status)
@@ -193,7 +202,7 @@ def run_job(
                          exc=TransientJobError(f"job {job_id} locked by another worker"))
     try:
         return _run_locked(task, settings, r, job_id=job_id, steps=steps, select=select, deadline=deadline,
-                           lock=owner, forecaster=forecaster)
+                           lock=owner, forecaster=forecaster, domain=domain.id if domain else None)
     finally:
         try:
             jobs.release_lock(r, job_id=job_id, owner=owner)
@@ -203,7 +212,7 @@ def run_job(
 
 def _run_locked(
     task: Task, settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, select: Selector,
-    deadline: dt.datetime | None, lock: str, forecaster: Forecaster,
+    deadline: dt.datetime | None, lock: str, forecaster: Forecaster, domain: str | None = None,
 ) -> dict[str, Any]:
     record = jobs.get_job(r, job_id=job_id)
     if record is None:
@@ -240,7 +249,7 @@ def _run_locked(
     try:
         with Heartbeat(r, job_id=job_id, owner=lock, lease_s=settings.lease_s):
             return _forecast_and_write(settings, r, job_id=job_id, steps=steps, files=files,
-                                       forecaster=forecaster)
+                                       forecaster=forecaster, domain=domain)
     except (RadarInputError, PermanentJobError, ModelUnavailableError) as exc:
         return _fail(settings, r, job_id, message=str(exc))
     except SoftTimeLimitExceeded:
@@ -291,7 +300,7 @@ def _finish(r: redis.Redis, job_id: str, *, status: str, message: str, **fields:
 
 def _forecast_and_write(
     settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, files: list[Path] | Path,
-    forecaster: Forecaster = run_forecast,
+    forecaster: Forecaster = run_forecast, domain: str | None = None,
 ) -> dict[str, Any]:
     if not 1 <= steps <= settings.max_lead_steps:
         raise PermanentJobError(f"steps must be within 1-{settings.max_lead_steps}, got {steps}")
@@ -311,7 +320,8 @@ def _forecast_and_write(
     lead_minutes = [float(settings.timestep_minutes * (k + 1)) for k in range(steps)]
     written = time.perf_counter()
     products = write_products(settings.product_dir(job_id), forecast, sequence, lead_minutes=lead_minutes,
-                              quicklooks=settings.quicklooks, extra_attrs={"job_id": job_id}, timings=timings)
+                              quicklooks=settings.quicklooks, timings=timings,
+                              extra_attrs={"job_id": job_id, **({"domain": domain} if domain else {})})
     timings["write"] = time.perf_counter() - written
     timings["total"] = time.perf_counter() - started
     message = "forecast written"
@@ -348,24 +358,31 @@ def parse_slot(slot_iso: str, timestep_minutes: int) -> dt.datetime:
 
 
 @app.task(bind=True, name="workers.tasks.nowcast")
-def nowcast(self: Task, slot_iso: str | None = None) -> dict[str, Any]:
-    """The model's scheduled nowcast of one slot; beat sends no argument and the slot follows from the clock."""
-    return _scheduled(self, slot_iso, stream=jobs.MODEL_STREAM, forecaster=run_forecast)
+def nowcast(self: Task, slot_iso: str | None = None, domain: str | None = None) -> dict[str, Any]:
+    """The model's scheduled nowcast of one slot of ``domain`` (None: the default domain); beat sends no
+    slot and the slot follows from the clock."""
+    return _scheduled(self, slot_iso, stream=jobs.MODEL_STREAM, forecaster=run_forecast, domain_id=domain)
 
 
 @app.task(bind=True, name="workers.tasks.nowcast_extrapolation")
-def nowcast_extrapolation(self: Task, slot_iso: str | None = None) -> dict[str, Any]:
+def nowcast_extrapolation(self: Task, slot_iso: str | None = None, domain: str | None = None) -> dict[str, Any]:
     """The extrapolation nowcast of the same slot (cpu queue), job ``nowcast-<slot>-extrapolation``.
 
     A job of its own rather than a second product of the model's job: it needs no GPU, so it does
     not hold the inference worker, it exists even when the model's job fails, and the same
     create / lock / finished-is-a-no-op path makes it exactly once per slot.
     """
-    return _scheduled(self, slot_iso, stream=jobs.EXTRAPOLATION_STREAM, forecaster=run_extrapolation)
+    return _scheduled(self, slot_iso, stream=jobs.EXTRAPOLATION_STREAM, forecaster=run_extrapolation,
+                      domain_id=domain)
 
 
-def _scheduled(task: Task, slot_iso: str | None, *, stream: str, forecaster: Forecaster) -> dict[str, Any]:
-    settings = get_settings()
+def _scheduled(task: Task, slot_iso: str | None, *, stream: str, forecaster: Forecaster,
+               domain_id: str | None = None) -> dict[str, Any]:
+    known = domains_for(get_settings())
+    domain = known.get(domain_id)
+    if domain is None:  # a domain dropped from the file while its trigger was queued
+        raise PermanentJobError(f"no domain {domain_id!r} in the domains file ({', '.join(d.id for d in known)})")
+    settings = domain_settings(get_settings(), domain)
     if slot_iso is None:
         slot = slot_for(_now(), timestep_minutes=settings.timestep_minutes,
                         latency_offset_minutes=settings.latency_offset_minutes)
@@ -380,9 +397,9 @@ def _scheduled(task: Task, slot_iso: str | None, *, stream: str, forecaster: For
                                     stale_after_minutes=settings.stale_after_minutes)
         return selection.paths
 
-    return run_job(task, kind="nowcast", job_id=jobs.nowcast_job_id(slot, stream), steps=settings.lead_steps,
+    return run_job(task, kind="nowcast", job_id=domain_job_id(domain, slot, stream), steps=settings.lead_steps,
                    input_path=str(settings.feed_dir), slot=slot, select=select, deadline=deadline,
-                   forecaster=forecaster)
+                   forecaster=forecaster, settings=settings, domain=domain)
 
 
 VERIFY_LOCK = "verification-sweep"  # one sweep at a time (a second one would only find the work done)
@@ -409,9 +426,21 @@ def verify(self: Task) -> dict[str, Any]:
 def watch_feed() -> dict[str, Any]:
     """Beat's frequent check: send the current slot's nowcasts once its scan is in the feed (workers/trigger.py)."""
     settings = get_settings()
+    r = redis_client(settings)
+    results: dict[str, Any] = {}
+    for domain in domains_for(settings):
+        kwargs = {} if domain.default else {"domain": domain.id}
 
-    def send(slot_iso: str, expires: int) -> None:
-        nowcast.apply_async(args=[slot_iso], expires=expires)
-        nowcast_extrapolation.apply_async(args=[slot_iso], expires=expires)
+        def send(slot_iso: str, expires: int, domain: Domain = domain, kwargs: dict[str, str] = kwargs) -> None:
+            nowcast.apply_async(args=[slot_iso], kwargs=kwargs, queue=domain.queue, expires=expires)
+            nowcast_extrapolation.apply_async(args=[slot_iso], kwargs=kwargs, queue=domain.extrapolation_queue,
+                                              expires=expires)
 
-    return trigger_if_landed(settings, redis_client(settings), send, _now())
+        try:  # one domain's unreadable feed holds up no other domain's slot
+            results[domain.id] = trigger_if_landed(domain_settings(settings, domain), r, send, _now(),
+                                                   job_id_of=lambda slot, domain=domain: domain_job_id(domain, slot))
+        except OSError as exc:
+            log.warning("domain %s: feed check failed: %s", domain.id, exc)
+            results[domain.id] = {"sent": False, "reason": f"{exc.__class__.__name__}: {exc}"}
+    # One domain answers as before (the tests and logs read its result directly).
+    return next(iter(results.values())) if len(results) == 1 else results

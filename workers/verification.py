@@ -40,6 +40,7 @@ from model.io.lean_reader import Frames, open_frames, read_scan_frame
 from model.io.netcdf import Grid, RadarInputError, read_scans
 from model.verification.metrics import FSS_SCALES, ObservedEvents, SkillScores
 from workers import jobs, skill_store
+from workers.domains import Domain, domain_settings, domains_for, stream_index, verification_index
 from workers.feeds import list_scans
 from workers.settings import WorkerSettings
 
@@ -104,9 +105,13 @@ class ScanCache:
 
 
 def _meta(record: jobs.JobRecord, stream: str, lead_minutes: list[int]) -> dict[str, Any]:
-    return {"job_id": record.job_id, "slot": record.slot, "stream": stream, "product_source": record.source,
+    meta = {"job_id": record.job_id, "slot": record.slot, "stream": stream, "product_source": record.source,
             "reference_time": record.reference_time, "n_leads": len(lead_minutes), "lead_minutes": lead_minutes,
             "thresholds": [[name, value] for name, value in THRESHOLDS], "scales": list(SCALES)}
+    index = verification_index(record.job_id, stream)
+    if index != stream:  # another domain than the default: its own window of slots
+        meta["index"], meta["domain"] = index, record.domain
+    return meta
 
 
 def _still_waiting(existing: skill_store.VerificationRecord | None, scans: ScanCache, now: dt.datetime,
@@ -223,9 +228,32 @@ def sweep(settings: WorkerSettings, r: redis.Redis, *, now: dt.datetime, budget_
     """
     started = time.perf_counter()
     budget = settings.task_soft_time_limit_s / 2 if budget_s is None else budget_s
+    summary: dict[str, Any] = {"products": 0, "pending": 0, "pruned": 0,
+                               "leads": {"scored": 0, "missing": 0, "fallback": 0, "waiting": 0}}
+    # Each domain (workers/domains.py) against its own feed and in its own index: a domain whose feed
+    # is gone or unreadable is logged and the others are verified all the same.
+    for domain in domains_for(settings):
+        try:
+            part = _sweep_domain(domain_settings(settings, domain), r, domain, now=now, started=started,
+                                 budget=budget)
+        except (OSError, RadarInputError) as exc:
+            log.warning("verification of domain %s failed this sweep: %s", domain.id, exc)
+            continue
+        for name in ("products", "pending", "pruned"):
+            summary[name] += part[name]
+        for name, count in part["leads"].items():
+            summary["leads"][name] += count
+    return {**summary, "seconds": round(time.perf_counter() - started, 4)}
+
+
+def _sweep_domain(settings: WorkerSettings, r: redis.Redis, domain: Domain, *, now: dt.datetime, started: float,
+                  budget: float) -> dict[str, Any]:
+    """:func:`sweep` for one domain, with that domain's settings (its feed and cadence)."""
     retention_start = now - dt.timedelta(days=settings.verification_retention_days)
-    pruned = skill_store.prune(r, streams=jobs.STREAMS, before=retention_start)
-    records, _ = jobs.list_jobs(r, kind="nowcast", limit=settings.verification_lookback)
+    pruned = skill_store.prune(r, streams=tuple(stream_index(domain, s) for s in jobs.STREAMS),
+                               before=retention_start)
+    listing = {"kind": "nowcast"} if domain.default else {"domain": domain.id}
+    records, _ = jobs.list_jobs(r, limit=settings.verification_lookback, **listing)  # type: ignore[arg-type]
     candidates = [rec for rec in records if rec.status == "successful" and rec.slot
                   and skill_store.parse_iso(rec.slot) >= retention_start]
     flags = skill_store.completed(r, [rec.job_id for rec in candidates])
@@ -242,5 +270,4 @@ def sweep(settings: WorkerSettings, r: redis.Redis, *, now: dt.datetime, budget_
         for name, count in verify_product(settings, r, rec, scans=scans, now=now).items():
             totals[name] += count
         visited += 1
-    return {"products": visited, "pending": len(pending) - visited, "pruned": pruned, "leads": totals,
-            "seconds": round(time.perf_counter() - started, 4)}
+    return {"products": visited, "pending": len(pending) - visited, "pruned": pruned, "leads": totals}

@@ -160,8 +160,9 @@ def plot_probabilistic(results: dict[str, dict[str, Any]], path: Path, timestep_
 
 
 def plot_probability_strip(probabilities: dict[str, np.ndarray], path: Path, threshold: str = "30dBZ",
-                           max_columns: int = 10) -> Path:
-    """PNG: one row per ensemble of its exceedance probability (L, H, W) in [0, 1], leads as columns."""
+                           max_columns: int = 10, timestep_minutes: float | None = None) -> Path:
+    """PNG: one row per ensemble of its exceedance probability (L, H, W) in [0, 1], leads as columns
+    (titled in minutes with ``timestep_minutes``, else in steps)."""
     plt = pyplot()
     rows = list(probabilities.items())
     columns = min(max(p.shape[0] for _, p in rows), max_columns)
@@ -176,6 +177,9 @@ def plot_probability_strip(probabilities: dict[str, np.ndarray], path: Path, thr
                 axis.set_visible(False)
                 continue
             image = axis.imshow(frames[c], cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+            if r == 0:
+                axis.set_title(f"+{(c + 1) * timestep_minutes:g} min" if timestep_minutes else f"+{c + 1}",
+                               fontsize=7)
             if c == 0:
                 axis.set_ylabel(f"{label}\nP(>= {threshold})", fontsize=7)
     if image is not None:
