@@ -304,3 +304,15 @@ def slot_part(job_id: str) -> str:
     """``20260301T1200Z`` of any domain's nowcast job id (the URL path segment of its slot)."""
     core = job_id.removeprefix("nowcast-").removesuffix(f"-{jobs.EXTRAPOLATION_STREAM}")
     return core.rpartition("-")[2]
+
+
+def verification_index(job_id: str, stream: str) -> str:
+    """The verification index a nowcast's record goes under: the stream for the default domain's ids,
+    ``<domain>:<stream>`` for another domain's (workers/skill_store.py), so each domain's skill is its own."""
+    match = _JOB.match(job_id)
+    return f"{match.group(1)}:{stream}" if match and match.group(1) else stream
+
+
+def stream_index(domain: Domain, stream: str) -> str:
+    """The verification index of one of ``domain``'s streams (see :func:`verification_index`)."""
+    return stream if domain.default else f"{domain.id}:{stream}"

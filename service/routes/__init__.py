@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from service.deps import require_api_key
-from service.routes import docs, forecast, health, jobs, nowcasts, processes, verification, viewer
+from service.routes import docs, domains, forecast, health, jobs, nowcasts, processes, verification, viewer
 from service.settings import ApiSettings
 
 
@@ -21,6 +21,7 @@ def include_routers(app: FastAPI, settings: ApiSettings) -> None:
     app.include_router(jobs.router, dependencies=reads)
     app.include_router(nowcasts.router, dependencies=reads)
     app.include_router(verification.router, dependencies=reads)
+    app.include_router(domains.router, dependencies=reads)
     app.include_router(health.router)
     app.include_router(viewer.router)
     app.include_router(docs.router)

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from service.deps import CeleryDep, JobStoreDep, SettingsDep
 from service.metrics import JobSnapshot
 from service.problems import PROBLEM_MEDIA_TYPE, TYPE_PREFIX, problem_openapi
+from service.routes.domains import unhealthy
 from service.schemas import HealthStatus, Readiness, ReadinessCheck
 from service.settings import ApiSettings
 from workers import clock, jobs, skill_store, skill_summary
@@ -94,6 +95,12 @@ def _check_data_dir(data_dir: Path) -> ReadinessCheck:
     return ReadinessCheck(ok=True, detail="data directory writable")
 
 
+def _check_domains(settings: ApiSettings) -> ReadinessCheck:
+    """Every radar domain's feed (service/routes/domains.py); ``ok`` stays true, the detail names the unhealthy."""
+    bad = unhealthy(settings)
+    return ReadinessCheck(ok=True, detail="all domains healthy" if not bad else "unhealthy domains: " + "; ".join(bad))
+
+
 def _check_checkpoint(checkpoint: Path) -> ReadinessCheck:
     if checkpoint.is_file() and os.access(checkpoint, os.R_OK):
         return ReadinessCheck(ok=True, detail=f"checkpoint present ({checkpoint.name})")
@@ -124,6 +131,8 @@ def readyz(request: Request, settings: SettingsDep, store: JobStoreDep, celery: 
     else:
         checks["worker"] = ReadinessCheck(ok=False, detail="not checked: Redis (the broker) does not answer")
     failing = [name for name, check in checks.items() if not check.ok]
+    # Informational: a domain whose feed is missing or stale is named, but the API still serves the others.
+    checks["domains"] = _check_domains(settings)
     body = {name: check.model_dump() for name, check in checks.items()}
     if not failing:
         return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
