@@ -1,7 +1,7 @@
 """``nowcast up`` and the feed child it starts: the command lines of the local stack (package ``stack``).
 
 nowcast up [--port 8000] [--host 127.0.0.1] [--data-dir ./var] [--speed 1] [--redis-url URL]
-           [--grid 128x128] [--ready-timeout 180] [--quiet]
+           [--grid 128x128] [--domains FILE] [--ready-timeout 180] [--quiet]
 python -m stack.launcher feed --feed-dir DIR [--speed X] [--grid HxW]
 
 What they start and how they stop: stack/launcher.py and stack/feed.py.
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--redis-url", help="use this Redis instead of starting a private one")
     parser.add_argument("--grid", type=parse_grid, default=(128, 128), help="feed grid HxW (default 128x128)")
+    parser.add_argument("--domains", type=Path, default=None,
+                        help="domains file (TOML, docs/domains.md): one synthetic feed per domain with a grid")
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for /readyz")
     parser.add_argument("--quiet", action="store_true", help="child output only in DATA_DIR/logs")
     return parser
@@ -89,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         speed=args.speed,
         redis_url=args.redis_url,
         grid=args.grid,
+        domains=args.domains,
         ready_timeout=args.ready_timeout,
         quiet=args.quiet,
     )

@@ -49,7 +49,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from model import InputError
 from stack.feed import set_from_signal, stack_clock_origin
@@ -425,6 +425,7 @@ class StackOptions:
     speed: float = 1.0
     redis_url: str | None = None
     grid: tuple[int, int] = (128, 128)
+    domains: Path | None = None  # the domains file (workers/domains.py); None: one default domain
     ready_timeout: float = 180.0
     quiet: bool = False
     python: str = sys.executable
@@ -447,6 +448,8 @@ def child_env(options: StackOptions, *, redis_url: str, api_keys: str) -> dict[s
         }
     )
     env.setdefault("NOWCAST_FEED_DIR", str(data_dir / "feed"))
+    if options.domains is not None:
+        env["NOWCAST_DOMAINS"] = str(Path(options.domains).expanduser().resolve())
     # One clock for every child (workers/clock.py): the feed writes, beat fires and the sweep judges
     # "late" on the same simulated time, so at --speed 60 a slot is verified minutes after it starts.
     wall_start, sim_start = options.clock_origin or stack_clock_origin(Path(env["NOWCAST_FEED_DIR"]))
@@ -476,11 +479,54 @@ def checkpoint_path(env: dict[str, str]) -> Path:
     return Path(env["NOWCAST_CHECKPOINT"]) if env.get("NOWCAST_CHECKPOINT") else SHIPPED_CHECKPOINT
 
 
+def load_stack_domains(options: StackOptions, env: dict[str, str]) -> tuple[Any, Any]:
+    """The domains the stack runs (``--domains FILE`` or the one default); a bad file is an InputError
+    naming the file and the line, before any child starts."""
+    from workers.domains import DomainFileError, domains_for  # pydantic and tomllib only
+    from workers.settings import WorkerSettings
+
+    settings = WorkerSettings(data_dir=options.data_dir, feed_dir=Path(env["NOWCAST_FEED_DIR"]),
+                              domains=env.get("NOWCAST_DOMAINS") or None)
+    try:
+        return settings, domains_for(settings)
+    except DomainFileError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def feed_specs(options: StackOptions, env: dict[str, str]) -> list[ChildSpec]:
+    """One synthetic feed child per synthetic domain: the default's is ``feed`` (into NOWCAST_FEED_DIR,
+    on ``--grid`` unless the file gives one), another's ``feed-<id>`` into ``DATA_DIR/feeds/<id>``.
+    A domain with a ``feed_dir`` is a real feed: the stack writes nothing there."""
+    from workers.domains import domain_settings, feed_dir_of
+
+    settings, domains = load_stack_domains(options, env)
+    specs = []
+    for index, domain in enumerate(domains):
+        if domain.feed_dir is not None:
+            continue
+        height, width = domain.grid or options.grid
+        own = domain_settings(settings, domain)
+        seed = domain.seed if domain.seed is not None else index
+        command = [options.python, "-m", "stack.launcher", "feed", "--feed-dir", str(feed_dir_of(settings, domain)),
+                   "--speed", str(options.speed), "--grid", f"{height}x{width}"]
+        if options.domains is not None:
+            command += ["--timestep-minutes", str(own.timestep_minutes), "--seed", str(seed)]
+        specs.append(ChildSpec("feed" if domain.default else f"feed-{domain.id}", command, env, cwd=options.data_dir))
+    return specs
+
+
+def worker_queues(options: StackOptions, env: dict[str, str]) -> str:
+    """gpu and cpu, and every queue a domain names: the stack's one worker serves them all."""
+    _, domains = load_stack_domains(options, env)
+    queues = ["gpu", "cpu"]
+    for domain in domains:
+        queues += [q for q in (domain.queue, domain.extrapolation_queue) if q not in queues]
+    return ",".join(queues)
+
+
 def stack_specs(options: StackOptions, env: dict[str, str], *, node_name: str) -> list[ChildSpec]:
     """The worker, beat, feed and API children (Redis is started before these)."""
     python, data_dir = options.python, options.data_dir
-    feed_dir = Path(env["NOWCAST_FEED_DIR"])
-    height, width = options.grid
     return [
         ChildSpec(
             "worker",
@@ -498,7 +544,7 @@ def stack_specs(options: StackOptions, env: dict[str, str], *, node_name: str) -
                 "--prefetch-multiplier",
                 "1",
                 "-Q",
-                "gpu,cpu",
+                worker_queues(options, env),
                 "-n",
                 node_name,
                 "--loglevel",
@@ -526,23 +572,7 @@ def stack_specs(options: StackOptions, env: dict[str, str], *, node_name: str) -
             env,
             cwd=data_dir,
         ),
-        ChildSpec(
-            "feed",
-            [
-                python,
-                "-m",
-                "stack.launcher",
-                "feed",
-                "--feed-dir",
-                str(feed_dir),
-                "--speed",
-                str(options.speed),
-                "--grid",
-                f"{height}x{width}",
-            ],
-            env,
-            cwd=data_dir,
-        ),
+        *feed_specs(options, env),
         ChildSpec(
             "api",
             [
@@ -579,6 +609,10 @@ def run_stack(options: StackOptions) -> int:
     if not port_is_free(options.host, options.port):
         raise InputError(f"port {options.port} on {options.host} is in use; pass --port")
     options.base_env = resolve_paths(options.base_env)
+    if options.domains is not None:  # a bad domains file stops the stack here, naming its line
+        load_stack_domains(options, {**options.base_env, "NOWCAST_FEED_DIR": options.base_env.get(
+            "NOWCAST_FEED_DIR", str(data_dir / "feed")),
+            "NOWCAST_DOMAINS": str(Path(options.domains).expanduser().resolve())})
     checkpoint = checkpoint_path(options.base_env)
     if not checkpoint.is_file():
         # /readyz would never turn green: say why now instead of after the ready timeout.

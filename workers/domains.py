@@ -239,7 +239,7 @@ def load_domains(path: Path, *, settings: WorkerSettings) -> Domains:
 
 def builtin_default(settings: WorkerSettings) -> Domains:
     """The one domain of a deployment without a domains file: the settings themselves."""
-    return Domains(items=(Domain(id=DEFAULT_ID, feed_dir=settings.feed_dir, default=True),))
+    return Domains(items=(Domain(id=DEFAULT_ID, default=True),))  # its feed: settings.feed_dir (feed_dir_of)
 
 
 @lru_cache(maxsize=8)

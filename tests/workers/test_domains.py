@@ -59,7 +59,7 @@ def test_a_good_file_gives_its_domains_in_order(tmp_path: Path) -> None:
 def test_without_a_file_there_is_one_default_domain_on_the_settings_feed(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     only = dm.domains_for(settings)
-    assert [d.id for d in only] == ["default"] and only.default.feed_dir == tmp_path / "var" / "feed"
+    assert [d.id for d in only] == ["default"] and dm.feed_dir_of(settings, only.default) == tmp_path / "var" / "feed"
     slot = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
     assert dm.nowcast_job_id(only.default, slot) == "nowcast-20260301T1200Z"  # today's ids
     assert dm.nowcast_job_id(only.default, slot, "extrapolation") == "nowcast-20260301T1200Z-extrapolation"
