@@ -7,10 +7,11 @@
 For every validation storm (the synthetic source's ``valid`` split, never the test storms) the
 network runs once; each member's random draws (motion offset, noise fields) are drawn once per
 storm and scaled by every pair on a grid of amplitudes: a motion offset of ``displacement_px``
-(px, per axis) and a noise of ``noise_db`` (dB). The CRPS of every pair at every lead is summed
-over the storms (dBZ, below 0 dBZ counted as 0 dBZ, as the verification scores it).
+(px, per axis) and a decorrelation ``c`` of the forecast's scales (model/ensemble.py). The CRPS of
+every pair at every lead is summed over the storms (dBZ, below 0 dBZ counted as 0 dBZ, as the
+verification scores it).
 
-The JSON has, per lead, the best pair of each family of perturbations (motion only, noise only,
+The JSON has, per lead, the best pair of each family of perturbations (motion only, scales only,
 both) and the CRPS each reaches, next to the deterministic forecast's (pair 0, 0: its MAE), and
 the spread-skill ratio of the chosen pair. ``--write-settings`` writes the winner's amplitudes
 beside the checkpoint as ``<stem>.ensemble.json`` (model/ensemble.py reads it), with this run's
@@ -32,16 +33,22 @@ from benchmarks.machine import machine_description
 from benchmarks.report import emit_json
 from model.checkpoint import load_checkpoint
 from model.data.synthetic import SyntheticRadar
-from model.ensemble import EnsembleSettings, apply_perturbations, calibration_path, draw_perturbations
+from model.ensemble import (
+    EnsembleSettings,
+    apply_perturbations,
+    calibration_path,
+    draw_perturbations,
+    newest_pair,
+)
 from model.forecast import forecast_lagrangian_frames
 from model.io.units import model_to_dbz
 
 log = logging.getLogger("benchmarks.ensemble_calibration")
 
-DISPLACEMENTS_PX = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
-NOISES_DB = (0.0, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0)
+DISPLACEMENTS_PX = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0)
+DECORRELATIONS = (0.0, 0.5, 1.0, 2.0)
 SCORE_FLOOR_DBZ = 0.0  # as model/verification/probabilistic.py: below 0 dBZ is no echo
-FAMILIES = {"motion": lambda d, n: n == 0.0, "noise": lambda d, n: d == 0.0, "both": lambda d, n: True}
+FAMILIES = {"motion": lambda d, c: c == 0.0, "scales": lambda d, c: d == 0.0, "both": lambda d, c: True}
 
 
 def crps_per_lead(members: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,7 +85,7 @@ def _best(pairs: list[tuple[float, float]], crps: np.ndarray, ratio: np.ndarray,
     fallback = np.where(np.isfinite(crps), ratio, -np.inf).argmax(axis=0)
     best = np.where(np.isfinite(eligible.min(axis=0)), best, fallback)
     return {
-        "displacement_px": [pairs[b][0] for b in best], "noise_db": [pairs[b][1] for b in best],
+        "displacement_px": [pairs[b][0] for b in best], "decorrelation": [pairs[b][1] for b in best],
         "crps_dbz": [round(float(crps[b, k]), 4) for k, b in enumerate(best)],
         "spread_skill": [round(float(ratio[b, k]), 3) for k, b in enumerate(best)],
     }
@@ -101,11 +108,12 @@ def main() -> int:
     parser.add_argument("--write-settings", action="store_true", help="write <checkpoint stem>.ensemble.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    pairs = [(d, n) for d in DISPLACEMENTS_PX for n in NOISES_DB]
+    pairs = [(d, n) for d in DISPLACEMENTS_PX for n in DECORRELATIONS]
     started = time.perf_counter()
     if args.from_grid:
         earlier = json.loads(args.from_grid.read_text())
-        if earlier["grid_displacement_px"] != list(DISPLACEMENTS_PX) or earlier["grid_noise_db"] != list(NOISES_DB):
+        grids = (earlier["grid_displacement_px"], earlier["grid_decorrelation"])
+        if grids != (list(DISPLACEMENTS_PX), list(DECORRELATIONS)):
             raise SystemExit(f"{args.from_grid}: measured on another grid of amplitudes; measure again")
         crps, ratio = np.array(earlier["grid_crps_dbz"]), np.array(earlier["grid_spread_skill"])
         seen, seconds = earlier["sequences"], earlier["seconds"]
@@ -140,9 +148,9 @@ def measure(args: argparse.Namespace, pairs: list[tuple[float, float]]) -> tuple
         for i in range(batch.shape[0]):
             lagrangian = model_to_dbz(predicted[i, :, 0], scaling)
             truth_dbz = model_to_dbz(truth[i, :, 0], scaling)
-            draws = draw_perturbations(model_to_dbz(context[i, -1, 0], scaling), args.members, args.steps,
-                                       args.seed + seen, settings.noise_ar1)
             motion = None if motions is None else motions[i]
+            previous, newest = (model_to_dbz(f, scaling) for f in newest_pair(context[i, :, 0], motion))
+            draws = draw_perturbations(previous, newest, args.members, args.seed + seen, settings.cascade_levels)
             for p, (d, n) in enumerate(pairs):
                 members = apply_perturbations(lagrangian, motion, draws, np.full(args.steps, d), np.full(args.steps, n),
                                               floor, cap)
@@ -181,7 +189,7 @@ def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.
         "benchmark": "ensemble_calibration", "date": dt.date.today().isoformat(), "machine": machine_description(),
         "checkpoint": str(args.checkpoint), "split": "valid", "sequences": seen, "grid": args.grid,
         "members": args.members, "seed": args.seed, "steps": args.steps, "timestep_minutes": 6,
-        "grid_displacement_px": list(DISPLACEMENTS_PX), "grid_noise_db": list(NOISES_DB),
+        "grid_displacement_px": list(DISPLACEMENTS_PX), "grid_decorrelation": list(DECORRELATIONS),
         "deterministic_crps_dbz": [round(float(v), 4) for v in crps[deterministic]],
         "families": families, "winner": winner, "min_spread_skill": args.min_spread_skill,
         "grid_crps_dbz": np.round(crps, 4).tolist(), "grid_spread_skill": np.round(ratio, 3).tolist(),
@@ -194,8 +202,8 @@ def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.
     if args.write_settings:
         chosen = families[bounded[winner]]
         calibration = {
-            "displacement_px": chosen["displacement_px"], "noise_db": chosen["noise_db"],
-            "noise_ar1": EnsembleSettings().noise_ar1, "perturb": winner,
+            "displacement_px": chosen["displacement_px"], "decorrelation": chosen["decorrelation"],
+            "cascade_levels": EnsembleSettings().cascade_levels, "perturb": winner,
             "calibrated_on": f"{seen} validation storms {args.grid}, {args.members} members, seed {args.seed}",
             "calibration_crps_dbz": chosen["crps_dbz"], "calibration_spread_skill": chosen["spread_skill"],
             "date": report["date"], "cpu": report["machine"]["cpu"], "command": report["command"],

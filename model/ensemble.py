@@ -1,4 +1,4 @@
-"""Ensemble nowcasts from one deterministic network pass: perturbed motion plus correlated noise.
+"""Ensemble nowcasts from one deterministic network pass: perturbed motion and decorrelated scales.
 
 Interface
 ---------
@@ -9,35 +9,36 @@ ensemble_mean(members) -> (..., H, W) dBZ
 EnsembleSettings.for_checkpoint(path): the calibration shipped beside a checkpoint, or the defaults
 
 Why this design (docs/ensemble.md has the measurements): a nowcast's error has two parts that
-grow with lead time. Where the rain will be is uncertain because the motion field is; how strong
-it will be is uncertain because cells grow and decay in ways the context does not show. The
-network runs once; each member then
+grow with lead time. Where the rain will be is uncertain because the motion field is; what the
+rain will look like is uncertain because its small scales stop being predictable sooner than its
+large ones (the observation behind STEPS' cascade). The network runs once; each member then
 
-1. adds to the network's Lagrangian forecast (the frames before they are carried forward) a
-   spatially correlated noise field whose power spectrum is the newest scan's (pysteps' STEPS noise
-   generator, ``initialize_nonparam_2d_fft_filter``), AR(1) in time, with a standard deviation
-   ``noise_db[k]`` at lead k;
-2. carries the result forward with the slot's motion displaced by its own offset: one
-   random vector per member, of standard deviation ``displacement_px[k]`` per axis at lead k (a
-   spatially constant error of the motion's mean, as STEPS' velocity perturbations are);
-3. is clipped to the scaling's dBZ range ("no echo" at its floor).
+1. keeps, at each spatial frequency f of the network's Lagrangian forecast L_k (its frames
+   before they are carried forward), the share A_k(f) of L_k's Fourier component and replaces
+   the rest by noise of the same power with random phase: member = A L + sqrt(1 - A^2) |L| W.
+   A_k(f) = sum_j w_j(f) rho_j ** (c_k * k) over pysteps' Gaussian cascade levels j (weights
+   w_j), where rho_j is how well level j of the newest scan correlates with the scan before it
+   (both in the newest scan's frame) and c_k the calibrated decorrelation at lead k; the noise W
+   is an AR(1) in time with rho_j per level, so a member's small cells evolve rather than flicker;
+2. is matched to L_k's distribution of values (pysteps' empirical CDF matching, as STEPS
+   does), so that it has the forecast's rain area and intensities, rearranged;
+3. is carried forward with the slot's motion displaced by its own offset: one random vector per
+   member, of standard deviation ``displacement_px[k]`` per axis at lead k (a spatially constant
+   error of the motion's mean, as STEPS' velocity perturbations are);
+4. is clipped to the scaling's dBZ range ("no echo" at its floor).
 
-``members == 1`` is the deterministic forecast, bit for bit: no noise, no offset. The members
-share one motion field and one network pass, so a 20-member ensemble costs one forecast plus
-20 cheap perturbations (docs: Ensemble, Speed). A seed fixes every random draw: the same
-``(input, steps, members, seed, settings)`` gives the same members on any machine with the same
-numpy.
+``members == 1`` is the deterministic forecast, bit for bit. The members share one motion field
+and one network pass. A seed fixes every random draw: the same ``(input, steps, members, seed,
+settings)`` gives the same members.
 
 The amplitudes per lead are calibrated on validation storms (``python -m
-benchmarks.ensemble_calibration``), minimising the CRPS per lead, and shipped beside the
-checkpoint as ``<checkpoint stem>.ensemble.json``; the amplitudes are in pixels and dB of the
-grid they were fitted on (about 1 km, 6-minute scans).
+benchmarks.ensemble_calibration``) and shipped beside the checkpoint as ``<checkpoint
+stem>.ensemble.json``; the offsets are in pixels of the grid they were fitted on (about 1 km,
+6-minute scans).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 from collections.abc import Sequence
@@ -59,42 +60,43 @@ log = logging.getLogger(__name__)
 
 MAX_MEMBERS = 50  # the service's and the CLI's bound: memory grows with members x leads x grid
 PROBABILITY_THRESHOLDS_DBZ: tuple[float, ...] = (20.0, 30.0, 40.0)  # the service's skill thresholds
-PERTURBATIONS = ("both", "motion", "noise")
+PERTURBATIONS = ("both", "motion", "scales")
 
 
 @dataclass(frozen=True)
 class EnsembleSettings:
     """How members are perturbed; per-lead tables hold their last value beyond their length."""
 
-    displacement_px: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # std per axis of each member's offset, px
-    noise_db: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5)  # std of the added noise at lead k, dB
-    noise_ar1: float = 0.9  # correlation of one member's noise between consecutive leads
-    perturb: str = "both"  # both | motion | noise
+    displacement_px: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0)  # std per axis of each member's offset, px
+    decorrelation: tuple[float, ...] = (1.0,)  # c_k: 0 keeps the network's scales, 1 decays them as the scans do
+    cascade_levels: int = 6  # pysteps' Gaussian bandpass levels that rho is estimated on
+    perturb: str = "both"  # both | motion | scales
     source: str = "defaults"  # where these numbers came from (a calibration run, or the defaults)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # calibration provenance, kept as read
 
     def __post_init__(self) -> None:
         if self.perturb not in PERTURBATIONS:
             raise ValueError(f"perturb must be one of {PERTURBATIONS}, got {self.perturb!r}")
-        if not self.displacement_px or not self.noise_db:
-            raise ValueError("displacement_px and noise_db need at least one lead each")
-        if min(self.displacement_px) < 0 or min(self.noise_db) < 0:
-            raise ValueError("displacement_px and noise_db must not be negative")
-        if not 0.0 <= self.noise_ar1 < 1.0:
-            raise ValueError(f"noise_ar1 must be in [0, 1), got {self.noise_ar1}")
+        if not self.displacement_px or not self.decorrelation:
+            raise ValueError("displacement_px and decorrelation need at least one lead each")
+        if min(self.displacement_px) < 0 or min(self.decorrelation) < 0:
+            raise ValueError("displacement_px and decorrelation must not be negative")
+        if not 1 <= self.cascade_levels <= 12:
+            raise ValueError(f"cascade_levels must be from 1 to 12, got {self.cascade_levels}")
 
     def displacement_at(self, steps: int) -> np.ndarray:
         """(steps,) px: the offset's standard deviation at leads 1..steps (zero if not perturbed)."""
         values = _table(self.displacement_px, steps)
         return values if self.perturb in ("both", "motion") else np.zeros_like(values)
 
-    def noise_at(self, steps: int) -> np.ndarray:
-        """(steps,) dB: the noise's standard deviation at leads 1..steps (zero if not perturbed)."""
-        values = _table(self.noise_db, steps)
-        return values if self.perturb in ("both", "noise") else np.zeros_like(values)
+    def decorrelation_at(self, steps: int) -> np.ndarray:
+        """(steps,): c_k at leads 1..steps (zero if the scales are not perturbed)."""
+        values = _table(self.decorrelation, steps)
+        return values if self.perturb in ("both", "scales") else np.zeros_like(values)
 
     def with_perturb(self, perturb: str) -> EnsembleSettings:
-        return EnsembleSettings(self.displacement_px, self.noise_db, self.noise_ar1, perturb, self.source, self.extra)
+        return EnsembleSettings(self.displacement_px, self.decorrelation, self.cascade_levels, perturb, self.source,
+                                self.extra)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -103,9 +105,9 @@ class EnsembleSettings:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str) -> EnsembleSettings:
-        known = {"displacement_px", "noise_db", "noise_ar1", "perturb"}
-        return cls(tuple(float(v) for v in data["displacement_px"]), tuple(float(v) for v in data["noise_db"]),
-                   float(data.get("noise_ar1", 0.9)), str(data.get("perturb", "both")), source,
+        known = {"displacement_px", "decorrelation", "cascade_levels", "perturb"}
+        return cls(tuple(float(v) for v in data["displacement_px"]), tuple(float(v) for v in data["decorrelation"]),
+                   int(data.get("cascade_levels", 6)), str(data.get("perturb", "both")), source,
                    {k: v for k, v in data.items() if k not in known | {"source"}})
 
     @classmethod
@@ -145,72 +147,69 @@ def check_members(members: Any) -> int:
 # ----------------------------------------------------------------------------------- members
 
 
-def correlated_noise(reference_dbz: np.ndarray, members: int, steps: int, ar1: float,
-                     rng: np.random.Generator) -> np.ndarray:
-    """(members, steps, H, W) float32 noise, unit variance, with ``reference_dbz``'s power spectrum.
-
-    The filter is pysteps' non-parametric one (STEPS' noise), fitted to the newest scan; the
-    white noise it shapes is drawn from ``rng`` for all members at once, and each member's noise
-    follows an AR(1) in time so that a member's rain evolves rather than flickers.
-    """
-    from model.baselines import _import_pysteps
-
-    _import_pysteps()
-    from pysteps.noise.fftgenerators import initialize_nonparam_2d_fft_filter
-
-    h, w = reference_dbz.shape
-    reference = np.nan_to_num(np.asarray(reference_dbz, dtype=np.float64), nan=float(np.nanmin(reference_dbz)))
-    if np.ptp(reference) == 0:  # no structure to copy (an empty scan): white noise smoothed by nothing
-        amplitude = np.ones((h, w // 2 + 1))
-    else:
-        with contextlib.redirect_stdout(io.StringIO()):
-            amplitude = initialize_nonparam_2d_fft_filter(reference)["field"]  # (H, W // 2 + 1)
-    import torch
-
-    filter_t = torch.from_numpy(np.asarray(amplitude, dtype=np.float32))
-    out = np.empty((members, steps, h, w), dtype=np.float32)
-    innovation_scale = float(np.sqrt(1.0 - ar1 * ar1))
-    previous = None
-    for k in range(steps):
-        white = torch.from_numpy(rng.standard_normal((members, h, w), dtype=np.float32))
-        shaped = torch.fft.irfft2(torch.fft.rfft2(white) * filter_t, s=(h, w))
-        shaped -= shaped.mean(dim=(1, 2), keepdim=True)
-        shaped /= shaped.std(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-        previous = shaped if previous is None else ar1 * previous + innovation_scale * shaped
-        out[:, k] = previous.numpy()
-    return out
-
-
 @dataclass(frozen=True)
 class Perturbations:
-    """One sample's random draws, in units of the per-lead standard deviations.
+    """One sample's randomness and what it is scaled by.
 
-    offsets (M, 2): each member's motion offset, x then y; noise (M, K, H, W): its noise fields.
-    Drawn once, they can be scaled by any amplitudes (the calibration tries many on the same draws).
+    offsets (M, 2): each member's motion offset, x then y, in units of the per-lead std; seed:
+    the noise's generator (the noise is drawn lead by lead when applied, the same every time);
+    rho (J,): each cascade level's lag-1 correlation; weights (J, H, W // 2 + 1): the levels'
+    share of each frequency (they sum to 1).
     """
 
     offsets: np.ndarray
-    noise: np.ndarray
+    seed: int
+    rho: np.ndarray
+    weights: np.ndarray
 
 
-def draw_perturbations(reference_dbz: np.ndarray, members: int, steps: int, seed: int,
-                       ar1: float) -> Perturbations:
-    """The draws of :func:`perturb_members` for a seed, in a fixed order (offsets, then noise)."""
+def level_correlations(previous_dbz: np.ndarray, newest_dbz: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(J,) correlation of each cascade level of two consecutive scans (in one frame), in [0.001, 0.999].
+
+    The scans' FFTs are split by the level weights; the correlation of two real fields' level
+    components is their cross-power over the square root of their powers (Parseval).
+    """
+    a = np.fft.rfft2(np.asarray(previous_dbz, dtype=np.float64))
+    b = np.fft.rfft2(np.asarray(newest_dbz, dtype=np.float64))
+    a[0, 0] = b[0, 0] = 0.0  # correlation of the anomalies: the mean says nothing of structure
+    # rfft halves the spectrum: every column but the first (and the Nyquist one) stands for two.
+    multiplicity = np.full(a.shape[1], 2.0)
+    multiplicity[0] = 1.0
+    if newest_dbz.shape[1] % 2 == 0:
+        multiplicity[-1] = 1.0
+    rho = []
+    for w in weights:
+        cross = float(np.sum(multiplicity * (w**2) * np.real(a * np.conj(b))))
+        power_a = np.sum(multiplicity * (w**2) * np.abs(a) ** 2)
+        power = float(np.sqrt(power_a * np.sum(multiplicity * (w**2) * np.abs(b) ** 2)))
+        rho.append(cross / power if power > 0 else 0.0)
+    return np.clip(np.asarray(rho), 0.001, 0.999)
+
+
+def draw_perturbations(previous_dbz: np.ndarray, newest_dbz: np.ndarray, members: int, seed: int,
+                       cascade_levels: int) -> Perturbations:
+    """The randomness of :func:`perturb_members` for a seed, and the scans' level correlations."""
+    from model.baselines import _import_pysteps
+
+    _import_pysteps()
+    from pysteps.cascade.bandpass_filters import filter_gaussian
+
+    newest = np.nan_to_num(np.asarray(newest_dbz, dtype=np.float64), nan=float(np.nanmin(newest_dbz)))
+    previous = np.nan_to_num(np.asarray(previous_dbz, dtype=np.float64), nan=float(np.nanmin(newest)))
+    weights = filter_gaussian(newest.shape, cascade_levels)["weights_2d"].astype(np.float32)
     rng = np.random.default_rng(seed)
     offsets = rng.standard_normal((members, 2))
-    return Perturbations(offsets, correlated_noise(reference_dbz, members, steps, ar1, rng))
-
-
-MEMBER_CHUNK_PIXELS = 2**24  # members advected per call x leads x pixels: bounds the displacement arrays
+    return Perturbations(offsets, int(rng.integers(2**63)), level_correlations(previous, newest, weights), weights)
 
 
 def apply_perturbations(lagrangian_dbz: np.ndarray, motion: Motion | None, draws: Perturbations,
-                        displacement_px: np.ndarray, noise_db: np.ndarray, floor_dbz: float, cap_dbz: float,
+                        displacement_px: np.ndarray, decorrelation: np.ndarray, floor_dbz: float, cap_dbz: float,
                         ) -> np.ndarray:
     """(K, H, W) network forecast -> (M, K, H, W) float32 dBZ members, for (K,) amplitudes per lead.
 
-    Member m is ``advect(L_k + noise_db[k] * noise[m, k], D_k + displacement_px[k] * offsets[m])``,
-    clipped to [floor, cap]; D_k is the slot's motion (zero for an Eulerian model).
+    Member m at lead k: the field with its scales decorrelated by ``decorrelation[k]`` (module
+    docstring), matched to L_k's distribution, read at ``x + D_k + displacement_px[k] * offsets[m]``
+    (D_k: the slot's motion, zero for an Eulerian model) and clipped to [floor, cap].
     """
     import torch
     import torch.nn.functional as F
@@ -224,30 +223,45 @@ def apply_perturbations(lagrangian_dbz: np.ndarray, motion: Motion | None, draws
     # constant: the grid is built once, not once per member (that is most of an advection's time).
     base_grid, _ = sampling_grid(torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32)))  # (K, H, W, 2)
     to_grid = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
-    field_t = torch.from_numpy(np.ascontiguousarray(lagrangian_dbz, dtype=np.float32)) - floor_dbz
-    noise_std = torch.from_numpy(np.asarray(noise_db, dtype=np.float32)).view(1, steps, 1, 1)
-    shift_std = torch.from_numpy(np.asarray(displacement_px, dtype=np.float32)).view(1, steps, 1, 1, 1)
+    offsets = torch.from_numpy(draws.offsets.astype(np.float32)) * to_grid  # (M, 2)
+    weights = torch.from_numpy(draws.weights)  # (J, H, W // 2 + 1)
+    rho = torch.from_numpy(draws.rho.astype(np.float32))
+    ar1 = torch.einsum("j,jhw->hw", rho, weights)  # the noise's correlation from one lead to the next, per frequency
+    innovation = torch.sqrt((1.0 - ar1**2).clamp_min(0.0))
+    rng = np.random.default_rng(draws.seed)
+    noise = None
     out = np.empty((members, steps, h, w), dtype=np.float32)
-    chunk = max(1, MEMBER_CHUNK_PIXELS // (steps * h * w))
     with torch.no_grad():
-        for first in range(0, members, chunk):
-            last = min(first + chunk, members)
-            count = last - first
-            frames = field_t[None] + noise_std * torch.from_numpy(draws.noise[first:last])  # (m, K, H, W)
-            offsets = torch.from_numpy(draws.offsets[first:last].astype(np.float32)) * to_grid  # (m, 2)
-            grid = base_grid[None] + shift_std * offsets.view(count, 1, 1, 1, 2)  # (m, K, H, W, 2)
-            # Beyond the edge pixels' centres is "no echo", as in the extrapolation's scheme.
-            inside = (grid.abs() <= 1.0).all(dim=-1)
-            sampled = F.grid_sample(frames.reshape(count * steps, 1, h, w), grid.reshape(count * steps, h, w, 2),
-                                    mode="bilinear", padding_mode="zeros", align_corners=True)
-            sampled = torch.where(inside, sampled.reshape(count, steps, h, w), torch.zeros(()))
-            out[first:last] = (sampled + floor_dbz).clamp_(floor_dbz, cap_dbz).numpy()
+        for k in range(steps):
+            # Unit complex white noise per frequency (the rfft of real white noise keeps the result real).
+            white = torch.fft.rfft2(torch.from_numpy(rng.standard_normal((members, h, w), dtype=np.float32)))
+            white /= np.sqrt(h * w)
+            noise = white if noise is None else ar1 * noise + innovation * white
+            field = torch.from_numpy(np.ascontiguousarray(lagrangian_dbz[k], dtype=np.float32))
+            if decorrelation[k] > 0:
+                spectrum = torch.fft.rfft2(field)
+                keep = torch.einsum("j,jhw->hw", rho ** float(decorrelation[k] * (k + 1)), weights)
+                mixed = keep * spectrum + torch.sqrt((1.0 - keep**2).clamp_min(0.0)) * spectrum.abs() * noise
+                members_k = torch.fft.irfft2(mixed, s=(h, w)).reshape(members, -1)
+                # Empirical CDF matching: each member takes L_k's values, in its own order.
+                order = torch.argsort(members_k, dim=1)
+                matched = torch.empty_like(members_k)
+                matched.scatter_(1, order, torch.sort(field.reshape(-1)).values.expand(members, -1).contiguous())
+                members_k = matched.reshape(members, h, w)
+            else:
+                members_k = field.expand(members, h, w)
+            grid = base_grid[k][None] + float(displacement_px[k]) * offsets.view(members, 1, 1, 2)
+            inside = (grid.abs() <= 1.0).all(dim=-1)  # beyond the edge pixels' centres is "no echo"
+            sampled = F.grid_sample((members_k - floor_dbz)[:, None], grid, mode="bilinear", padding_mode="zeros",
+                                    align_corners=True)[:, 0]
+            sampled = torch.where(inside, sampled, torch.zeros(()))
+            out[:, k] = (sampled + floor_dbz).clamp_(floor_dbz, cap_dbz).numpy()
     return out
 
 
 def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: int, seed: int,
-                    settings: EnsembleSettings, reference_dbz: np.ndarray, floor_dbz: float, cap_dbz: float,
-                    ) -> np.ndarray:
+                    settings: EnsembleSettings, previous_dbz: np.ndarray, newest_dbz: np.ndarray,
+                    floor_dbz: float, cap_dbz: float) -> np.ndarray:
     """One sample's members from its network forecast.
 
     Parameters
@@ -255,7 +269,8 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
     lagrangian_dbz : (K, H, W) dBZ, the network's frames before they are carried forward
         (on the grid already for an Eulerian model, whose ``motion`` is None).
     motion : the sample's motion (its displacements D_k), shared by every member.
-    reference_dbz : (H, W) the newest scan, whose spectrum the noise copies.
+    previous_dbz, newest_dbz : (H, W) the two newest scans in the newest one's frame, whose
+        levels' correlation says how fast each scale loses predictability.
     floor_dbz, cap_dbz : the scaling's dBZ range; "no echo" is the floor.
 
     Returns
@@ -264,9 +279,19 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
         (members, K, H, W) float32 dBZ.
     """
     steps = lagrangian_dbz.shape[0]
-    draws = draw_perturbations(reference_dbz, members, steps, seed, settings.noise_ar1)
+    draws = draw_perturbations(previous_dbz, newest_dbz, members, seed, settings.cascade_levels)
     return apply_perturbations(lagrangian_dbz, motion, draws, settings.displacement_at(steps),
-                               settings.noise_at(steps), floor_dbz, cap_dbz)
+                               settings.decorrelation_at(steps), floor_dbz, cap_dbz)
+
+
+def newest_pair(frames: np.ndarray, motion: Motion | None) -> tuple[np.ndarray, np.ndarray]:
+    """(T, H, W) model-space scans -> the two newest, the older advected into the newest one's frame."""
+    from model.network.lagrangian import align_context
+
+    pair = frames[-2:] if frames.shape[0] >= 2 else np.repeat(frames[-1:], 2, axis=0)
+    if motion is not None:
+        pair = align_context(pair, motion, 0.0)
+    return pair[0], pair[1]
 
 
 def forecast_ensemble_frames(
@@ -308,10 +333,10 @@ def forecast_ensemble_frames(
     floor, cap = float(scaling["dbz_min"]), float(scaling["dbz_max"])
     out = np.empty((frames.shape[0], members, steps, 1, *frames.shape[3:]), dtype=np.float32)
     for i in range(frames.shape[0]):
-        newest = model_to_dbz(frames[i, -1, 0], scaling)
         motion = None if motions is None else motions[i]
+        previous, newest = (model_to_dbz(f, scaling) for f in newest_pair(frames[i, :, 0], motion))
         members_dbz = perturb_members(model_to_dbz(predicted[i, :, 0], scaling), motion, members, seed + i, settings,
-                                      newest, floor, cap)
+                                      previous, newest, floor, cap)
         out[i, :, :, 0] = dbz_to_model(members_dbz, scaling)
     timings["ensemble_perturb"] = time.perf_counter() - started
     return out

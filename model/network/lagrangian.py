@@ -105,7 +105,7 @@ def align_context(frames: np.ndarray, motion: Motion, outval: float) -> np.ndarr
         raise ValueError(f"aligning {t} scans needs {t - 1} displacements, the motion has {motion.steps}")
     aligned = frames.copy()
     if t > 1:  # the older scans, newest first, each with its own number of intervals
-        older = frames[: t - 1][::-1]
+        older = frames[: t - 1][::-1].copy()  # a copy: a reversed axis of length 1 keeps its negative stride
         aligned[: t - 1] = _advect(older, motion.displacements[: t - 1], outval)[::-1]
     return aligned
 

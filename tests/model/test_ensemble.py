@@ -1,0 +1,179 @@
+"""The ensemble from one network pass: reproducible members, members=1 exact, probabilities sound."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.baselines import steps_ensemble
+from model.checkpoint import load_checkpoint
+from model.data.synthetic import SyntheticRadar
+from model.ensemble import (
+    MAX_MEMBERS,
+    EnsembleSettings,
+    calibration_path,
+    check_members,
+    ensemble_mean,
+    exceedance_probability,
+    forecast_ensemble_dbz,
+    forecast_ensemble_frames,
+)
+from model.forecast import forecast_dbz
+from model.io.units import model_to_dbz
+from model.network.predrnn import PredRNN, PredRNNConfig
+from workers.settings import SHIPPED_CHECKPOINT
+
+
+@pytest.fixture(scope="module")
+def storm() -> np.ndarray:
+    """(16, 48, 64) dBZ: one synthetic storm on a non-square grid, 10 scans and 6 to come."""
+    source = SyntheticRadar(height=48, width=64, test_sequences=1, output_length=6)
+    batch = next(source.eval_batches("test", 1))
+    return model_to_dbz(batch[0, :, 0], source.scaling)
+
+
+@pytest.fixture(scope="module")
+def lagrangian() -> PredRNN:
+    torch.manual_seed(0)
+    model = PredRNN(PredRNNConfig(num_hidden=[8, 8], frame="lagrangian", input_length=10, output_length=6))
+    return model.eval()
+
+
+def test_one_member_is_the_deterministic_forecast_bit_for_bit(lagrangian, storm):
+    deterministic = forecast_dbz(lagrangian, storm[:10], 6)
+    ensemble = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=1, seed=123)
+    assert ensemble.shape == (1, 6, 48, 64)
+    assert np.array_equal(ensemble[0], deterministic)
+
+
+def test_members_are_reproducible_for_a_seed_and_differ_between_seeds(lagrangian, storm):
+    first = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=5, seed=7)
+    again = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=5, seed=7)
+    other = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=5, seed=8)
+    assert first.shape == (5, 6, 48, 64)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    # The members differ from one another, more at the last lead than at the first.
+    spread = first.std(axis=0).mean(axis=(1, 2))
+    assert spread[0] > 0 and spread[-1] > spread[0]
+    assert first.min() >= -10.0 and first.max() <= 60.0
+
+
+def test_without_amplitudes_every_member_is_the_deterministic_forecast(lagrangian, storm):
+    still = EnsembleSettings(displacement_px=(0.0,), decorrelation=(0.0,))
+    members = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=3, seed=1, settings=still)
+    deterministic = forecast_dbz(lagrangian, storm[:10], 6)
+    # The same advection up to float rounding (one shifted grid instead of one per member).
+    assert np.abs(members - deterministic[None]).max() < 1e-3
+
+
+def test_perturbation_kinds_switch_their_half_off(lagrangian, storm):
+    settings = EnsembleSettings(displacement_px=(3.0,), decorrelation=(2.0,))
+    scales_only = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=3, seed=2,
+                                        settings=settings.with_perturb("scales"))
+    motion_only = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=3, seed=2,
+                                        settings=settings.with_perturb("motion"))
+    both = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=3, seed=2, settings=settings)
+    assert not np.array_equal(scales_only, both) and not np.array_equal(motion_only, both)
+    assert settings.with_perturb("scales").displacement_at(4).tolist() == [0.0] * 4
+    assert settings.with_perturb("motion").decorrelation_at(4).tolist() == [0.0] * 4
+
+
+def test_decorrelated_scales_keep_the_forecasts_values_rearranged(storm):
+    """The CDF matching: without a motion or an offset, a member holds exactly L_k's values."""
+    from model.ensemble import apply_perturbations, draw_perturbations
+
+    forecast = storm[10:13].astype(np.float32)  # (3, 48, 64) stands in for the network's frames
+    draws = draw_perturbations(storm[8], storm[9], 4, 0, 6)
+    assert draws.rho.shape == (6,) and np.all((draws.rho > 0) & (draws.rho < 1))
+    members = apply_perturbations(forecast, None, draws, np.zeros(3), np.full(3, 2.0), -10.0, 60.0)
+    for k in range(3):
+        for m in range(4):
+            assert np.allclose(np.sort(members[m, k].ravel()), np.sort(forecast[k].ravel()), atol=1e-3)
+        assert not np.allclose(members[0, k], forecast[k], atol=1e-3)
+    # Small scales lose the forecast's structure before large ones do.
+    assert draws.rho[-1] < draws.rho[0]
+
+
+def test_batched_samples_use_consecutive_seeds(lagrangian, storm):
+    from model.io.units import dbz_to_model
+
+    frames = dbz_to_model(np.stack([storm[:10], storm[2:12]]), {"kind": "linear-dbz", "dbz_min": -10.0,
+                                                                 "dbz_max": 60.0})[:, :, None]
+    batched = forecast_ensemble_frames(lagrangian, frames, 6, members=4, seed=10)
+    second = forecast_ensemble_dbz(lagrangian, storm[2:12], 6, members=4, seed=11)
+    assert batched.shape == (2, 4, 6, 1, 48, 64)
+    assert np.allclose(model_to_dbz(batched[1, :, :, 0], {"kind": "linear-dbz", "dbz_min": -10.0,
+                                                          "dbz_max": 60.0}), second, atol=1e-4)
+
+
+def test_probabilities_are_shares_in_0_1_and_monotone_in_the_threshold(lagrangian, storm):
+    members = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=8, seed=3)
+    probability = exceedance_probability(members, (10.0, 20.0, 30.0))
+    assert probability.shape == (3, 6, 48, 64)
+    assert probability.min() >= 0.0 and probability.max() <= 1.0
+    assert np.all(np.diff(probability, axis=0) <= 0.0)
+    # Shares of 8 members, exactly.
+    assert np.allclose(probability * 8, np.round(probability * 8))
+    assert np.array_equal(probability[1], (members >= 20.0).mean(axis=0).astype(np.float32))
+    assert np.allclose(ensemble_mean(members), members.mean(axis=0))
+
+
+def test_a_pixel_with_no_data_has_no_probability():
+    members = np.full((3, 2, 2), 25.0, dtype=np.float32)
+    members[1, 0, 0] = np.nan
+    probability = exceedance_probability(members, (20.0,))
+    assert np.isnan(probability[0, 0, 0]) and probability[0, 1, 1] == 1.0
+
+
+@pytest.mark.parametrize("bad", [0, MAX_MEMBERS + 1, 1000, -3, "x", 2.5, True, None])
+def test_bad_member_counts_are_refused_with_the_reason(bad):
+    with pytest.raises(ValueError, match="members"):
+        check_members(bad)
+
+
+def test_settings_round_trip_through_the_calibration_file(tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"")
+    assert EnsembleSettings.for_checkpoint(checkpoint) == EnsembleSettings()
+    written = {"displacement_px": [1, 2], "decorrelation": [0.5, 3], "cascade_levels": 5, "perturb": "both",
+               "date": "2026-12-07"}
+    calibration_path(checkpoint).write_text(json.dumps(written))
+    settings = EnsembleSettings.for_checkpoint(checkpoint)
+    assert settings.displacement_at(4).tolist() == [1.0, 2.0, 2.0, 2.0]
+    assert settings.decorrelation_at(1).tolist() == [0.5] and settings.cascade_levels == 5
+    assert settings.to_json()["date"] == "2026-12-07"
+    calibration_path(checkpoint).write_text('{"decorrelation": [1]}')
+    with pytest.raises(ValueError, match="not an ensemble calibration"):
+        EnsembleSettings.for_checkpoint(checkpoint)
+
+
+def test_the_shipped_model_has_its_calibration_beside_it():
+    settings = EnsembleSettings.for_checkpoint(SHIPPED_CHECKPOINT)
+    assert settings.source.endswith(".ensemble.json")
+    assert len(settings.displacement_px) >= 20 and settings.perturb in ("both", "motion", "scales")
+
+
+def test_the_shipped_model_ensemble_spreads_like_its_error_on_a_storm(storm):
+    """A smoke check of the calibration on one test storm: spread and error within a factor of 2."""
+    model, meta = load_checkpoint(SHIPPED_CHECKPOINT)
+    settings = EnsembleSettings.for_checkpoint(SHIPPED_CHECKPOINT)
+    members = forecast_ensemble_dbz(model.eval(), storm[:10], 6, members=10, seed=0, settings=settings,
+                                    scaling=meta["scaling"])
+    floored, truth = np.maximum(members, 0.0), np.maximum(storm[10:], 0.0)
+    spread = np.sqrt(floored.var(axis=0, ddof=1).mean())
+    error = np.sqrt(((floored.mean(axis=0) - truth) ** 2).mean())
+    assert 0.5 < spread / error < 2.0
+
+
+def test_steps_members_are_reproducible_and_in_range(storm):
+    first = steps_ensemble(storm[:10], 4, members=3, seed=5)
+    again = steps_ensemble(storm[:10], 4, members=3, seed=5)
+    assert first.shape == (3, 4, 48, 64) and first.dtype == np.float32
+    assert np.array_equal(first, again)
+    assert first.min() >= -10.0 and np.isfinite(first).all()
+    with pytest.raises(ValueError, match="members"):
+        steps_ensemble(storm[:10], 4, members=0)
