@@ -20,6 +20,8 @@ forecaster per sample and channel and converts back.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import hashlib
 import io
 import logging
 import warnings
@@ -115,6 +117,31 @@ def declustering_scale(grid: tuple[int, ...]) -> int:
     return int(np.clip(min(grid) // 16, 2, 20))
 
 
+# (frames, options, compute) -> (2, H, W) field: a store that shares motion fields between the callers
+# that set it (workers/motion_store.py: a slot's model and extrapolation jobs); None computes every time.
+MotionStore = Callable[[np.ndarray, dict[str, Any], Callable[[], np.ndarray]], np.ndarray]
+_MOTION_STORE: contextvars.ContextVar[MotionStore | None] = contextvars.ContextVar("motion_store", default=None)
+
+
+@contextlib.contextmanager
+def sharing_motion(store: MotionStore | None):  # type: ignore[no-untyped-def]
+    """Within the block, :func:`estimate_motion` asks ``store`` for the field of its frames and options first."""
+    token = _MOTION_STORE.set(store)
+    try:
+        yield
+    finally:
+        _MOTION_STORE.reset(token)
+
+
+def motion_key(frames: np.ndarray, options: dict[str, Any], *, content: bool = True) -> str:
+    """sha256 (32 hex) of the frames' shape, the Lucas-Kanade options and (``content``) the frames' bytes."""
+    digest = hashlib.sha256(repr((frames.shape, sorted(options.items()))).encode())
+    if content:
+        digest.update(str(frames.dtype).encode())
+        digest.update(np.ascontiguousarray(frames).tobytes())
+    return digest.hexdigest()[:32]
+
+
 def estimate_motion(frames: np.ndarray, *, zerovalue: float, **lk_options: Any) -> np.ndarray:
     """Lucas-Kanade motion field (pysteps ``dense_lucaskanade``) of (T, H, W) frames, T >= 2.
 
@@ -128,13 +155,20 @@ def estimate_motion(frames: np.ndarray, *, zerovalue: float, **lk_options: Any) 
     np.ndarray
         (2, H, W) float: x (column) and y (row) displacement in pixels per frame interval.
     """
-    from model.motion import dense_lucaskanade
-
     _import_pysteps()
     frames = np.nan_to_num(np.asarray(frames, dtype=np.float64), nan=zerovalue)
     frames = np.maximum(frames, zerovalue)
     options = dict(lk_options)  # copy: the caller's dict is not ours to change
     options.setdefault("decl_scale", declustering_scale(frames.shape[1:]))
+    store = _MOTION_STORE.get()
+    if store is not None:
+        return store(frames, options, lambda: _lucas_kanade(frames, options))
+    return _lucas_kanade(frames, options)
+
+
+def _lucas_kanade(frames: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    from model.motion import dense_lucaskanade
+
     with warnings.catch_warnings():
         # Few tracked features (small, sparse digits) make pysteps' outlier test warn about a
         # singular covariance; it then keeps the vectors, which is the right outcome.

@@ -41,6 +41,7 @@ from workers.domains import Domain, domain_settings, domains_for
 from workers.domains import nowcast_job_id as domain_job_id
 from workers.feeds import FeedNotReady, FeedSkip, select_sequence
 from workers.heartbeat import Heartbeat
+from workers.motion_store import shared_motion
 from workers.products import remove_partial_files, write_products
 from workers.runtime import Forecast, ModelUnavailableError, run_extrapolation, run_forecast
 from workers.schedule import slot_for
@@ -397,9 +398,11 @@ def _scheduled(task: Task, slot_iso: str | None, *, stream: str, forecaster: For
                                     stale_after_minutes=settings.stale_after_minutes)
         return selection.paths
 
-    return run_job(task, kind="nowcast", job_id=domain_job_id(domain, slot, stream), steps=settings.lead_steps,
-                   input_path=str(settings.feed_dir), slot=slot, select=select, deadline=deadline,
-                   forecaster=forecaster, settings=settings, domain=domain)
+    # The slot's model and extrapolation jobs share one Lucas-Kanade field (workers/motion_store.py).
+    with shared_motion(settings, scope=f"{domain.id}-{slot:%Y%m%dT%H%MZ}"):
+        return run_job(task, kind="nowcast", job_id=domain_job_id(domain, slot, stream), steps=settings.lead_steps,
+                       input_path=str(settings.feed_dir), slot=slot, select=select, deadline=deadline,
+                       forecaster=forecaster, settings=settings, domain=domain)
 
 
 VERIFY_LOCK = "verification-sweep"  # one sweep at a time (a second one would only find the work done)
