@@ -88,7 +88,7 @@ def test_worker_command_is_prefork_one_process(services: dict[str, dict[str, Any
     assert command[command.index("-P") + 1] == "prefork"
     assert command[command.index("-c") + 1] == "1"
     assert command[command.index("--prefetch-multiplier") + 1] == "1"
-    assert env_default(command[command.index("-Q") + 1]).split(",") == ["gpu", "cpu"]
+    assert command[command.index("-Q") + 1].split(",") == ["gpu", "cpu"]
     assert "-B" not in command and "--beat" not in command  # beat runs once, in its own service
     env = services["worker-cpu"]["environment"]
     assert env["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
