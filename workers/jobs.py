@@ -105,6 +105,10 @@ class JobRecord:
     task_id: str | None = None  # the Celery task id of the latest queued run (None: the job id)
     domain: str | None = None  # scheduled nowcasts: the radar domain's id (workers/domains.py)
     requeues: int = 0  # runs queued again: resubmitted after failure or dismissal, or a lost worker
+    # Ensemble members (1: the deterministic forecast) and their seed; records written before these
+    # fields existed read as 1 and 0, so an old job still runs as it always did.
+    members: int = 1
+    seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -196,6 +200,8 @@ def create_job(
     owner: str | None = None,
     status: str = "accepted",
     message: str = "",
+    members: int = 1,
+    seed: int = 0,
     domain: str | None = None,
     domain_index: bool = False,
 ) -> tuple[JobRecord, bool]:
@@ -204,13 +210,16 @@ def create_job(
     ``domain`` names a scheduled nowcast's radar domain; with ``domain_index`` (a domain other than the
     default) the job is listed under its domain's index instead of the kind's, so that the kind's
     index, and so ``/nowcasts``, stays the default domain's.
+
+    ``members`` > 1 asks for an ensemble of that many members drawn from ``seed``.
     """
     now = utc_now_iso()
     if isinstance(slot, dt.datetime):
         slot = _slot_iso(slot)
     record = JobRecord(job_id=job_id, kind=kind, status=status, created=now, updated=now, steps=int(steps),
                        input_path=None if input_path is None else str(input_path),
-                       model_version=model_version, slot=slot, owner=owner, message=message, domain=domain)
+                       model_version=model_version, slot=slot, owner=owner, message=message,
+                       members=int(members), seed=int(seed), domain=domain)
     values = record.to_dict()
     _check_fields(values)
     by_kind = _domain_key(domain) if domain and domain_index else _index_key(kind)
@@ -222,7 +231,7 @@ def create_job(
     if existing is None:  # deleted between the two calls; extremely unlikely, and then create again
         return create_job(r, job_id=job_id, kind=kind, steps=steps, input_path=input_path,
                           model_version=model_version, slot=slot, owner=owner, status=status, message=message,
-                          domain=domain, domain_index=domain_index)
+                          members=members, seed=seed, domain=domain, domain_index=domain_index)
     return existing, False
 
 
@@ -483,13 +492,17 @@ def nowcast_stream(job_id: str) -> str:
     return EXTRAPOLATION_STREAM if job_id.endswith(f"-{EXTRAPOLATION_STREAM}") else MODEL_STREAM
 
 
-def forecast_job_id(input_sha256: str, model_version: str, steps: int, *, owner: str | None = None) -> str:
-    """Same input, model, horizon and owner -> same id, so a resubmission finds the existing job.
+def forecast_job_id(input_sha256: str, model_version: str, steps: int, *, owner: str | None = None,
+                    members: int = 1, seed: int = 0) -> str:
+    """Same input, model, horizon, owner (and ensemble) -> same id, so a resubmission finds the existing job.
 
     The owner is part of the id so that two keys sending the same scans get separate jobs: neither
-    can read, dismiss or learn of the other's.
+    can read, dismiss or learn of the other's. An ensemble's members and seed are too (another seed is
+    another forecast); a deterministic job (members 1) keeps the id it always had.
     """
     text = f"{input_sha256}|{model_version}|{int(steps)}" + (f"|{owner}" if owner else "")
+    if int(members) > 1:
+        text += f"|members={int(members)}|seed={int(seed)}"
     digest = hashlib.sha256(text.encode()).hexdigest()
     return f"forecast-{digest[:32]}"
 

@@ -8,7 +8,8 @@ write_products(product_dir, forecast, sequence, *, lead_minutes, quicklooks=True
         "obs_png": {"0": path, "6": path, ...}}                     (paths as strings)
 
 Layout (docs/contracts.md): ``products/<job_id>/forecast.nc``, ``observed.nc`` (the last input
-scans as data, for the viewer's map), ``lead_<MMM>.png``, ``animation.gif``,
+scans as data, for the viewer's map; for an ensemble the ensemble product, whose quicklooks
+draw the ensemble mean), ``lead_<MMM>.png``, ``animation.gif``,
 and ``obs_<MMM>.png`` for the observed input scans, MMM minutes before the reference time (000 = the
 last scan), drawn with the same colour scale so the viewer can run observed into forecast.
 Every file is written under a hidden temporary name and renamed, so a reader (the API) sees either
@@ -151,12 +152,16 @@ def write_products(
         attrs["fallback_reason"] = forecast.fallback_reason
     if forecast.frame:
         attrs["model_frame"] = forecast.frame
+    # An ensemble writes its members (the product holds their mean and probabilities too); its
+    # quicklooks below draw forecast.dbz, the members' mean.
+    fields = forecast.dbz if forecast.members is None else forecast.members
     netcdf = write_forecast(
-        product_dir / NETCDF_NAME, forecast.dbz,
+        product_dir / NETCDF_NAME, fields,
         reference_time=reference, lead_minutes=lead_minutes, grid=sequence.grid,
         model=forecast.model_name, model_version=forecast.model_version,
         checkpoint_sha256=forecast.checkpoint_sha256, source=forecast.source,
         input_times=sequence.times, extra_attrs=attrs,
+        ensemble_seed=forecast.seed, ensemble_perturbation=forecast.perturbation,
     )
     # The observed scans as data too: the viewer draws every frame from values, not pictures.
     observed = write_observed(product_dir / OBSERVED_NAME, sequence, count=observed_scans)
@@ -165,9 +170,10 @@ def write_products(
                                 "obs_png": {}}
     if quicklooks:
         started = time.perf_counter()
+        label = forecast.source if forecast.members is None else f"{forecast.source} ensemble mean"
         products["png"], products["gif"] = render_quicklooks(
             product_dir, forecast.dbz, sequence=sequence, reference_time=reference,
-            lead_minutes=lead_minutes, source=forecast.source,
+            lead_minutes=lead_minutes, source=label,
         )
         timings["write_quicklooks"] = time.perf_counter() - started
         started = time.perf_counter()

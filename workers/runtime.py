@@ -3,7 +3,8 @@
 Interface
 ---------
 get_model(settings) -> LoadedModel           cached per (pid, checkpoint sha256); loads + warms up once
-run_forecast(settings, dbz (T, H, W), steps) -> Forecast   PredRNN, or extrapolation as the fallback
+run_forecast(settings, dbz (T, H, W), steps, *, members=1, seed=0) -> Forecast
+    PredRNN (an ensemble of ``members`` drawn from ``seed`` when members > 1), or extrapolation as the fallback
 run_extrapolation(settings, dbz (T, H, W), steps) -> Forecast   the extrapolation product of a slot
 
 Never called at import or in ``worker_process_init`` (its 4 s budget kills slow children) and never in
@@ -60,6 +61,14 @@ class Forecast:
     fallback_reason: str | None = None  # why the model did not run, when source != "predrnn"
     timings: dict[str, float] = field(default_factory=dict)  # seconds: "model_load", "inference", stages
     frame: str | None = None  # the model's frame, "eulerian" | "lagrangian"; None for extrapolation
+    # An ensemble's (M, L, H, W) float32 dBZ members (M > 1), and ``dbz`` is then their mean; None otherwise.
+    members: np.ndarray | None = None
+    seed: int = 0  # the ensemble's seed
+    perturbation: str = ""  # how its members were perturbed: "<settings source>: <perturb kind>"
+
+    @property
+    def member_count(self) -> int:
+        return 1 if self.members is None else int(self.members.shape[0])
 
 
 _CACHE: dict[tuple[int, str], LoadedModel] = {}
@@ -143,11 +152,15 @@ def extrapolate(dbz: np.ndarray, steps: int, timestep_minutes: float) -> np.ndar
     return forecast(dbz, steps, timestep_minutes=timestep_minutes, zerovalue=zerovalue)
 
 
-def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forecast:
+def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int, *, members: int = 1,
+                 seed: int = 0) -> Forecast:
     """PredRNN on the context (T, H, W) dBZ; extrapolation when the model cannot run.
 
     The fallback keeps the scheduled product from silently disappearing; the reason is returned so
-    the job record and the product's ``source`` attribute can say what happened.
+    the job record and the product's ``source`` attribute can say what happened. ``members`` > 1
+    runs :func:`model.ensemble.forecast_ensemble_dbz` with the calibration shipped beside the
+    checkpoint: ``Forecast.members`` holds the members, ``dbz`` their mean. ``members == 1`` is the
+    deterministic path exactly. The fallback is always the deterministic extrapolation.
     """
     from model.checkpoint import CheckpointError
     from model.forecast import forecast_dbz
@@ -160,13 +173,26 @@ def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forec
         timings["model_load"] = time.perf_counter() - started  # the first task also pays torch's import
         started = time.perf_counter()
         scaling = loaded.meta.get("scaling") or DEFAULT_SCALING
-        predicted = forecast_dbz(loaded.model, dbz, steps, scaling=scaling, precision=loaded.precision,
-                                 device=loaded.device, timings=timings)
+        ensemble: dict[str, Any] = {}
+        if members > 1:
+            from model.ensemble import EnsembleSettings, ensemble_mean, forecast_ensemble_dbz
+
+            calibration = EnsembleSettings.for_checkpoint(settings.checkpoint)
+            drawn = forecast_ensemble_dbz(loaded.model, dbz, steps, members=members, seed=seed,
+                                          settings=calibration, scaling=scaling, precision=loaded.precision,
+                                          device=loaded.device, timings=timings)
+            predicted = ensemble_mean(drawn)
+            ensemble = {"members": drawn, "seed": int(seed),
+                        "perturbation": f"{calibration.source}: {calibration.perturb}"}
+        else:
+            predicted = forecast_dbz(loaded.model, dbz, steps, scaling=scaling, precision=loaded.precision,
+                                     device=loaded.device, timings=timings)
         timings["inference"] = time.perf_counter() - started
         config = loaded.model.config
         # Keywords: frame and timings are both optional, and their order is easy to swap.
         return Forecast(predicted, "predrnn", f"PredRNN-{config.version}", loaded.checkpoint_sha256,
-                        loaded.checkpoint_sha256, fallback_reason=None, frame=config.frame, timings=timings)
+                        loaded.checkpoint_sha256, fallback_reason=None, frame=config.frame, timings=timings,
+                        **ensemble)
     except (CheckpointError, RuntimeError, ValueError) as exc:  # missing/corrupt file, OOM, bad weights
         reason = f"model unavailable: {exc}"
         if not settings.fallback_extrapolation:
@@ -176,13 +202,15 @@ def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int) -> Forec
 
 
 def run_extrapolation(settings: WorkerSettings, dbz: np.ndarray, steps: int, *, reason: str | None = None,
-                      timings: dict[str, float] | None = None) -> Forecast:
+                      timings: dict[str, float] | None = None, members: int = 1, seed: int = 0) -> Forecast:
     """The extrapolation nowcast of the context (T, H, W) dBZ: (steps, H, W) dBZ, ``source = "extrapolation"``.
 
     The scheduled extrapolation product of every slot and the model's fallback are this same call,
     so a fallback product equals the slot's extrapolation product. ``reason`` (set for a fallback)
-    says why the model did not run.
+    says why the model did not run. ``members`` and ``seed`` are accepted and ignored: the
+    extrapolation stream stays deterministic.
     """
+    del members, seed
     timings = {} if timings is None else timings
     started = time.perf_counter()
     predicted = extrapolate(dbz, steps, settings.timestep_minutes)

@@ -58,6 +58,9 @@ class WorkerSettings(BaseSettings):
     fallback_extrapolation: bool = True  # no usable checkpoint -> pysteps extrapolation, recorded
     quicklooks: bool = True  # PNG per lead time and an animated GIF next to the netCDF
     warmup: bool = True  # one tiny forward pass right after loading the model
+    # Members of the model stream's scheduled nowcasts (NOWCAST_MEMBERS): 1 is the deterministic
+    # forecast; more makes each slot's model product an ensemble (seed from the slot time).
+    members: int = Field(1, ge=1, le=50)
 
     # Verification (docs/verification.md): every product against the scans at its valid times.
     verification_interval_s: float = Field(60.0, gt=0)  # beat runs the verification sweep this often

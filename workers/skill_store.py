@@ -10,6 +10,7 @@ complete(r, *, job_id) / completed(r, job_ids) -> [bool]   every lead has an ent
 records_between(r, *, stream, since, until) -> [VerificationRecord]   oldest slot first
 prune(r, *, before) -> int                        retention: drop records of slots before ``before``
 skill_of(entry, thresholds, scales) -> SkillScores  one lead's sums as a mergeable object
+ensemble_sums_of(scores, row) / ensemble_of(entry) -> EnsembleScores   an ensemble lead's probabilistic sums
 
 Layout: one hash per product, ``nowcast:verif:<job_id>``, with a ``meta`` field and one
 ``lead:<MMM>`` field per lead time (MMM minutes after the reference time); a sorted set per
@@ -19,6 +20,9 @@ stream, ``nowcast:verif:index:<stream>``, scored by the slot's epoch seconds; an
     {"status": "scored",   "valid_time": ISO, "sums": {hits: [K], misses: [K], false_alarms: [K],
                             correct_negatives: [K], fss_fct_sq: [K][S], fss_fct_obs: [K][S],
                             fss_obs_sq: [K][S], abs_error_sum, sq_error_sum, valid_pixels}}
+    {"status": "scored", ..., "ensemble": {members, thresholds [[name, dBZ]], pixels, crps_sum,
+                            variance_sum, mean_sq_error_sum, forecasts: [K][M+1], observed: [K][M+1],
+                            ranks: [M+1]}}   an ensemble product: its mean in "sums", its members here
     {"status": "missing",  "valid_time": ISO, "reason": "..."}    the scan never came (or is unusable)
     {"status": "fallback", "valid_time": ISO}   the model's stream made this product by extrapolation
 
@@ -37,6 +41,7 @@ import numpy as np
 import redis
 
 from model.verification.metrics import SkillScores
+from model.verification.probabilistic import EnsembleScores
 
 KEY_PREFIX = "nowcast:verif:"
 COMPLETE_KEY = f"{KEY_PREFIX}complete"
@@ -202,6 +207,30 @@ def skill_of(entry: dict[str, Any], thresholds: tuple[tuple[str, float], ...], s
     errors = [np.asarray([sums[name]], dtype=np.float64) for name in ("abs_error_sum", "sq_error_sum")]
     return SkillScores(thresholds, scales, *counts, *fss, *errors,
                        np.asarray([sums["valid_pixels"]], dtype=np.int64), 1)
+
+
+ENSEMBLE_FLOATS = ("crps_sum", "variance_sum", "mean_sq_error_sum")
+ENSEMBLE_COUNTS = ("forecasts", "observed", "ranks")
+
+
+def ensemble_sums_of(scores: EnsembleScores, row: int) -> dict[str, Any]:
+    """Row ``row`` (one lead) of an :class:`EnsembleScores`' sums as plain JSON numbers."""
+    sums: dict[str, Any] = {"members": scores.members,
+                            "thresholds": [[name, value] for name, value in scores.thresholds],
+                            "pixels": int(scores.pixels[row])}
+    sums.update({name: float(getattr(scores, name)[row]) for name in ENSEMBLE_FLOATS})
+    sums.update({name: getattr(scores, name)[row].tolist() for name in ENSEMBLE_COUNTS})
+    return sums
+
+
+def ensemble_of(entry: dict[str, Any]) -> EnsembleScores:
+    """A scored ensemble lead's sums as a one-lead, one-sequence :class:`EnsembleScores` (merge for windows)."""
+    sums = entry["ensemble"]
+    thresholds = tuple((str(name), float(value)) for name, value in sums["thresholds"])
+    floats = [np.asarray([sums[name]], dtype=np.float64) for name in ENSEMBLE_FLOATS]
+    counts = [np.asarray([sums[name]], dtype=np.int64) for name in ENSEMBLE_COUNTS]
+    return EnsembleScores(int(sums["members"]), thresholds, np.asarray([sums["pixels"]], dtype=np.int64),
+                          *floats, *counts, count=1)
 
 
 def thresholds_of(meta: dict[str, Any]) -> tuple[tuple[str, float], ...]:

@@ -8,7 +8,9 @@ pooled_csi(records, threshold) -> (CSI or None, slots)        all leads of all r
 
 Every number is computed from merged sums (``SkillScores.merge``, then ``compute``): a window's
 CSI is the CSI of its pooled contingency table, never a mean of per-slot ratios. Undefined
-ratios (no event observed or forecast) are ``None`` in the JSON.
+ratios (no event observed or forecast) are ``None`` in the JSON. Leads of ensemble products also
+carry ``ensemble``: their probabilistic scores (CRPS, Brier, reliability) from merged
+``EnsembleScores`` sums; a lead without ensemble products has no such key.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import redis
 
 from model.verification.metrics import SkillScores, json_safe
+from model.verification.probabilistic import EnsembleScores
 from workers import jobs, skill_store
 from workers.settings import WorkerSettings
 
@@ -59,6 +62,34 @@ def _pooled(skill: SkillScores) -> SkillScores:
                        total(skill.sq_error_sum), total(skill.valid_pixels), skill.count)
 
 
+def _ensemble_scores(groups: dict[int, tuple[EnsembleScores, int]], thresholds: list[str] | None
+                     ) -> dict[str, Any]:
+    """One lead's probabilistic scores, from the member count with the most slots behind it.
+
+    ``groups``: {members: (merged one-lead EnsembleScores, slots)}. Sums of different member counts
+    do not merge (their probability levels differ), so a window that spans a change of
+    ``NOWCAST_MEMBERS`` reports the larger group and says which.
+    """
+    members = max(groups, key=lambda m: (groups[m][1], m))
+    scores, slots = groups[members]
+    computed = scores.compute()
+    names = [name for name in computed["thresholds"] if thresholds is None or name in thresholds]
+    return json_safe({
+        "members": members, "slots": slots, "floor_dbz": computed["floor_dbz"], "pixels": computed["pixels"][0],
+        "crps_dbz": computed["crps_dbz"][0],
+        "spread_dbz": computed["spread_skill"]["spread_dbz"][0], "rmse_dbz": computed["spread_skill"]["rmse_dbz"][0],
+        "spread_skill_ratio": computed["spread_skill"]["ratio"][0],
+        "brier": {name: computed["brier"][name][0] for name in names},
+        "base_rate": {name: computed["base_rate"][name][0] for name in names},
+        "brier_skill_climatology": {name: computed["brier_skill_climatology"][name][0] for name in names},
+        "reliability": {name: {"probability": computed["reliability"][name]["probability"],
+                               "forecasts": computed["reliability"][name]["forecasts"][0],
+                               "observed": computed["reliability"][name]["observed"][0],
+                               "observed_frequency": computed["reliability"][name]["observed_frequency"][0]}
+                        for name in names},
+    })
+
+
 def summarize(records: list[skill_store.VerificationRecord], *, lead: int | None = None,
               thresholds: list[str] | None = None) -> dict[str, Any]:
     """Per-lead scores of one stream's records and all leads pooled, with the slots behind each.
@@ -83,6 +114,11 @@ def summarize(records: list[skill_store.VerificationRecord], *, lead: int | None
                 one = skill_store.skill_of(entry, table, scales)
                 slot["skill"] = _merge(slot["skill"], one)
                 slot["slots"] += 1
+                if "ensemble" in entry:
+                    members = skill_store.ensemble_of(entry)
+                    groups = slot.setdefault("ensemble", {})
+                    merged, count = groups.get(members.members, (None, 0))
+                    groups[members.members] = (members if merged is None else merged.merge(members), count + 1)
                 pooled = _merge(pooled, one)
                 scored_slots.add(record.meta["slot"])
             else:
@@ -93,6 +129,8 @@ def summarize(records: list[skill_store.VerificationRecord], *, lead: int | None
         leads.append({"lead_minutes": minutes, "slots": item["slots"], "missing": item["missing"],
                       "fallback": item["fallback"],
                       "scores": _scores(item["skill"], thresholds) if item["skill"] is not None else {}})
+        if item.get("ensemble"):
+            leads[-1]["ensemble"] = _ensemble_scores(item["ensemble"], thresholds)
     return {
         "slots": len(scored_slots),
         "products": sum(1 for record in records if record.meta),

@@ -9,7 +9,8 @@ Both run one job through the same steps (docs/workers.md):
 4. count the attempt; a job whose earlier attempts all died (worker lost) fails after
    ``max_attempts`` instead of looping;
 5. read and validate the input (nowcast: the newest complete sequence ending at the slot, or
-   ``skipped`` with the reason), forecast (PredRNN, else extrapolation), write the products
+   ``skipped`` with the reason), forecast (PredRNN, an ensemble when the record's ``members`` > 1,
+   else extrapolation), write the products
    atomically (netCDF, forecast and observed quicklooks), record ``successful`` with the paths,
    the reference time, the model, the cadence and the timings.
 
@@ -156,8 +157,9 @@ def _backoff(settings: WorkerSettings, attempt: int) -> float:
 
 
 Selector = Callable[[], list[Path] | Path]
-# (settings, context dBZ (T, H, W), steps) -> Forecast: the model (with its fallback) or extrapolation.
-Forecaster = Callable[[WorkerSettings, Any, int], Forecast]
+# (settings, context dBZ (T, H, W), steps, *, members, seed) -> Forecast: the model (with its fallback)
+# or extrapolation (which ignores members and seed).
+Forecaster = Callable[..., Forecast]
 EXTRAPOLATION_VERSION = "extrapolation"  # model_version of extrapolation-stream jobs (no checkpoint)
 
 
@@ -172,11 +174,15 @@ def run_job(
     select: Selector,
     deadline: dt.datetime | None = None,
     forecaster: Forecaster = run_forecast,
+    members: int = 1,
+    seed: int = 0,
     settings: WorkerSettings | None = None,
     domain: Domain | None = None,
 ) -> dict[str, Any]:
     """Run one job end to end (see the module docstring). ``select`` returns the scan file(s).
 
+    ``members`` and ``seed`` go into a record this call creates (a scheduled slot, a task sent by
+    hand); a record the API created keeps its own, and the job runs with the record's.
     ``settings`` (default: the process's) and ``domain`` are a scheduled slot's radar domain's
     (workers/domains.py): its feed, checkpoint and cadence, and the domain the job and product name.
     """
@@ -184,7 +190,7 @@ def run_job(
     r = redis_client(settings)
     version = EXTRAPOLATION_VERSION if forecaster is run_extrapolation else jobs.model_version(settings.checkpoint)
     record, _ = jobs.create_job(r, job_id=job_id, kind=kind, steps=steps, input_path=input_path,
-                                model_version=version, slot=slot,
+                                model_version=version, slot=slot, members=members, seed=seed,
                                 domain=domain.id if domain else None, domain_index=bool(domain and not domain.default))
     done = _finished_result(record)
     if done is not None:
@@ -250,7 +256,8 @@ def _run_locked(
     try:
         with Heartbeat(r, job_id=job_id, owner=lock, lease_s=settings.lease_s):
             return _forecast_and_write(settings, r, job_id=job_id, steps=steps, files=files,
-                                       forecaster=forecaster, domain=domain)
+                                       forecaster=forecaster, members=record.members, seed=record.seed,
+                                       domain=domain)
     except (RadarInputError, PermanentJobError, ModelUnavailableError) as exc:
         return _fail(settings, r, job_id, message=str(exc))
     except SoftTimeLimitExceeded:
@@ -301,10 +308,11 @@ def _finish(r: redis.Redis, job_id: str, *, status: str, message: str, **fields:
 
 def _forecast_and_write(
     settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, files: list[Path] | Path,
-    forecaster: Forecaster = run_forecast, domain: str | None = None,
+    forecaster: Forecaster = run_forecast, members: int = 1, seed: int = 0, domain: str | None = None,
 ) -> dict[str, Any]:
     if not 1 <= steps <= settings.max_lead_steps:
         raise PermanentJobError(f"steps must be within 1-{settings.max_lead_steps}, got {steps}")
+    members, seed = _ensemble_of(members, seed)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     if isinstance(files, Path) and not files.exists():
@@ -315,7 +323,11 @@ def _forecast_and_write(
     sequence = sequence.tail(settings.input_scans)
     timings["read"] = time.perf_counter() - started
     jobs.update_job(r, job_id=job_id, progress=20, message="forecasting")
-    forecast = forecaster(settings, sequence.dbz, steps)
+    if members > 1:
+        jobs.update_job(r, job_id=job_id, message=f"forecasting {members} ensemble members")
+        forecast = forecaster(settings, sequence.dbz, steps, members=members, seed=seed)
+    else:  # the deterministic call, as before ensembles
+        forecast = forecaster(settings, sequence.dbz, steps)
     timings.update(forecast.timings)
     jobs.update_job(r, job_id=job_id, progress=80, message="writing products", source=forecast.source)
     lead_minutes = [float(settings.timestep_minutes * (k + 1)) for k in range(steps)]
@@ -334,6 +346,24 @@ def _forecast_and_write(
                    timestep_minutes=settings.timestep_minutes,
                    reference_time=reference.strftime("%Y-%m-%dT%H:%M:%SZ"),
                    timings={k: round(v, 4) for k, v in timings.items()})
+
+
+def _ensemble_of(members: Any, seed: Any) -> tuple[int, int]:
+    """The record's (members, seed) checked: a bad value fails the job at once with the reason."""
+    from model.ensemble import check_members
+
+    try:
+        members = check_members(members)
+    except ValueError as exc:
+        raise PermanentJobError(f"ensemble {exc}") from exc
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise PermanentJobError(f"ensemble seed must be a whole number from 0 to 2^63 - 1, got {seed!r}")
+    return members, seed
+
+
+def slot_seed(slot: dt.datetime) -> int:
+    """The seed of a scheduled ensemble: minutes since 1970 of the slot (UTC), the same on every rerun."""
+    return int(slot.astimezone(dt.UTC).timestamp()) // 60
 
 
 # ------------------------------------------------------------------------------------------- tasks
@@ -398,11 +428,14 @@ def _scheduled(task: Task, slot_iso: str | None, *, stream: str, forecaster: For
                                     stale_after_minutes=settings.stale_after_minutes)
         return selection.paths
 
+    # Only the model's stream is an ensemble; the extrapolation baseline stays deterministic.
+    members = settings.members if stream == jobs.MODEL_STREAM else 1
     # The slot's model and extrapolation jobs share one Lucas-Kanade field (workers/motion_store.py).
     with shared_motion(settings, scope=f"{domain.id}-{slot:%Y%m%dT%H%MZ}"):
         return run_job(task, kind="nowcast", job_id=domain_job_id(domain, slot, stream), steps=settings.lead_steps,
                        input_path=str(settings.feed_dir), slot=slot, select=select, deadline=deadline,
-                       forecaster=forecaster, settings=settings, domain=domain)
+                       forecaster=forecaster, members=members, seed=slot_seed(slot) if members > 1 else 0,
+                       settings=settings, domain=domain)
 
 
 VERIFY_LOCK = "verification-sweep"  # one sweep at a time (a second one would only find the work done)

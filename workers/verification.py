@@ -18,7 +18,11 @@ For each lead of a product the outcome is settled once and stored by :mod:`worke
 
 A model-stream product that the fallback made (``source = "extrapolation"``) is ``fallback`` on
 every lead: it equals the slot's extrapolation product, which is scored in its own stream, and the
-model's numbers stay the network's. Each lead is written with HSETNX, so a repeated or concurrent
+model's numbers stay the network's. An ensemble product (members > 1) is scored twice per lead:
+its ensemble mean through ``SkillScores`` as above (the deterministic numbers), and its members
+through :class:`model.verification.probabilistic.EnsembleScores` (CRPS, Brier scores at 20 / 30 /
+40 dBZ, reliability counts, in dBZ floored at 0 dBZ), whose sums go into the same lead entry under
+``ensemble``. Each lead is written with HSETNX, so a repeated or concurrent
 sweep, a redelivered task or a restart settles nothing twice and resumes where it stopped.
 
 Files are read by :mod:`model.io.lean_reader` (netCDF4 alone, bit for bit what ``read_scans``
@@ -39,6 +43,7 @@ import redis
 from model.io.lean_reader import Frames, open_frames, read_scan_frame
 from model.io.netcdf import Grid, RadarInputError, read_scans
 from model.verification.metrics import FSS_SCALES, ObservedEvents, SkillScores
+from model.verification.probabilistic import EnsembleScores
 from workers import jobs, skill_store
 from workers.domains import Domain, domain_settings, domains_for, stream_index, verification_index
 from workers.feeds import list_scans
@@ -104,10 +109,12 @@ class ScanCache:
         return self._observed[1]
 
 
-def _meta(record: jobs.JobRecord, stream: str, lead_minutes: list[int]) -> dict[str, Any]:
+def _meta(record: jobs.JobRecord, stream: str, lead_minutes: list[int], members: int = 1) -> dict[str, Any]:
     meta = {"job_id": record.job_id, "slot": record.slot, "stream": stream, "product_source": record.source,
             "reference_time": record.reference_time, "n_leads": len(lead_minutes), "lead_minutes": lead_minutes,
             "thresholds": [[name, value] for name, value in THRESHOLDS], "scales": list(SCALES)}
+    if members > 1:
+        meta["members"] = members
     index = verification_index(record.job_id, stream)
     if index != stream:  # another domain than the default: its own window of slots
         meta["index"], meta["domain"] = index, record.domain
@@ -196,21 +203,30 @@ def verify_product(settings: WorkerSettings, r: redis.Redis, record: jobs.JobRec
             valid_times = [_utc(t) for t in product.times]
             lead_minutes = [int(round((t - reference).total_seconds() / 60)) for t in valid_times]
             entries, to_score = _settle(settings, record, product, lead_minutes, done, scans, now, outcome)
-            forecast = product.read(to_score) if to_score else None
+            forecast = product.read(to_score) if to_score else None  # an ensemble's mean
+            members = product.read_members(to_score) if to_score and product.members > 1 else None
+            member_count = product.members
     except (RadarInputError, OSError) as exc:
         log.warning("verification: %s unreadable (%s); trying again next sweep", netcdf, exc)
         return {"scored": 0, "missing": 0, "fallback": 0, "waiting": 1}
     if existing is None or not existing.meta:
         skill_store.write_meta(r, job_id=record.job_id,
-                               meta=_meta(record, jobs.nowcast_stream(record.job_id), lead_minutes))
+                               meta=_meta(record, jobs.nowcast_stream(record.job_id), lead_minutes, member_count))
     if forecast is not None:
         # One accumulation over every lead that can be scored: the lead axis of SkillScores holds them.
         # The observed side comes from the cache, shared with the slot's other product.
         skill = SkillScores.init(len(to_score), THRESHOLDS, SCALES)
         skill.accum_observed(scans.observed([valid_times[i] for i in to_score]), forecast[None])
+        ensemble = None
+        if members is not None:
+            truth = np.stack([scans.get(valid_times[i]) for i in to_score])  # type: ignore[misc]
+            ensemble = EnsembleScores.init(len(to_score), int(members.shape[0]), THRESHOLDS)
+            ensemble.accum(truth[None], members[None])
         for row, index in enumerate(to_score):
             entries[lead_minutes[index]] = {"status": "scored", "valid_time": _iso(valid_times[index]),
                                             "sums": skill_store.sums_of(skill, row)}
+            if ensemble is not None:
+                entries[lead_minutes[index]]["ensemble"] = skill_store.ensemble_sums_of(ensemble, row)
     for lead, written in skill_store.write_leads(r, job_id=record.job_id, entries=entries).items():
         if written:
             outcome[entries[lead]["status"]] += 1

@@ -5,6 +5,11 @@ Interface
 open_frames(path, *, timestep_minutes=6) -> Frames     ``with`` block; ``times``, ``grid``, ``read(indices)``
 read_scan_frame(path, *, timestep_minutes=6) -> tuple[np.ndarray, Grid]   one scan's (H, W) dBZ and its grid
 
+An ensemble product (a ``realization`` dimension, docs/contracts.md) is read lean too: ``read``
+gives its ``reflectivity_ensemble_mean`` frames, ``members`` says how many members it has and
+``read_members(indices)`` gives their (M, n, H, W) frames. read_scans has no ensemble layout, so
+an ensemble file outside the lean layout is an error rather than a fallback.
+
 Opening a file through xarray costs about three times what netCDF4 alone costs, and the sweep
 opens some 40 files a minute. This reader takes the layout :func:`model.io.netcdf.write_scans` and
 :func:`model.io.netcdf.write_forecast` write (float32 ``reflectivity`` in dBZ with a ``_FillValue``,
@@ -29,6 +34,8 @@ import netCDF4
 import numpy as np
 
 from model.io.netcdf import (
+    ENSEMBLE_MEAN,
+    REALIZATION,
     Grid,
     RadarInputError,
     RadarSequence,
@@ -70,7 +77,10 @@ def _coordinate_names(ds: netCDF4.Dataset) -> set[str]:
 def _radar_variable(ds: netCDF4.Dataset) -> Any:
     """The variable read_scans picks when it is a dBZ reflectivity of (time, y, x); otherwise _NotLean."""
     coordinates = _coordinate_names(ds)
-    for name, var in ds.variables.items():
+    variables = ds.variables
+    if REALIZATION in ds.dimensions and ENSEMBLE_MEAN in variables:
+        variables = {ENSEMBLE_MEAN: variables[ENSEMBLE_MEAN]}  # the members' mean is the (time, y, x) field
+    for name, var in variables.items():
         standard = str(var.getncattr("standard_name")).lower() if "standard_name" in var.ncattrs() else ""
         if name in coordinates or standard not in _RADAR_STANDARD_NAMES or var.ndim < 2:
             continue
@@ -157,14 +167,20 @@ class Frames:
         self.timestep_minutes = timestep_minutes
         self._dataset: netCDF4.Dataset | None = None
         self._whole: RadarSequence | None = None
+        self.members = 1  # an ensemble product's member count
         try:
             self._dataset = netCDF4.Dataset(self.path, "r")
+            if REALIZATION in self._dataset.dimensions:
+                self.members = len(self._dataset.dimensions[REALIZATION])
             self._var = _radar_variable(self._dataset)
             self.grid = _grid(self._dataset, self._var)
             self.times = _times(self._dataset, self._var, timestep_minutes)
             if self._var.shape[0] != self.times.size:
                 raise _NotLean
-        except (_NotLean, OSError, RuntimeError, ValueError, KeyError):
+        except (_NotLean, OSError, RuntimeError, ValueError, KeyError) as exc:
+            if self.members > 1:
+                self.close()
+                raise RadarInputError(f"{self.path}: not an ensemble product in the service's layout") from exc
             self.read_whole()
 
     @property
@@ -208,6 +224,24 @@ class Frames:
             raise _NotLean from exc
         if not np.isfinite(values.reshape(len(indices), -1)).any(axis=1).all():
             raise _NotLean  # an all-NaN frame: read_scans raises its AllNaNScanError
+        return values
+
+    def read_members(self, indices: list[int]) -> np.ndarray:
+        """(M, len(indices), H, W) float32 dBZ: an ensemble product's members at these frames, NaN = no data."""
+        if self._dataset is None or self.members < 2:
+            raise RadarInputError(f"{self.path}: not an ensemble product")
+        var = self._dataset.variables["reflectivity"]
+        if var.dimensions[:2] != (REALIZATION, self._var.dimensions[0]) or var.dtype != np.float32:
+            raise RadarInputError(f"{self.path}: ensemble reflectivity is not (realization, time, y, x) float32")
+        var.set_auto_maskandscale(False)
+        if not indices:
+            return np.empty((self.members, 0, *self.grid.shape), dtype=np.float32)
+        values = np.stack([np.asarray(var[:, index], dtype=np.float32) for index in indices], axis=1)
+        if "_FillValue" in var.ncattrs():
+            fill = np.float32(var.getncattr("_FillValue"))
+            if not np.isnan(fill):
+                values = np.where(values == fill, np.float32(np.nan), values)
+        check_plausible_dbz(values, f"{self.path}: ensemble members")
         return values
 
     def close(self) -> None:
