@@ -255,8 +255,8 @@ def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.
         "grid_crps_dbz": np.round(crps, 4).tolist(), "grid_spread_skill": np.round(ratio, 3).tolist(),
         "seconds": seconds,
         "command": "python -m benchmarks.ensemble_calibration " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False, True)
-            and k not in ("from_grid", "json")),
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
+            if v not in (None, False) and k not in ("from_grid", "json")),
     }
     emit_json(report, args.json)
     if args.write_settings:
