@@ -24,10 +24,10 @@ def shifted(dbz: np.ndarray, pixels: int) -> np.ndarray:
 
 def make_product(settings: WorkerSettings, r: redis.Redis, *, slot: dt.datetime, stream: str, dbz: np.ndarray,
                  source: str) -> jobs.JobRecord:
-    """A successful nowcast job of ``stream`` at ``slot`` whose product holds ``dbz`` (L, H, W) dBZ."""
+    """A successful nowcast job of ``stream`` at ``slot`` whose product holds ``dbz`` (L, H, W) or (M, L, H, W) dBZ."""
     job_id = jobs.nowcast_job_id(slot, stream)
     scans = radar_io.read_scans(sorted(settings.feed_dir.glob("scan_*.nc"))[:1])
-    steps = dbz.shape[0]
+    steps = dbz.shape[-3]  # (L, H, W), or (M, L, H, W) for an ensemble product
     jobs.create_job(r, job_id=job_id, kind="nowcast", steps=steps, input_path=str(settings.feed_dir),
                     model_version="test", slot=slot)
     directory = settings.product_dir(job_id)
