@@ -71,7 +71,9 @@ def verification(
     """Per lead time and threshold: CSI, POD, FAR, bias and FSS of the products whose slot lies in
     ``[since, until)`` (default: the last 24 hours), from the pooled contingency table of those
     slots; ``slots`` says how many slots are behind each number, ``missing`` how many leads had no
-    scan. ``policy`` says which stream ``/nowcasts/latest`` serves and why."""
+    scan. A lead of ensemble products also has ``ensemble``: CRPS (dBZ), Brier score and reliability
+    counts per threshold of their members, pooled the same way. ``policy`` says which stream
+    ``/nowcasts/latest`` serves and why."""
     end = _moment(until, "until") or clock.now(settings)
     start = _moment(since, "since") or end - dt.timedelta(hours=DEFAULT_WINDOW_HOURS)
     if start >= end:

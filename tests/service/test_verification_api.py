@@ -117,3 +117,38 @@ def test_a_failed_model_slot_falls_back_to_the_extrapolation_product(client: Tes
     assert response.status_code == 200 and response.headers["nowcast-source"] == "extrapolation"
     assert "no model product for the newest slot" in response.headers["nowcast-source-reason"]
     assert client.get("/nowcasts/20260301T1242Z", params={"source": "extrapolation"}).status_code == 200
+
+
+def test_verification_reports_the_ensemble_scores_of_ensemble_slots(client: TestClient, settings: ApiSettings,
+                                                                     store: redis.Redis) -> None:
+    import numpy as np
+
+    from workers import skill_store
+
+    write_blob_feed(settings.feed_dir, FEED_START, 12)
+    made = []
+    for slot in SLOTS:
+        index = int((slot - FEED_START) / dt.timedelta(minutes=6))
+        truth = blob_field(index + 1 + LEADS)[index + 1:]
+        made.append(make_product(settings, store, slot=slot, stream="model", source="predrnn",
+                                 dbz=np.stack([shifted(truth, s) for s in (0, 1, 3)])))
+        make_product(settings, store, slot=slot, stream="extrapolation", dbz=shifted(truth, 3),
+                     source="extrapolation")
+    verification.sweep(settings, store, now=NOW)
+    body = client.get("/verification", params=window()).json()
+    for item in body["sources"]["model"]["leads"]:
+        merged = None
+        for record in made:
+            stored = skill_store.read_record(store, job_id=record.job_id)
+            one = skill_store.ensemble_of(stored.leads[item["lead_minutes"]])
+            merged = one if merged is None else merged.merge(one)
+        expected = merged.compute()
+        ensemble = item["ensemble"]
+        assert (ensemble["members"], ensemble["slots"]) == (3, 3)
+        assert ensemble["crps_dbz"] == expected["crps_dbz"][0] and ensemble["crps_dbz"] > 0
+        assert ensemble["brier"] == {name: expected["brier"][name][0] for name in ("20dBZ", "30dBZ", "40dBZ")}
+        assert ensemble["reliability"]["20dBZ"]["observed"] == expected["reliability"]["20dBZ"]["observed"][0]
+    assert all("ensemble" not in item for item in body["sources"]["extrapolation"]["leads"])
+    one_threshold = client.get("/verification", params=window(threshold="30", lead="12")).json()
+    (lead,) = one_threshold["sources"]["model"]["leads"]
+    assert list(lead["ensemble"]["brier"]) == ["30dBZ"] and list(lead["ensemble"]["reliability"]) == ["30dBZ"]
