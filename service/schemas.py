@@ -65,6 +65,7 @@ class StatusInfo(BaseModel):
     steps: int | None = Field(None, description="Number of lead times requested")
     source: str | None = Field(None, description="`predrnn`, or `extrapolation` when the fallback ran")
     slot: str | None = Field(None, description="Scan time of a scheduled nowcast (ISO-8601 UTC)")
+    domain: str | None = Field(None, description="The radar domain of a scheduled nowcast (`GET /domains`)")
     reference_time: dt.datetime | None = Field(
         None, description="Time of the last input scan (UTC): lead times count from it; once successful"
     )

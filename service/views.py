@@ -53,6 +53,7 @@ def status_info(request: Request, record: Any) -> StatusInfo:
         steps=data.get("steps"),
         source=data.get("source") or None,
         slot=data.get("slot") or None,
+        domain=data.get("domain") or None,
         reference_time=data.get("reference_time") or None,
         model=data.get("model") or None,
         model_frame=data.get("model_frame") or None,

@@ -162,6 +162,8 @@ def test_the_api_lists_domains_and_serves_each(stack: dict, ran: dict[str, jobs.
         coast = client.get("/domains/coast/nowcasts").json()
         assert {j["jobID"] for j in coast["jobs"]} == {"nowcast-coast-20260301T1230Z",
                                                        "nowcast-coast-20260301T1230Z-extrapolation"}
+        assert {j["domain"] for j in coast["jobs"]} == {"coast"}
+        assert client.get("/jobs/nowcast-20260301T1230Z").json()["domain"] == "national"
         assert {j["jobID"] for j in client.get("/nowcasts").json()["jobs"]} == {
             "nowcast-20260301T1230Z", "nowcast-20260301T1230Z-extrapolation"}
         latest = client.get("/domains/coast/nowcasts/latest?f=json")
