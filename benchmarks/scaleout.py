@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="SIGKILL a pool child in the run with this many workers (0: none)")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the feeds, products and worker logs (printed)")
     args = parser.parse_args(argv)
     grid = tuple(int(n) for n in args.grid.lower().split("x"))
     root = Path(tempfile.mkdtemp(prefix="scaleout-"))
@@ -244,6 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         redis_process.terminate()
         redis_process.wait(10)
+        if args.keep:
+            sys.stderr.write(f"kept {root}\n")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     emit_json({"benchmark": "scaleout", "grid": list(grid), "speed": round(360.0 / args.period, 2),
                "command": "python -m benchmarks.scaleout " + " ".join(sys.argv[1:] if argv is None else argv),
                "seed": "storm_frames([domain, 7])", "runs": runs, "machine": machine_description(),
