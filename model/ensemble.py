@@ -49,6 +49,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model.io.units import DEFAULT_SCALING, Scaling, dbz_to_model, model_to_dbz
+from model.members import (  # noqa: F401  (re-exported: the ensemble's interface in one place)
+    MAX_MEMBERS,
+    PROBABILITY_THRESHOLDS_DBZ,
+    check_members,
+    ensemble_mean,
+    exceedance_probability,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -58,8 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_MEMBERS = 50  # the service's and the CLI's bound: memory grows with members x leads x grid
-PROBABILITY_THRESHOLDS_DBZ: tuple[float, ...] = (20.0, 30.0, 40.0)  # the service's skill thresholds
 PERTURBATIONS = ("both", "motion", "scales")
 
 
@@ -133,15 +138,6 @@ def calibration_path(checkpoint: Path | str) -> Path:
 def _table(values: Sequence[float], steps: int) -> np.ndarray:
     table = np.asarray(values, dtype=np.float64)
     return np.concatenate([table, np.full(max(steps - table.size, 0), table[-1])])[:steps]
-
-
-def check_members(members: Any) -> int:
-    """``members`` as an int in 1..MAX_MEMBERS, or ValueError saying what is wrong."""
-    if isinstance(members, bool) or not isinstance(members, int | np.integer):
-        raise ValueError(f"members must be a whole number from 1 to {MAX_MEMBERS}, got {members!r}")
-    if not 1 <= int(members) <= MAX_MEMBERS:
-        raise ValueError(f"members must be from 1 to {MAX_MEMBERS}, got {members}")
-    return int(members)
 
 
 # ----------------------------------------------------------------------------------- members
@@ -370,25 +366,3 @@ def forecast_ensemble_dbz(
     predicted = forecast_ensemble_frames(model, frames, steps, members=members, seed=seed, settings=settings,
                                          precision=precision, device=device, scaling=scaling, timings=timings)
     return model_to_dbz(predicted[0, :, :, 0], scaling)
-
-
-# ------------------------------------------------------------------------------- products
-
-
-def exceedance_probability(members_dbz: np.ndarray,
-                           thresholds: Sequence[float] = PROBABILITY_THRESHOLDS_DBZ) -> np.ndarray:
-    """(M, ...) dBZ -> (len(thresholds), ...) float32: the share of members at or above each threshold.
-
-    NaN (no data) in any member makes the pixel NaN. Monotone: a higher threshold never has a
-    higher probability.
-    """
-    members_dbz = np.asarray(members_dbz, dtype=np.float32)
-    missing = np.isnan(members_dbz).any(axis=0)
-    out = np.stack([(members_dbz >= t).mean(axis=0, dtype=np.float32) for t in thresholds])
-    out[:, missing] = np.nan
-    return out
-
-
-def ensemble_mean(members_dbz: np.ndarray) -> np.ndarray:
-    """(M, ...) dBZ -> (...) float32: the members' mean reflectivity (dBZ averaged, as stored)."""
-    return np.asarray(members_dbz, dtype=np.float32).mean(axis=0)

@@ -761,8 +761,8 @@ def _add_ensemble_variables(data_vars: dict[str, Any], coords: dict[str, Any], m
 
     members_dbz : (M, L, H, W) dBZ, NaN = no data; ``dims`` = (time, y, x).
     """
-    # model.ensemble holds the one definition of the probability; it imports numpy and units only.
-    from model.ensemble import ensemble_mean, exceedance_probability
+    # model.members holds the one definition of the probability (torch-free, like this module).
+    from model.members import ensemble_mean, exceedance_probability
 
     count = members_dbz.shape[0]
     coords[REALIZATION] = (REALIZATION, np.arange(count, dtype=np.int32),
