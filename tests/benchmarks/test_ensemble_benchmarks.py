@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ensemble_calibration import DISPLACEMENTS_PX, NOISES_DB, crps_per_lead
+from benchmarks.ensemble_calibration import DISPLACEMENTS_PX, DECORRELATIONS, crps_per_lead
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "model" / "checkpoints" / "radar_lagrangian.pt"
@@ -32,7 +32,7 @@ def test_calibration_scores_every_pair_and_chooses_a_dispersed_one(tmp_path: Pat
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
-    pairs = len(DISPLACEMENTS_PX) * len(NOISES_DB)
+    pairs = len(DISPLACEMENTS_PX) * len(DECORRELATIONS)
     assert np.array(report["grid_crps_dbz"]).shape == (pairs, 3)
     assert report["split"] == "valid" and report["sequences"] == 1 and report["winner"] in ("both", "motion", "noise")
     best = report["families"]["both"]
