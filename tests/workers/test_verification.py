@@ -12,7 +12,7 @@ import redis
 from model.io import netcdf as radar_io
 from tests.utils.redis_server import RedisServer
 from tests.workers.conftest import FEED_START, blob_field, write_blob_feed
-from tests.workers.verification_builders import direct_skill, make_product, shifted
+from tests.workers.verification_builders import direct_skill, make_product, shifted, verification_setup
 from workers import jobs, skill_store, verification
 from workers.settings import WorkerSettings
 
@@ -23,13 +23,7 @@ LEADS = 3
 
 @pytest.fixture()
 def setup(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[WorkerSettings, redis.Redis]]:
-    r = redis.Redis.from_url(redis_server.url.replace("/0", f"/{DB}"))
-    r.flushdb()
-    settings = WorkerSettings(redis_url=redis_server.url, data_dir=tmp_path, verification_grace_minutes=30)
-    write_blob_feed(settings.feed_dir, FEED_START, 9)  # 12:00 .. 12:48
-    yield settings, r
-    r.flushdb()
-    r.close()
+    yield from verification_setup(redis_server, tmp_path, DB)
 
 
 def products(settings: WorkerSettings, r: redis.Redis, slot: dt.datetime = SLOT) -> dict[str, jobs.JobRecord]:

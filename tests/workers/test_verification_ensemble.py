@@ -15,8 +15,8 @@ from model.io import netcdf as radar_io
 from model.verification.metrics import SkillScores
 from model.verification.probabilistic import EnsembleScores
 from tests.utils.redis_server import RedisServer
-from tests.workers.conftest import FEED_START, blob_field, write_blob_feed
-from tests.workers.verification_builders import make_product, shifted
+from tests.workers.conftest import FEED_START, blob_field
+from tests.workers.verification_builders import make_product, shifted, verification_setup
 from workers import skill_store, skill_summary, verification
 from workers.settings import WorkerSettings
 
@@ -28,13 +28,7 @@ SHIFTS = (0, 1, 2, 4)  # four members: the truth moved 0, 1, 2 and 4 pixels east
 
 @pytest.fixture()
 def setup(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[WorkerSettings, redis.Redis]]:
-    r = redis.Redis.from_url(redis_server.url.replace("/0", f"/{DB}"))
-    r.flushdb()
-    settings = WorkerSettings(redis_url=redis_server.url, data_dir=tmp_path, verification_grace_minutes=30)
-    write_blob_feed(settings.feed_dir, FEED_START, 9)  # 12:00 .. 12:48
-    yield settings, r
-    r.flushdb()
-    r.close()
+    yield from verification_setup(redis_server, tmp_path, DB)
 
 
 def truth() -> np.ndarray:

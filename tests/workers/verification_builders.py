@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import redis
 
 from model.io import netcdf as radar_io
 from model.verification.metrics import SkillScores
+from tests.utils.redis_server import RedisServer
+from tests.workers.conftest import FEED_START, write_blob_feed
 from workers import jobs
 from workers.settings import WorkerSettings
 from workers.verification import SCALES, THRESHOLDS
@@ -52,3 +55,15 @@ def direct_skill(product: Path, feed_dir: Path, leads: list[int]) -> SkillScores
         one.accum(scan.dbz[None, :1], forecast.dbz[None, lead // 6 - 1 : lead // 6])
         skill = skill.merge(one)
     return skill
+
+
+def verification_setup(redis_server: RedisServer, tmp_path: Path, db: int
+                       ) -> Iterator[tuple[WorkerSettings, redis.Redis]]:
+    """A verification test's settings and its own Redis database, over a feed of 9 scans (12:00 .. 12:48)."""
+    r = redis.Redis.from_url(redis_server.url.replace("/0", f"/{db}"))
+    r.flushdb()
+    settings = WorkerSettings(redis_url=redis_server.url, data_dir=tmp_path, verification_grace_minutes=30)
+    write_blob_feed(settings.feed_dir, FEED_START, 9)
+    yield settings, r
+    r.flushdb()
+    r.close()
