@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ensemble_calibration import DISPLACEMENTS_PX, DECORRELATIONS, crps_per_lead
+from benchmarks.ensemble_calibration import DECORRELATIONS, DISPLACEMENTS_PX, crps_per_lead
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "model" / "checkpoints" / "radar_lagrangian.pt"
