@@ -27,9 +27,11 @@ import numpy as np
 import xarray as xr
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from model.io.netcdf import PROBABILITY
 from model.io.units import dbz_to_rainrate
 from service.gridmap import grid_mapping_of, plain_value
 from service.problems import Problem
+from service.quantities import DEFAULT, Resolved, Selection, lazy_variable, resolve
 
 # netCDF-C and HDF5 are not thread-safe, and the API reads and writes netCDF from its threadpool:
 # without this lock, concurrent uploads crash the process (SIGBUS seen under the load test).
@@ -128,33 +130,64 @@ def _reflectivity(ds: xr.Dataset, path: Path) -> xr.DataArray:
     raise Problem(500, "product-unreadable", f"{path.name}: no reflectivity variable in the product")
 
 
-def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
+def _json_size(ds: xr.Dataset, field: xr.DataArray, resolved: Resolved) -> int:
+    """Cells the JSON document would carry, from the shapes alone (nothing decoded)."""
+    cells = int(np.prod(field.shape[-3:]))
+    if resolved.quantity == "member":
+        return cells
+    if resolved.quantity == "mean":  # the mean and every threshold's probability
+        return cells * (1 + len(resolved.ensemble["thresholds_dbz"]))
+    if resolved.quantity == "probability":  # the mean and one probability
+        return cells * 2
+    return int(np.prod(field.shape))
+
+
+def _nested(values: np.ndarray) -> list[Any]:
+    """(L, H, W) -> nested lists rounded to two decimals, NaN as null (two decimals of a dBZ are far
+    below radar precision, 0.01 mm/h is finer than the drizzle of 5 dBZ)."""
+    return [[[None if math.isnan(v) else v for v in row] for row in frame] for frame in np.round(values, 2).tolist()]
+
+
+def _lazy_frames(variable: xr.DataArray) -> np.ndarray:
+    """(L, H, W) float64 read one lead time at a time: a slice of the members' array is never held whole."""
+    return np.stack([np.asarray(variable.isel({variable.dims[0]: k}).values, dtype=np.float64)
+                     for k in range(variable.shape[0])])
+
+
+def product_json(path: Path, *, job_id: str, max_values: int, selection: Selection | None = None) -> dict[str, Any]:
     """The forecast product as a JSON document (see ``schemas.ForecastJSONResult``).
 
     Parameters
     ----------
     path : Path
-        The CF netCDF product with ``reflectivity(time, y, x)`` in dBZ.
+        The CF netCDF product with ``reflectivity(time, y, x)`` in dBZ, or an ensemble product
+        (``reflectivity(realization, time, y, x)``, its mean and probabilities).
     job_id : str
         Echoed in the document.
     max_values : int
-        Largest L*H*W served as JSON; above it, 406 ``json-too-large``.
+        Largest number of cells served as JSON (L*H*W, times 1 + thresholds for an ensemble's mean
+        and probabilities); above it, 406 ``json-too-large``, decided from the shapes before any read.
+    selection : service.quantities.Selection, optional
+        ``quantity=member`` serves that member as ``reflectivity``; ``probability`` one threshold;
+        the default (or ``mean``) of an ensemble the mean plus every threshold's probability.
     """
+    selection = DEFAULT if selection is None else selection
     with NETCDF_LOCK, xr.open_dataset(path, engine="netcdf4", decode_timedelta=False) as ds:
-        field = _reflectivity(ds, path)
+        resolved = resolve(ds, selection, job_id)
+        field = lazy_variable(ds, resolved) if resolved.ensemble is not None else _reflectivity(ds, path)
         if field.ndim != 3:
             raise Problem(500, "product-unreadable", f"{path.name}: reflectivity is not (time, y, x)")
         # The limit counts cells; the document carries two numbers per cell (dBZ and mm/h).
-        size = int(np.prod(field.shape))
+        size = _json_size(ds, field, resolved)
         if size > max_values:
             raise Problem(
                 406,
                 "json-too-large",
-                f"the product has {size} values (shape {list(field.shape)}), above the JSON limit of "
-                f"{max_values}; fetch it as {NETCDF} or one lead time as {PNG}",
+                f"the product has {size} values (shape {list(ds['reflectivity'].shape)}), above the JSON limit "
+                f"of {max_values}; fetch it as {NETCDF} or one lead time as {PNG}",
                 field="Accept",
             )
-        values = field.values.astype(np.float64)
+        values = _lazy_frames(field)
         time_dim = field.dims[0]
         valid_times = [_iso(t) for t in ds[time_dim].values] if time_dim in ds.coords else []
         reference = _iso(ds["forecast_reference_time"].values) if "forecast_reference_time" in ds else None
@@ -167,15 +200,17 @@ def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
         y = [float(v) for v in ds[y_dim].values] if y_dim in ds.coords else None
         attributes = {k: plain_value(v) for k, v in ds.attrs.items()}
         grid_mapping = grid_mapping_of(ds, field)
-        rain = ds["rainfall_rate"].values.astype(np.float64) if "rainfall_rate" in ds else dbz_to_rainrate(values)
-    # Two decimals of a dBZ are far below radar precision and halve the document.
-    rounded = np.round(values, 2)
-    nested = [[[None if math.isnan(v) else v for v in row] for row in frame] for frame in rounded.tolist()]
-    # Rain rates to 0.01 mm/h: the drizzle of 5 dBZ is 0.07 mm/h.
-    rain_nested = [[[None if math.isnan(v) else v for v in row] for row in frame]
-                   for frame in np.round(rain, 2).tolist()]
-    return {
+        probability = _probabilities(ds, resolved)
+        if resolved.quantity == "member":
+            rain = _lazy_frames(ds["rainfall_rate"].isel(realization=resolved.index))
+        elif "rainfall_rate" in ds and resolved.ensemble is None:
+            rain = ds["rainfall_rate"].values.astype(np.float64)
+        else:  # the ensemble mean's rain rate: Marshall-Palmer of the mean reflectivity
+            with np.errstate(invalid="ignore", over="ignore"):
+                rain = dbz_to_rainrate(values)
+    document: dict[str, Any] = {
         "jobID": job_id,
+        "quantity": resolved.quantity,
         "reference_time": reference,
         "lead_time_minutes": leads,
         "valid_times": valid_times,
@@ -185,10 +220,27 @@ def product_json(path: Path, *, job_id: str, max_values: int) -> dict[str, Any]:
         "y": y,
         "attributes": attributes,
         "grid_mapping": grid_mapping,
-        "reflectivity": nested,
+        "reflectivity": _nested(values),
         "rainfall_rate_units": "mm h-1",
-        "rainfall_rate": rain_nested,
+        "rainfall_rate": _nested(rain),
     }
+    if resolved.ensemble is not None:
+        document["ensemble"] = resolved.ensemble
+        if resolved.member is not None:
+            document["member"] = resolved.member
+        if probability is not None:
+            document["probability_units"] = "1"
+            document["probability"] = probability
+    return document
+
+
+def _probabilities(ds: xr.Dataset, resolved: Resolved) -> dict[str, list[Any]] | None:
+    """``{"<threshold dBZ>": (L, H, W)}`` of the ensemble's mean document, or of the one threshold asked."""
+    if resolved.ensemble is None or resolved.quantity == "member":
+        return None
+    thresholds = resolved.ensemble["thresholds_dbz"]
+    wanted = [resolved.index] if resolved.quantity == "probability" else range(len(thresholds))
+    return {f"{thresholds[i]:g}": _nested(_lazy_frames(ds[PROBABILITY].isel(threshold=i))) for i in wanted}
 
 
 def png_path(products: dict[str, Any], product_dir: Path, lead: int) -> Path | None:
@@ -228,6 +280,7 @@ def product_response(
     products: dict[str, Any],
     lead: int | None,
     json_max_values: int,
+    selection: Selection | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Serve the product of a successful job in ``media_type``.
@@ -244,7 +297,7 @@ def product_response(
     if media_type == NETCDF:
         return FileResponse(netcdf_path, media_type=NETCDF, filename=f"{job_id}.nc", headers=headers)
     if media_type == JSON:
-        document = product_json(netcdf_path, job_id=job_id, max_values=json_max_values)
+        document = product_json(netcdf_path, job_id=job_id, max_values=json_max_values, selection=selection)
         return JSONResponse(document, headers=headers)
     product_dir = netcdf_path.parent
     leads = available_png_leads(products, product_dir)

@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from service.fields import field_document, geotiff_path
 from service.problems import PROBLEM_MEDIA_TYPE, Problem, problem_openapi
+from service.quantities import DEFAULT, Selection
 from service.representations import (
     FIELD,
     GEOTIFF,
@@ -45,12 +46,16 @@ RESULT_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     404: problem_openapi(
-        "Unknown job, result not ready yet, or no PNG for that lead", "result-not-ready", 404
+        "Unknown job, result not ready yet, no PNG for that lead, or no such member or threshold (`detail` "
+        "names the available ones)", "result-not-ready", 404
     ),
     406: problem_openapi(
         "No acceptable representation, or the product is too large for JSON", "not-acceptable", 406
     ),
-    409: problem_openapi("The job failed, was dismissed or skipped; `detail` says why", "job-failed", 409),
+    409: problem_openapi("The job failed, was dismissed or skipped, or `quantity` needs an ensemble product "
+                         "(`not-an-ensemble`); `detail` says why", "job-failed", 409),
+    422: problem_openapi("A query parameter is invalid, or `quantity` does not go with this representation",
+                         "invalid-request", 422),
 }
 
 _NO_RESULT = {
@@ -67,10 +72,16 @@ def result_response(
     accept: str | None,
     f: Format | None,
     lead: int | None,
+    selection: Selection = DEFAULT,
     extra_headers: dict[str, str] | None = None,
 ) -> Response:
-    """The product of ``record`` (a ``workers.jobs.JobRecord``) as chosen by ``Accept``/``?f=``."""
+    """The product of ``record`` (a ``workers.jobs.JobRecord``) as chosen by ``Accept``/``?f=``, of the
+    quantity ``selection`` names (service/quantities.py)."""
     media_type = choose_media_type(accept, f)
+    if not selection.is_default and media_type in (NETCDF, PNG):
+        what = "the whole product file" if media_type == NETCDF else "the quicklook of the ensemble mean"
+        raise Problem(422, "quantity-not-available", f"quantity={selection.quantity} is served as f=field, "
+                      f"f=geotiff or f=json; {media_type} is {what}", field="quantity")
     data = record.to_dict()
     job_id, status = data["job_id"], data["status"]
     if status in ("accepted", "running"):
@@ -89,7 +100,7 @@ def result_response(
         Path(products["netcdf"]) if products.get("netcdf") else settings.product_dir(job_id) / "forecast.nc"
     )
     if media_type in (FIELD, GEOTIFF):
-        return _lead_response(media_type, job_id=job_id, netcdf=netcdf, lead=lead,
+        return _lead_response(media_type, job_id=job_id, netcdf=netcdf, lead=lead, selection=selection,
                               headers={"Vary": "Accept", **(extra_headers or {})})
     return product_response(
         media_type,
@@ -98,11 +109,12 @@ def result_response(
         products=products,
         lead=lead,
         json_max_values=settings.json_max_values,
+        selection=selection,
         headers={"Vary": "Accept", **(extra_headers or {})},
     )
 
 
-def _lead_response(media_type: str, *, job_id: str, netcdf: Path, lead: int | None,
+def _lead_response(media_type: str, *, job_id: str, netcdf: Path, lead: int | None, selection: Selection,
                    headers: dict[str, str]) -> Response:
     """One lead time as the viewer's map field or as a GeoTIFF; without ``lead``, the first forecast."""
     if not netcdf.is_file():
@@ -110,9 +122,10 @@ def _lead_response(media_type: str, *, job_id: str, netcdf: Path, lead: int | No
     if lead is None:
         lead = _first_lead(netcdf)
     if media_type == FIELD:
-        return JSONResponse(field_document(netcdf.parent, lead, job_id), media_type=FIELD, headers=headers)
-    path = geotiff_path(netcdf.parent, lead, job_id)
-    name = f"{job_id}_lead_{lead:03d}.tif" if lead > 0 else f"{job_id}_obs_{-lead:03d}.tif"
+        return JSONResponse(field_document(netcdf.parent, lead, job_id, selection), media_type=FIELD,
+                            headers=headers)
+    path = geotiff_path(netcdf.parent, lead, job_id, selection)
+    name = f"{job_id}_{path.name}"
     return FileResponse(path, media_type=GEOTIFF, filename=name, headers=headers)
 
 

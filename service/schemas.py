@@ -348,14 +348,26 @@ class ForecastJSONResult(BaseModel):
 
 
 class FieldEncoding(BaseModel):
-    """How ``FieldResult.values`` is packed: dBZ = offset_dbz + code * step_dbz; ``nodata`` = no data."""
+    """How ``FieldResult.values`` is packed: value = offset + code * step (in ``FieldResult.units``);
+    ``nodata`` = no data. dBZ quantities: offset -32, step 0.5 (also as ``offset_dbz``/``step_dbz``);
+    a probability: code = round(100 p), offset 0, step 0.01."""
 
     dtype: Literal["uint8"] = "uint8"
-    offset_dbz: float
-    step_dbz: float
+    offset: float = Field(description="Value of code 0, in `units`")
+    step: float = Field(description="Value of one code step, in `units`")
+    offset_dbz: float | None = Field(None, description="`offset` of a dBZ quantity (absent for a probability)")
+    step_dbz: float | None = Field(None, description="`step` of a dBZ quantity (absent for a probability)")
     nodata: int
     rows: Literal["north to south"] = "north to south"
     columns: Literal["west to east"] = "west to east"
+
+
+class EnsembleInfo(BaseModel):
+    """What an ensemble product offers: its members (0..members-1), seed and probability thresholds."""
+
+    members: int = Field(ge=2, description="Ensemble members; `quantity=member&member=` takes 0..members-1")
+    seed: int = Field(ge=0, description="The seed the members were drawn from")
+    thresholds_dbz: list[float] = Field(description="`quantity=probability&threshold=` takes one of these")
 
 
 class FieldResult(BaseModel):
@@ -363,6 +375,13 @@ class FieldResult(BaseModel):
 
     jobID: str
     kind: Literal["forecast", "observed"]
+    quantity: Literal["reflectivity", "mean", "probability", "member"] = Field(
+        description="What `values` holds: `reflectivity` (deterministic product or observed scan), `mean` (an "
+        "ensemble's mean, also its default), `member` or `probability`")
+    units: Literal["dBZ", "1"] = Field(description="`dBZ`, or `1` for a probability")
+    threshold_dbz: float | None = Field(None, description="The threshold of a probability (present only then)")
+    member: int | None = Field(None, description="The member index of `quantity=member` (present only then)")
+    ensemble: EnsembleInfo | None = Field(None, description="Present for an ensemble product")
     lead_minutes: int
     valid_time: str
     width: int

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from service.deps import JobStoreDep, SettingsDep
 from service.logs import set_job_id
 from service.problems import Problem, problem_openapi
+from service.quantities import SelectionDep
 from service.results import RESULT_RESPONSES, result_response
 from service.routes.jobs import Limit, Offset, page_links
 from service.routes.nowcasts import LATEST_WINDOW, AcceptHeader, FormatQuery, LeadQuery, parse_scan_time
@@ -206,7 +207,7 @@ def domain_nowcasts(request: Request, store: JobStoreDep, settings: SettingsDep,
 @router.get("/{domain_id}/nowcasts/latest", summary="A domain's latest successful nowcast",
             responses={**RESULT_RESPONSES, 404: problem_openapi("No nowcast yet", "no-nowcast", 404)})
 def domain_latest(request: Request, store: JobStoreDep, settings: SettingsDep, domain_id: DomainId,
-                  f: FormatQuery = None, lead: LeadQuery = None,
+                  selection: SelectionDep, f: FormatQuery = None, lead: LeadQuery = None,
                   accept: AcceptHeader = None) -> Response:
     """The newest slot's product from the stream the domain's source policy chooses (headers as
     ``/nowcasts/latest``)."""
@@ -232,14 +233,14 @@ def domain_latest(request: Request, store: JobStoreDep, settings: SettingsDep, d
     location = f"{root(request)}/domains/{domain.id}/nowcasts/{slot_part(record.job_id)}"
     location += "" if stream == jobs.MODEL_STREAM else f"?source={stream}"
     return result_response(record, own, accept=accept, f=f, lead=lead,  # type: ignore[arg-type]
-                           extra_headers={"Content-Location": location, "Nowcast-Source": stream,
+                           selection=selection, extra_headers={"Content-Location": location, "Nowcast-Source": stream,
                                           "Nowcast-Domain": domain.id,
                                           "Nowcast-Source-Reason": reason.encode("ascii", "replace").decode()})
 
 
 @router.get("/{domain_id}/nowcasts/{scan_time}", summary="A domain's nowcast of one slot",
             responses={**RESULT_RESPONSES})
-def domain_nowcast_at(store: JobStoreDep, settings: SettingsDep, domain_id: DomainId,
+def domain_nowcast_at(store: JobStoreDep, settings: SettingsDep, domain_id: DomainId, selection: SelectionDep,
                       scan_time: Annotated[str, Path(max_length=40, description="20260101T1206Z or ISO-8601")],
                       f: FormatQuery = None, lead: LeadQuery = None,
                       accept: AcceptHeader = None,
@@ -252,7 +253,7 @@ def domain_nowcast_at(store: JobStoreDep, settings: SettingsDep, domain_id: Doma
                       field="scan_time")
     set_job_id(job_id)
     return result_response(record, domain_settings(settings, domain), accept=accept, f=f,  # type: ignore[arg-type]
-                           lead=lead)
+                           lead=lead, selection=selection)
 
 
 @router.get("/{domain_id}/verification", response_model=VerificationReport,

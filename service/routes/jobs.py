@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from service.deps import ApiKeyDep, CallerDep, CeleryDep, JobDep, JobStoreDep, SettingsDep, check_owner
 from service.problems import Problem, problem_openapi
+from service.quantities import SelectionDep
 from service.representations import JSON
 from service.results import RESULT_RESPONSES, Format, result_response
 from service.schemas import JobList, Link, StatusInfo
@@ -138,6 +139,7 @@ def dismiss_job(
 def get_job_results(
     job: JobDep,
     settings: SettingsDep,
+    selection: SelectionDep,
     f: Annotated[Format | None, Query(description="Representation; wins over Accept")] = None,
     lead: Lead = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
@@ -146,5 +148,6 @@ def get_job_results(
 
     As PNG, ``lead`` <= 0 gives the observed scan ``-lead`` minutes before the reference time
     (``lead=0`` is the last input scan); ``lead_times`` in the job's statusInfo lists every PNG.
+    An ensemble product's mean, members and probabilities: ``quantity``, ``member``, ``threshold``.
     """
-    return result_response(job, settings, accept=accept, f=f, lead=lead)
+    return result_response(job, settings, accept=accept, f=f, lead=lead, selection=selection)

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from service.deps import JobStoreDep, SettingsDep
 from service.logs import set_job_id
 from service.problems import Problem, problem_openapi
+from service.quantities import SelectionDep
 from service.results import RESULT_RESPONSES, Format, result_response
 from service.routes.jobs import Lead, Limit, Offset, page_links
 from service.schemas import JobList
@@ -105,6 +106,7 @@ def latest_nowcast(
     request: Request,
     store: JobStoreDep,
     settings: SettingsDep,
+    selection: SelectionDep,
     f: FormatQuery = None,
     lead: LeadQuery = None,
     accept: AcceptHeader = None,
@@ -123,6 +125,7 @@ def latest_nowcast(
         accept=accept,
         f=f,
         lead=lead,
+        selection=selection,
         extra_headers={"Content-Location": location, "Nowcast-Source": stream,
                        "Nowcast-Source-Reason": reason.encode("ascii", "replace").decode()},
     )
@@ -132,6 +135,7 @@ def latest_nowcast(
 def nowcast_at(
     store: JobStoreDep,
     settings: SettingsDep,
+    selection: SelectionDep,
     scan_time: Annotated[str, Path(max_length=40, description="Slot scan time: 20260101T1206Z or ISO-8601")],
     f: FormatQuery = None,
     lead: LeadQuery = None,
@@ -145,4 +149,4 @@ def nowcast_at(
     if record is None:
         raise Problem(404, "job-not-found", f"no nowcast for slot {scan_time} ({job_id})", field="scan_time")
     set_job_id(job_id)
-    return result_response(record, settings, accept=accept, f=f, lead=lead)
+    return result_response(record, settings, accept=accept, f=f, lead=lead, selection=selection)
