@@ -14,6 +14,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
+from model.members import MAX_MEMBERS, check_members
+
+MAX_SEED = 2**63 - 1  # the worker's bound: seeds are stored and hashed as signed 64-bit integers
+
+
+def check_members_value(members: Any) -> int:
+    """``members`` as an int in 1..MAX_MEMBERS, or ValueError naming the range (model.members' rule)."""
+    return check_members(members)
+
+
+def check_seed_value(seed: Any) -> int:
+    """``seed`` as an int in 0..2^63-1, or ValueError naming the range."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a whole number from 0 to 2^63-1 ({MAX_SEED}), got {seed!r}")
+    return seed
+
+
 JobStatus = Literal["accepted", "running", "successful", "failed", "dismissed", "skipped"]
 UNFINISHED: frozenset[str] = frozenset({"accepted", "running"})
 
@@ -46,6 +63,14 @@ class ProblemDetails(BaseModel):
     instance: str | None = None
     field: str | None = None
     file: str | None = None
+
+
+class EnsembleInfo(BaseModel):
+    """What an ensemble product offers: its members (0..members-1), seed and probability thresholds."""
+
+    members: int = Field(ge=2, description="Ensemble members; `quantity=member&member=` takes 0..members-1")
+    seed: int = Field(ge=0, description="The seed the members were drawn from")
+    thresholds_dbz: list[float] = Field(description="`quantity=probability&threshold=` takes one of these")
 
 
 class StatusInfo(BaseModel):
@@ -90,6 +115,8 @@ class StatusInfo(BaseModel):
             "successful: <= 0 are the observed input scans (0 = the last), > 0 the forecast"
         ),
     )
+    ensemble: EnsembleInfo | None = Field(
+        None, description="Present for an ensemble job (members > 1): what `results?quantity=` can ask for")
     links: list[Link] = []
 
     model_config = ConfigDict(
@@ -206,6 +233,25 @@ class ForecastJSONRequest(BaseModel):
         None, ge=1, description="Lead times wanted (an integer); default the service's `lead_steps`"
     )
     grid: GridSpec | None = None
+    members: Any = Field(
+        None, json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_MEMBERS},
+        description=f"Ensemble members (1..{MAX_MEMBERS}, default 1: the deterministic forecast); more than 1 "
+        "makes an ensemble product with its mean and exceedance probabilities")
+    seed: Any = Field(
+        None, json_schema_extra={"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+        description="Seed the ensemble members are drawn from (0..2^63-1, default 0); the same input, members "
+        "and seed give the same job and the same members")
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _members_in_range(cls, members: Any) -> int | None:
+        # Checked here, not by the field's type, so that every refusal names the allowed range.
+        return None if members is None else check_members_value(members)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_in_range(cls, seed: Any) -> int | None:
+        return None if seed is None else check_seed_value(seed)
 
     @field_validator("frames")
     @classmethod
@@ -362,14 +408,6 @@ class FieldEncoding(BaseModel):
     columns: Literal["west to east"] = "west to east"
 
 
-class EnsembleInfo(BaseModel):
-    """What an ensemble product offers: its members (0..members-1), seed and probability thresholds."""
-
-    members: int = Field(ge=2, description="Ensemble members; `quantity=member&member=` takes 0..members-1")
-    seed: int = Field(ge=0, description="The seed the members were drawn from")
-    thresholds_dbz: list[float] = Field(description="`quantity=probability&threshold=` takes one of these")
-
-
 class FieldResult(BaseModel):
     """One lead time as a map layer (``?f=field&lead=MMM``): what the viewer draws and colours itself."""
 
@@ -406,7 +444,9 @@ class VerificationReport(BaseModel):
         description=(
             "Per stream (`model`, `extrapolation`): `slots` scored, `missing_scans`, `leads` [{lead_minutes, "
             "slots, missing, fallback, scores {threshold: {csi, pod, far, bias, fss {scale: value}, hits, "
-            "misses, false_alarms, correct_negatives}}}] and `all_leads` (every lead pooled); null = undefined"
+            "misses, false_alarms, correct_negatives}}, and for a lead of ensemble products `ensemble` (the "
+            "members' CRPS in dBZ, Brier score and reliability counts per threshold; the scores above are then "
+            "the ensemble mean's)}] and `all_leads` (every lead pooled); null = undefined"
         )
     )
     policy: dict[str, Any] = Field(description="The source policy: `policy`, `served`, `reason`, `csi`, `slots`")

@@ -6,9 +6,12 @@ no torch); JSON frames are written there as CF scans with :func:`model.io.netcdf
 validated by the same reader, so both kinds of input obey the same rules (cadence, no all-NaN scan,
 at least ``input_scans`` scans, grid at most ``max_grid``). Only then is the job id computed:
 
-    job_id = workers.jobs.forecast_job_id(sha256(canonical sequence), model_version, steps)
+    job_id = workers.jobs.forecast_job_id(sha256(canonical sequence), model_version, steps,
+                                          owner=owner, members=members, seed=seed)
 
-where the canonical sequence is the decoded content (times, dBZ values, grid), so the same scans
+(``members`` > 1 asks for an ensemble drawn from ``seed``; both are checked before anything is
+staged, and a deterministic job's seed is 0, since it draws nothing) where the canonical sequence is
+the decoded content (times, dBZ values, grid), so the same scans
 sent as one file, as several files or as JSON give the same job. The staging directory is renamed
 to ``data_dir/inputs/<job_id>/`` (atomic) and the task sent with
 ``send_task("workers.tasks.forecast", args=[job_id, input_path, steps], task_id=job_id, queue=gpu)``.
@@ -42,10 +45,11 @@ from starlette.responses import JSONResponse
 
 from model.io import netcdf
 from model.io.units import rainrate_to_dbz
+from model.members import MAX_MEMBERS
 from service.logs import set_job_id
 from service.problems import Problem, problem_openapi
 from service.representations import NETCDF_LOCK
-from service.schemas import ForecastJSONRequest, StatusInfo
+from service.schemas import ForecastJSONRequest, StatusInfo, check_members_value, check_seed_value
 from service.settings import ApiSettings
 from service.views import root, status_info
 from workers import jobs
@@ -129,6 +133,38 @@ def check_steps(steps: int | None, settings: ApiSettings) -> int:
             field="steps",
         )
     return steps
+
+
+def check_ensemble(members: Any, seed: Any) -> tuple[int, int]:
+    """(members, seed) with their defaults (1, 0); 422 naming the field and its range otherwise.
+
+    A single member draws no random numbers, so its seed is 0 whatever was sent: the same input gives
+    the same deterministic job.
+    """
+    members = 1 if members is None else members
+    seed = 0 if seed is None else seed
+    for name, check, value in (("members", check_members_value, members), ("seed", check_seed_value, seed)):
+        try:
+            check(value)
+        except ValueError as exc:
+            raise Problem(422, f"invalid-{name}", str(exc), field=name) from exc
+    return int(members), int(seed) if int(members) > 1 else 0
+
+
+def _form_integer(form: Any, name: str, pattern: str) -> int | None:
+    """An integer form field given at most once, ASCII digits only; None when absent."""
+    raw = form.getlist(name)
+    if len(raw) > 1 or (raw and not isinstance(raw[0], str)):
+        raise Problem(422, f"invalid-{name}", f"{name} must be given once, as an integer", field=name)
+    if not raw:
+        return None
+    text = str(raw[0])
+    # ASCII digits only: str.isdigit and \d also take other scripts' digits, and int() spaces.
+    if not re.fullmatch(pattern, text):
+        ranges = {"members": f" from 1 to {MAX_MEMBERS}", "seed": " from 0 to 2^63-1"}
+        what = f"a whole number{ranges[name]}" if name in ranges else "an integer"
+        raise Problem(422, f"invalid-{name}", f"{name} must be {what}, got {text[:40]!r}", field=name)
+    return int(text)
 
 
 def _problem_from(error: netcdf.RadarInputError, names: dict[str, str]) -> Problem:
@@ -324,6 +360,8 @@ def enqueue(
     store: Any,
     celery: Any,
     owner: str | None = None,
+    members: int = 1,
+    seed: int = 0,
 ) -> tuple[Any, bool]:
     """Create (or find) the job of a validated, staged sequence and send its task.
 
@@ -335,7 +373,8 @@ def enqueue(
     -------
     (record, created) : the ``workers.jobs.JobRecord`` and whether a run was queued by this call.
     """
-    job_id = jobs.forecast_job_id(sequence_sha256(sequence), model_version, steps, owner=owner)
+    job_id = jobs.forecast_job_id(sequence_sha256(sequence), model_version, steps, owner=owner,
+                                  members=members, seed=seed)
     set_job_id(job_id)
     existing = jobs.get_job(store, job_id=job_id)
     if existing is not None and existing.status not in REQUEUEABLE:
@@ -357,6 +396,8 @@ def enqueue(
             input_path=str(target),
             model_version=model_version,
             owner=owner,
+            members=members,
+            seed=seed,
         )
         if not created:
             return record, False
@@ -380,7 +421,7 @@ def enqueue(
             "the job could not be queued; send the same input again",
             headers={"Retry-After": str(settings.retry_after_seconds)},
         ) from exc
-    logger.info("queued forecast %s (%d steps)", job_id, steps)
+    logger.info("queued forecast %s (%d steps, %d members)", job_id, steps, members)
     return record, True
 
 
@@ -394,6 +435,7 @@ def _validate_and_enqueue(
     store: Any,
     celery: Any,
     owner: str | None,
+    ensemble: tuple[int, int] = (1, 0),
 ) -> tuple[Any, bool]:
     """Stage the input in a fresh directory, read it back as a validated sequence, enqueue it.
 
@@ -414,6 +456,8 @@ def _validate_and_enqueue(
             store=store,
             celery=celery,
             owner=owner,
+            members=ensemble[0],
+            seed=ensemble[1],
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -494,7 +538,7 @@ def parse_json_request(body: bytes, *, prefix: str = "") -> ForecastJSONRequest:
         field = f"{prefix}.{location}" if prefix else location
         raise Problem(
             422,
-            "invalid-steps" if location == "steps" else "invalid-request",
+            f"invalid-{location}" if location in ("steps", "members", "seed") else "invalid-request",
             f"{field}: {first['msg']}",
             field=field,
             extra={
@@ -516,8 +560,9 @@ async def submit_json_request(
 ) -> tuple[StatusInfo, bool]:
     """Submit already-parsed JSON frames; returns the job's statusInfo and whether it was created."""
     steps = check_steps(parsed.steps, settings)
+    ensemble = check_ensemble(parsed.members, parsed.seed)
     record, created = await run_in_threadpool(
-        _validate_and_enqueue, _json_stager(parsed, settings), steps, settings, store, celery, owner
+        _validate_and_enqueue, _json_stager(parsed, settings), steps, settings, store, celery, owner, ensemble
     )
     return status_info(request, record), created
 
@@ -525,27 +570,20 @@ async def submit_json_request(
 async def submit_multipart(
     request: Request, *, settings: ApiSettings, store: Any, celery: Any, owner: str | None = None
 ) -> tuple[StatusInfo, bool]:
-    """Submit netCDF files from a multipart form (field ``file``, repeated; field ``steps``)."""
+    """Submit netCDF files from a multipart form (field ``file``, repeated; fields ``steps``, ``members``,
+    ``seed``)."""
     async with request.form(max_files=MAX_UPLOAD_FILES, max_fields=20) as form:
-        unknown = sorted(set(form.keys()) - {"file", "steps"})
+        unknown = sorted(set(form.keys()) - {"file", "steps", "members", "seed"})
         if unknown:
             raise Problem(
                 422,
                 "unknown-field",
-                f"unknown form field(s) {unknown}; use 'file' and 'steps'",
+                f"unknown form field(s) {unknown}; use 'file', 'steps', 'members' and 'seed'",
                 field=unknown[0],
             )
-        raw_steps = form.getlist("steps")
-        if len(raw_steps) > 1 or (raw_steps and not isinstance(raw_steps[0], str)):
-            raise Problem(422, "invalid-steps", "steps must be given once, as an integer", field="steps")
-        steps_value: int | None = None
-        if raw_steps:
-            text = str(raw_steps[0])
-            # ASCII digits only: str.isdigit and \\d also take other scripts' digits, and int() spaces.
-            if not re.fullmatch(r"-?[0-9]{1,9}", text):
-                raise Problem(422, "invalid-steps", f"steps must be an integer, got {text[:40]!r}", field="steps")
-            steps_value = int(text)
-        steps = check_steps(steps_value, settings)
+        steps = check_steps(_form_integer(form, "steps", r"-?[0-9]{1,9}"), settings)
+        ensemble = check_ensemble(_form_integer(form, "members", r"-?[0-9]{1,9}"),
+                                  _form_integer(form, "seed", r"-?[0-9]{1,20}"))
         files = form.getlist("file")
         if not files:
             raise Problem(422, "missing-file", "no netCDF file in form field 'file'", field="file")
@@ -555,7 +593,8 @@ async def submit_multipart(
                 raise Problem(422, "not-a-file", "form field 'file' must be a file upload, not text", field="file")
             uploads.append((item.filename, item.file))
         record, created = await run_in_threadpool(
-            _validate_and_enqueue, _upload_stager(uploads, settings), steps, settings, store, celery, owner
+            _validate_and_enqueue, _upload_stager(uploads, settings), steps, settings, store, celery, owner,
+            ensemble,
         )
     return status_info(request, record), created
 

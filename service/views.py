@@ -10,8 +10,9 @@ from typing import Any
 
 from starlette.requests import Request
 
+from model.members import PROBABILITY_THRESHOLDS_DBZ
 from service.representations import JSON, NETCDF, PNG
-from service.schemas import OGC_REL_RESULTS, UNFINISHED, Link, StatusInfo
+from service.schemas import OGC_REL_RESULTS, UNFINISHED, EnsembleInfo, Link, StatusInfo
 from workers import jobs
 
 
@@ -60,8 +61,18 @@ def status_info(request: Request, record: Any) -> StatusInfo:
         model_version=data.get("model_version") or None,
         timestep_minutes=data.get("timestep_minutes"),
         lead_times=_lead_times(data),
+        ensemble=_ensemble(data),
         links=job_links(request, data["job_id"], data["status"]),
     )
+
+
+def _ensemble(data: dict[str, Any]) -> EnsembleInfo | None:
+    """What an ensemble job's results offer (the product writer's thresholds); None for one member."""
+    members = int(data.get("members") or 1)
+    if members <= 1:
+        return None
+    return EnsembleInfo(members=members, seed=int(data.get("seed") or 0),
+                        thresholds_dbz=list(PROBABILITY_THRESHOLDS_DBZ))
 
 
 def _lead_times(data: dict[str, Any]) -> list[int] | None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from model.members import MAX_MEMBERS
 from service.deps import ApiKeyDep, CeleryDep, JobStoreDep, SettingsDep
 from service.problems import Problem
 from service.representations import JSON
-from service.schemas import StatusInfo
+from service.schemas import MAX_SEED, StatusInfo
 from service.submission import (
     SUBMISSION_RESPONSES,
     is_json,
@@ -30,6 +31,11 @@ _MULTIPART_SCHEMA = {
             "description": "CF netCDF scans: one file per scan (field repeated) or one file with a time axis",
         },
         "steps": {"type": "integer", "minimum": 1, "description": "Lead times wanted (default lead_steps)"},
+        "members": {"type": "integer", "minimum": 1, "maximum": MAX_MEMBERS, "default": 1,
+                    "description": f"Ensemble members, 1..{MAX_MEMBERS}; more than 1 makes an ensemble product "
+                    "(its mean, members and exceedance probabilities: results `quantity`)"},
+        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "default": 0,
+                 "description": "Seed the members are drawn from, 0..2^63-1 (ignored for one member)"},
     },
 }
 
@@ -59,9 +65,10 @@ async def submit_forecast(
 ) -> Response:
     """Submit a radar sequence for a forecast.
 
-    Multipart (`file` repeated or one file with a time axis, optional `steps`) or JSON frames.
-    The job id is derived from the decoded input, the model version and `steps`, so sending the
-    same input again returns the existing job (200) instead of queuing a second run.
+    Multipart (`file` repeated or one file with a time axis, optional `steps`, `members`, `seed`) or
+    JSON frames (the same three as members). The job id is derived from the decoded input, the model
+    version, `steps` and, for an ensemble (`members` > 1), `members` and `seed`, so sending the same
+    input again returns the existing job (200) instead of queuing a second run.
     """
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() == "multipart/form-data":

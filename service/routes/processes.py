@@ -11,9 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from model.members import MAX_MEMBERS, PROBABILITY_THRESHOLDS_DBZ
 from service.deps import ApiKeyDep, CeleryDep, JobStoreDep, SettingsDep
 from service.representations import JSON, NETCDF, PNG
 from service.schemas import (
+    MAX_SEED,
     OGC_REL_CONFORMANCE,
     OGC_REL_EXECUTE,
     OGC_REL_JOB_LIST,
@@ -131,11 +133,29 @@ def _description(request: Request, settings: Any) -> ProcessDescription:
                 "minOccurs": 0,
                 "schema": {"type": "integer", "minimum": 1, "maximum": settings.max_lead_steps},
             },
+            "members": {
+                "title": "Ensemble members",
+                "description": (
+                    f"1 (default) for the deterministic forecast, up to {MAX_MEMBERS} for an ensemble: the product "
+                    "then holds the members, their mean and the probabilities of reaching "
+                    f"{', '.join(f'{t:g}' for t in PROBABILITY_THRESHOLDS_DBZ)} dBZ (results `quantity`)"
+                ),
+                "minOccurs": 0,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_MEMBERS, "default": 1},
+            },
+            "seed": {
+                "title": "Ensemble seed",
+                "description": "Seed the members are drawn from (the same seed gives the same members); "
+                "ignored for one member",
+                "minOccurs": 0,
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "default": 0},
+            },
         },
         outputs={
             "forecast": {
                 "title": "Reflectivity forecast",
-                "description": "CF-1.8 netCDF reflectivity (dBZ) and rain rate; JSON; one PNG per lead time",
+                "description": "CF-1.8 netCDF reflectivity (dBZ) and rain rate (an ensemble's members, mean and "
+                "probabilities); JSON; per lead time a PNG, the viewer's map field and a GeoTIFF",
                 "schema": {
                     "oneOf": [
                         {"type": "string", "contentMediaType": NETCDF, "contentEncoding": "binary"},

@@ -62,7 +62,7 @@ def test_landing_conformance_processes(client: TestClient) -> None:
     processes = client.get("/processes").json()["processes"]
     assert [p["id"] for p in processes] == ["nowcast"]
     description = client.get("/processes/nowcast").json()
-    assert set(description["inputs"]) == {"frames", "units", "steps"}
+    assert set(description["inputs"]) == {"frames", "units", "steps", "members", "seed"}
     assert description["inputs"]["steps"]["schema"]["maximum"] == 12
     assert "async-execute" in description["jobControlOptions"] and "forecast" in description["outputs"]
 
