@@ -38,6 +38,7 @@ from model.ensemble import (
     apply_perturbations,
     calibration_path,
     draw_perturbations,
+    motion_change,
     newest_pair,
 )
 from model.forecast import forecast_lagrangian_frames
@@ -128,26 +129,43 @@ def main() -> int:
     parser.add_argument("--steps-margin", type=float, default=0.0,
                         help="with STEPS scored: per lead, the pair nearest a spread-skill of 1 among those whose CRPS "
                              "is at least this share below STEPS' (0: not used)")
+    parser.add_argument("--predictability-exponent", type=float, default=0.0,
+                        help="scale each storm's offsets by (its motion change / the storms' median) ** this "
+                             "(model.ensemble.motion_change; 0: the same offsets for every storm)")
+    parser.add_argument("--decorrelations", default=",".join(f"{v:g}" for v in DECORRELATIONS),
+                        help="the decorrelation amplitudes of the grid, comma-separated (0 alone: motion only)")
+    parser.add_argument("--steps-reference-from", type=Path,
+                        help="take STEPS' scores from an earlier run's JSON on the same storms and seed")
     parser.add_argument("--from-grid", type=Path,
                         help="reselect from the grid scores of an earlier run's JSON instead of measuring")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--write-settings", action="store_true", help="write <checkpoint stem>.ensemble.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    pairs = [(d, n) for d in DISPLACEMENTS_PX for n in DECORRELATIONS]
+    decorrelations = tuple(float(v) for v in args.decorrelations.split(","))
+    if 0.0 not in decorrelations:
+        parser.error("--decorrelations must include 0 (the motion-only and deterministic pairs)")
+    pairs = [(d, n) for d in DISPLACEMENTS_PX for n in decorrelations]
     started = time.perf_counter()
+    reference = None
+    if args.steps_reference_from:
+        earlier = json.loads(args.steps_reference_from.read_text())
+        if (earlier["sequences"], earlier["seed"], earlier["grid"], earlier["members"]) != (
+                args.sequences, args.seed, args.grid, args.members) or not earlier.get("steps_reference"):
+            raise SystemExit(f"{args.steps_reference_from}: its STEPS scores are of other storms, seeds or members")
+        reference = earlier["steps_reference"]
     if args.from_grid:
         earlier = json.loads(args.from_grid.read_text())
         grids = (earlier["grid_displacement_px"], earlier["grid_decorrelation"])
-        if grids != (list(DISPLACEMENTS_PX), list(DECORRELATIONS)):
+        if grids != (list(DISPLACEMENTS_PX), list(decorrelations)):
             raise SystemExit(f"{args.from_grid}: measured on another grid of amplitudes; measure again")
         crps, ratio = np.array(earlier["grid_crps_dbz"]), np.array(earlier["grid_spread_skill"])
         seen, seconds = earlier["sequences"], earlier["seconds"]
-        reference = earlier.get("steps_reference")
+        reference = reference or earlier.get("steps_reference")
+        args.reference_acceleration = earlier.get("reference_acceleration")
     else:
         crps, ratio, seen = measure(args, pairs)
         seconds = round(time.perf_counter() - started, 1)
-        reference = None
     if args.with_steps and reference is None:
         reference = measure_steps(args)
     return report(args, pairs, crps, ratio, seen, seconds, reference)
@@ -192,6 +210,13 @@ def measure(args: argparse.Namespace, pairs: list[tuple[float, float]]) -> tuple
     started = last = time.perf_counter()
     floor, cap = float(scaling["dbz_min"]), float(scaling["dbz_max"])
     settings = EnsembleSettings()
+    accelerations = storm_accelerations(source, floor) if args.predictability_exponent > 0 else None
+    if accelerations is not None:
+        args.reference_acceleration = round(float(np.median(accelerations)), 5)
+        settings = EnsembleSettings(predictability_exponent=args.predictability_exponent,
+                                    reference_acceleration=args.reference_acceleration)
+        log.info("motion change of the storms: median %.4f px/scan^2, range %.4f-%.4f", args.reference_acceleration,
+                 float(np.min(accelerations)), float(np.max(accelerations)))
     for batch in source.eval_batches("valid", 4):
         context, truth = batch[:, : source.input_length], batch[:, source.input_length:]
         with torch.inference_mode():
@@ -203,9 +228,10 @@ def measure(args: argparse.Namespace, pairs: list[tuple[float, float]]) -> tuple
             motion = None if motions is None else motions[i]
             previous, newest = (model_to_dbz(f, scaling) for f in newest_pair(context[i, :, 0], motion))
             draws = draw_perturbations(previous, newest, args.members, args.seed + seen, settings.cascade_levels)
+            scale = 1.0 if accelerations is None else settings.spread_scale(accelerations[seen])
             for p, (d, n) in enumerate(pairs):
-                members = apply_perturbations(lagrangian, motion, draws, np.full(args.steps, d), np.full(args.steps, n),
-                                              floor, cap)
+                members = apply_perturbations(lagrangian, motion, draws, np.full(args.steps, d * scale),
+                                              np.full(args.steps, n), floor, cap)
                 c, v, s = crps_per_lead(members, truth_dbz)
                 crps[p] += c
                 variance[p] += v
@@ -222,6 +248,20 @@ def measure(args: argparse.Namespace, pairs: list[tuple[float, float]]) -> tuple
     correction = np.sqrt((args.members + 1) / args.members)
     ratio = correction * np.sqrt(variance / pixels) / np.sqrt(np.maximum(squared / pixels, 1e-12))
     return crps, ratio, seen
+
+
+def storm_accelerations(source: SyntheticRadar, floor: float) -> np.ndarray:
+    """(storms,) each validation storm's motion change through its context (model.ensemble.motion_change)."""
+    from model.baselines import estimate_motion
+    from model.network.lagrangian import MOTION_FRAMES
+
+    out = []
+    for batch in source.eval_batches("valid", 4):
+        for sequence in batch:
+            context = model_to_dbz(sequence[: source.input_length, 0], source.scaling)
+            velocity = estimate_motion(context[-MOTION_FRAMES:], zerovalue=floor)
+            out.append(motion_change(context, velocity, zerovalue=floor))
+    return np.asarray(out, dtype=np.float64)
 
 
 def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.ndarray, ratio: np.ndarray,
@@ -248,7 +288,9 @@ def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.
         "benchmark": "ensemble_calibration", "date": dt.date.today().isoformat(), "machine": machine_description(),
         "checkpoint": str(args.checkpoint), "split": "valid", "sequences": seen, "grid": args.grid,
         "members": args.members, "seed": args.seed, "steps": args.steps, "timestep_minutes": 6,
-        "grid_displacement_px": list(DISPLACEMENTS_PX), "grid_decorrelation": list(DECORRELATIONS),
+        "grid_displacement_px": list(DISPLACEMENTS_PX), "grid_decorrelation": list(dict.fromkeys(n for _, n in pairs)),
+        "predictability_exponent": args.predictability_exponent,
+        "reference_acceleration": getattr(args, "reference_acceleration", None),
         "deterministic_crps_dbz": [round(float(v), 4) for v in crps[deterministic]],
         "families": families, "winner": winner, "served": bounded[winner], "min_spread_skill": args.min_spread_skill,
         "steps_reference": reference, "steps_margin": args.steps_margin,
@@ -256,7 +298,7 @@ def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.
         "seconds": seconds,
         "command": "python -m benchmarks.ensemble_calibration " + " ".join(
             f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
-            if v not in (None, False) and k not in ("from_grid", "json")),
+            if v is not None and v is not False and k not in ("from_grid", "json", "reference_acceleration")),
     }
     emit_json(report, args.json)
     if args.write_settings:
@@ -264,6 +306,9 @@ def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.
         calibration = {
             "displacement_px": chosen["displacement_px"], "decorrelation": chosen["decorrelation"],
             "cascade_levels": EnsembleSettings().cascade_levels, "perturb": winner,
+            "predictability_exponent": args.predictability_exponent,
+            "reference_acceleration": getattr(args, "reference_acceleration", None) or
+            EnsembleSettings().reference_acceleration,
             "calibrated_on": f"{seen} validation storms {args.grid}, {args.members} members, seed {args.seed}",
             "calibration_crps_dbz": chosen["crps_dbz"], "calibration_spread_skill": chosen["spread_skill"],
             "date": report["date"], "cpu": report["machine"]["cpu"], "command": report["command"],

@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,11 @@ class EnsembleSettings:
     decorrelation: tuple[float, ...] = (1.0,)  # c_k: 0 keeps the network's scales, 1 decays them as the scans do
     cascade_levels: int = 6  # pysteps' Gaussian bandpass levels that rho is estimated on
     perturb: str = "both"  # both | motion | scales
+    # Offsets follow the case's predictability: scaled by (a / reference_acceleration) ** exponent,
+    # a the context's motion change (motion_change), clipped to spread_clip. Exponent 0: fixed offsets.
+    predictability_exponent: float = 0.0
+    reference_acceleration: float = 0.05  # px per scan^2: the calibration storms' median motion change
+    spread_clip: tuple[float, float] = (0.25, 3.0)
     source: str = "defaults"  # where these numbers came from (a calibration run, or the defaults)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # calibration provenance, kept as read
 
@@ -88,6 +93,17 @@ class EnsembleSettings:
             raise ValueError("displacement_px and decorrelation must not be negative")
         if not 1 <= self.cascade_levels <= 12:
             raise ValueError(f"cascade_levels must be from 1 to 12, got {self.cascade_levels}")
+        if self.predictability_exponent < 0 or self.reference_acceleration <= 0:
+            raise ValueError("predictability_exponent must not be negative and reference_acceleration must be > 0")
+        if not 0 < self.spread_clip[0] <= self.spread_clip[1]:
+            raise ValueError(f"spread_clip must be (low, high) with 0 < low <= high, got {self.spread_clip}")
+
+    def spread_scale(self, acceleration: float | None) -> float:
+        """The factor on this case's offsets: 1 without adaptation or without a measured motion change."""
+        if self.predictability_exponent == 0 or acceleration is None or not np.isfinite(acceleration):
+            return 1.0
+        ratio = max(float(acceleration), 1e-6) / self.reference_acceleration
+        return float(np.clip(ratio ** self.predictability_exponent, *self.spread_clip))
 
     def displacement_at(self, steps: int) -> np.ndarray:
         """(steps,) px: the offset's standard deviation at leads 1..steps (zero if not perturbed)."""
@@ -100,8 +116,7 @@ class EnsembleSettings:
         return values if self.perturb in ("both", "scales") else np.zeros_like(values)
 
     def with_perturb(self, perturb: str) -> EnsembleSettings:
-        return EnsembleSettings(self.displacement_px, self.decorrelation, self.cascade_levels, perturb, self.source,
-                                self.extra)
+        return replace(self, perturb=perturb)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -110,10 +125,15 @@ class EnsembleSettings:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str) -> EnsembleSettings:
-        known = {"displacement_px", "decorrelation", "cascade_levels", "perturb"}
+        known = {"displacement_px", "decorrelation", "cascade_levels", "perturb", "predictability_exponent",
+                 "reference_acceleration", "spread_clip"}
+        defaults = cls()
         return cls(tuple(float(v) for v in data["displacement_px"]), tuple(float(v) for v in data["decorrelation"]),
-                   int(data.get("cascade_levels", 6)), str(data.get("perturb", "both")), source,
-                   {k: v for k, v in data.items() if k not in known | {"source"}})
+                   int(data.get("cascade_levels", 6)), str(data.get("perturb", "both")),
+                   float(data.get("predictability_exponent", 0.0)),
+                   float(data.get("reference_acceleration", defaults.reference_acceleration)),
+                   tuple(float(v) for v in data.get("spread_clip", defaults.spread_clip)),  # type: ignore[arg-type]
+                   source, {k: v for k, v in data.items() if k not in known | {"source"}})
 
     @classmethod
     def for_checkpoint(cls, checkpoint: Path | str | None) -> EnsembleSettings:
@@ -255,9 +275,29 @@ def apply_perturbations(lagrangian_dbz: np.ndarray, motion: Motion | None, draws
     return out
 
 
+def motion_change(context_dbz: np.ndarray, velocity: np.ndarray, *, zerovalue: float) -> float | None:
+    """How fast this case's motion changes, px per scan^2; None with too few scans to tell.
+
+    The RMS over the grid of the difference between the slot's velocity (``velocity`` (2, H, W),
+    from the newest scans) and the velocity of the oldest scans of ``context_dbz`` (T, H, W), over
+    the scans between them. Where the motion has been steady through the context, extrapolating it
+    is reliable and the members stay close; where it has turned or sped up, they spread wider.
+    """
+    from model.baselines import estimate_motion
+    from model.network.lagrangian import MOTION_FRAMES
+
+    context = np.asarray(context_dbz, dtype=np.float32)
+    gap = context.shape[0] - MOTION_FRAMES
+    if gap < 1:
+        return None
+    older = estimate_motion(context[:MOTION_FRAMES], zerovalue=zerovalue)
+    difference = np.asarray(velocity, dtype=np.float64) - older
+    return float(np.sqrt(np.mean(np.sum(difference**2, axis=0)))) / gap
+
+
 def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: int, seed: int,
                     settings: EnsembleSettings, previous_dbz: np.ndarray, newest_dbz: np.ndarray,
-                    floor_dbz: float, cap_dbz: float) -> np.ndarray:
+                    floor_dbz: float, cap_dbz: float, acceleration: float | None = None) -> np.ndarray:
     """One sample's members from its network forecast.
 
     Parameters
@@ -268,6 +308,8 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
     previous_dbz, newest_dbz : (H, W) the two newest scans in the newest one's frame, whose
         levels' correlation says how fast each scale loses predictability.
     floor_dbz, cap_dbz : the scaling's dBZ range; "no echo" is the floor.
+    acceleration : the case's :func:`motion_change` (px/scan^2), which scales the offsets when
+        ``settings.predictability_exponent`` > 0; None keeps the calibrated offsets.
 
     Returns
     -------
@@ -276,8 +318,9 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
     """
     steps = lagrangian_dbz.shape[0]
     draws = draw_perturbations(previous_dbz, newest_dbz, members, seed, settings.cascade_levels)
-    return apply_perturbations(lagrangian_dbz, motion, draws, settings.displacement_at(steps),
-                               settings.decorrelation_at(steps), floor_dbz, cap_dbz)
+    displacement = settings.displacement_at(steps) * settings.spread_scale(acceleration)
+    return apply_perturbations(lagrangian_dbz, motion, draws, displacement, settings.decorrelation_at(steps),
+                               floor_dbz, cap_dbz)
 
 
 def newest_pair(frames: np.ndarray, motion: Motion | None) -> tuple[np.ndarray, np.ndarray]:
@@ -331,8 +374,11 @@ def forecast_ensemble_frames(
     for i in range(frames.shape[0]):
         motion = None if motions is None else motions[i]
         previous, newest = (model_to_dbz(f, scaling) for f in newest_pair(frames[i, :, 0], motion))
+        acceleration = None
+        if settings.predictability_exponent > 0 and motion is not None:
+            acceleration = motion_change(model_to_dbz(frames[i, :, 0], scaling), motion.velocity, zerovalue=floor)
         members_dbz = perturb_members(model_to_dbz(predicted[i, :, 0], scaling), motion, members, seed + i, settings,
-                                      previous, newest, floor, cap)
+                                      previous, newest, floor, cap, acceleration)
         out[i, :, :, 0] = dbz_to_model(members_dbz, scaling)
     timings["ensemble_perturb"] = time.perf_counter() - started
     return out

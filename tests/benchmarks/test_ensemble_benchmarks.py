@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.ensemble_calibration import DECORRELATIONS, DISPLACEMENTS_PX, crps_per_lead
+from model.ensemble import EnsembleSettings
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "model" / "checkpoints" / "radar_lagrangian.pt"
@@ -46,6 +47,24 @@ def test_calibration_scores_every_pair_and_chooses_a_dispersed_one(tmp_path: Pat
                     "--min-spread-skill", "0.5", "--json", str(again)], cwd=REPO, check=True, capture_output=True,
                    timeout=120)
     assert json.loads(again.read_text())["families"] == report["families"]
+
+
+def test_adaptive_calibration_records_its_reference_and_writes_it_beside_the_checkpoint(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(DEFAULT_MODEL.read_bytes())
+    out = tmp_path / "adaptive.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--checkpoint", str(checkpoint),
+                           "--sequences", "2", "--members", "3", "--grid", "32x48", "--steps", "2",
+                           "--predictability-exponent", "0.5", "--decorrelations", "0", "--json", str(out),
+                           "--write-settings"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["grid_decorrelation"] == [0.0] and report["predictability_exponent"] == 0.5
+    assert np.array(report["grid_crps_dbz"]).shape == (len(DISPLACEMENTS_PX), 2)
+    assert report["reference_acceleration"] > 0 and "--seed 0" in report["command"]
+    settings = EnsembleSettings.for_checkpoint(checkpoint)
+    assert settings.predictability_exponent == 0.5
+    assert settings.reference_acceleration == report["reference_acceleration"]
 
 
 def test_speed_times_both_methods_as_whole_processes(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -177,3 +178,47 @@ def test_steps_members_are_reproducible_and_in_range(storm):
     assert first.min() >= -10.0 and np.isfinite(first).all()
     with pytest.raises(ValueError, match="members"):
         steps_ensemble(storm[:10], 4, members=0)
+
+
+def test_steady_motion_measures_no_change_and_a_turning_one_does():
+    """motion_change: a field moved at a constant speed has (almost) none; one that speeds up has it."""
+    from model.ensemble import motion_change
+    from model.network.lagrangian import motion_of
+
+    source = SyntheticRadar(height=64, width=64, test_sequences=1, output_length=1)
+    field = model_to_dbz(next(source.eval_batches("test", 1))[0, 0, 0], source.scaling)
+    floor = float(source.scaling["dbz_min"])
+
+    def moved(shifts: list[int]) -> np.ndarray:
+        return np.stack([np.roll(field, s, axis=1) for s in shifts])
+
+    steady = moved([2 * t for t in range(10)])  # 2 px per scan throughout
+    speeding = moved([t * t // 4 for t in range(10)])  # from 0 to about 4 px per scan
+    changes = [motion_change(c, motion_of(c, 1, zerovalue=floor).velocity, zerovalue=floor)
+               for c in (steady, speeding)]
+    assert changes[0] < 0.05 and changes[1] > 2 * changes[0] + 0.1
+    assert motion_change(steady[:3], np.zeros((2, 64, 64)), zerovalue=floor) is None  # too few scans to tell
+
+
+def test_offsets_follow_the_motion_change_within_their_clip():
+    adaptive = EnsembleSettings(predictability_exponent=0.5, reference_acceleration=0.04, spread_clip=(0.25, 3.0))
+    assert adaptive.spread_scale(0.04) == pytest.approx(1.0)
+    assert adaptive.spread_scale(0.01) == pytest.approx(0.5)
+    assert adaptive.spread_scale(0.0) == 0.25 and adaptive.spread_scale(100.0) == 3.0
+    assert adaptive.spread_scale(None) == 1.0 and EnsembleSettings().spread_scale(0.001) == 1.0
+    with pytest.raises(ValueError, match="predictability_exponent"):
+        EnsembleSettings(predictability_exponent=-1.0)
+    written = json.loads(json.dumps(adaptive.to_json()))  # through a calibration file's JSON
+    assert EnsembleSettings.from_json(written, "test") == dataclasses.replace(adaptive, source="test")
+
+
+def test_an_adaptive_ensemble_spreads_less_where_the_motion_was_steady(lagrangian, storm):
+    """The same storm and draws: a calibration whose reference change is far above this storm's
+    (its motion looks steady) gives tighter members than one far below it."""
+    def spread(reference: float) -> float:
+        settings = EnsembleSettings(displacement_px=(3.0,), decorrelation=(0.0,), perturb="motion",
+                                    predictability_exponent=1.0, reference_acceleration=reference)
+        members = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=6, seed=3, settings=settings)
+        return float(members.std(axis=0).mean())
+
+    assert spread(10.0) < 0.8 * spread(1e-4)
