@@ -171,3 +171,23 @@ def test_json_of_the_mean_with_probabilities_and_of_a_member(client: TestClient,
     one = client.get(f"/jobs/{JOB_ID}/results",
                      params={"f": "json", "quantity": "probability", "threshold": 30}).json()
     assert list(one["probability"]) == ["30"] and one["probability"]["30"] == body["probability"]["30"]
+
+
+def test_nowcast_routes_serve_the_same_quantities(client: TestClient, members: np.ndarray, store: redis.Redis,
+                                                  settings: ApiSettings) -> None:
+    import datetime as dt
+
+    slot = dt.datetime(2026, 3, 1, 12, 18, tzinfo=dt.UTC)
+    job_id = jobs.nowcast_job_id(slot)
+    netcdf = settings.product_dir(JOB_ID) / "forecast.nc"
+    jobs.create_job(store, job_id=job_id, kind="nowcast", steps=2, input_path=None, model_version="test",
+                    slot=slot, members=MEMBERS, seed=SEED)
+    jobs.update_job(store, job_id=job_id, status="successful", progress=100, products={"netcdf": str(netcdf)})
+    params = {"f": "field", "lead": 6, "quantity": "probability", "threshold": 20}
+    one = client.get("/nowcasts/20260301T1218Z", params=params)
+    latest = client.get("/nowcasts/latest", params=params)
+    assert one.status_code == latest.status_code == 200, (one.text, latest.text)
+    expected = exceedance_probability(members[:, 0], [20.0])[0]
+    np.testing.assert_allclose(decode(one.json()), expected, atol=0.005)
+    assert latest.json()["values"] == one.json()["values"] and one.json()["jobID"] == job_id
+    assert client.get("/nowcasts", params={"limit": 1}).json()["jobs"][0]["ensemble"]["members"] == MEMBERS
