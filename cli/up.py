@@ -46,9 +46,10 @@ def feed_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--keep", type=int, default=480, help="scans kept on disk (default 480: two days)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--projection", default=None, help="the grid's CRS: a PROJ string or EPSG:<code>")
     args = parser.parse_args(list(argv))
     return run_feed(args.feed_dir, speed=args.speed, grid=args.grid, timestep_minutes=args.timestep_minutes,
-                    history=args.history, keep=args.keep, seed=args.seed)
+                    history=args.history, keep=args.keep, seed=args.seed, projection=args.projection)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,21 +74,27 @@ class FrameSource:
     """The feed's weather: one :class:`model.data.synthetic.StormGenerator` storm, a scan per slot.
 
     Same grid conventions as ``nowcast synth`` (1 km pixels, row 0 north, the synthetic site's grid
-    mapping). The storm is seeded by ``(seed, first slot)``: reproducible, yet a restarted feed
-    brings new weather rather than replaying the old.
+    mapping unless the domain names its own ``projection``). The storm is seeded by ``(seed, first
+    slot)``: reproducible, yet a restarted feed brings new weather rather than replaying the old.
     """
 
-    def __init__(self, grid: tuple[int, int], *, seed: int, first_slot: dt.datetime) -> None:
+    def __init__(self, grid: tuple[int, int], *, seed: int, first_slot: dt.datetime,
+                 projection: str | None = None) -> None:
         import numpy as np
 
         from model.data.synthetic import SITE_GRID_MAPPING, StormGenerator
+        from workers.domains import projection_grid_mapping
 
         height, width = grid
         first_index = int(first_slot.timestamp()) // 60
         self.storm = StormGenerator(np.random.default_rng([seed, first_index]), height, width)
-        self.x = (np.arange(width) - (width - 1) / 2.0) * 1000.0  # metres
-        self.y = ((height - 1) / 2.0 - np.arange(height)) * 1000.0
-        self.grid_mapping = dict(SITE_GRID_MAPPING)
+        # A domain's own projection (its ``projection`` key), else the fictional site's; either way the
+        # grid is centred on the projection's natural origin (its false easting and northing).
+        self.grid_mapping = projection_grid_mapping(projection) if projection else dict(SITE_GRID_MAPPING)
+        east = float(self.grid_mapping.get("false_easting", 0.0))
+        north = float(self.grid_mapping.get("false_northing", 0.0))
+        self.x = east + (np.arange(width) - (width - 1) / 2.0) * 1000.0  # metres
+        self.y = north + ((height - 1) / 2.0 - np.arange(height)) * 1000.0
 
     def write(self, feed_dir: Path, slots: Sequence[dt.datetime]) -> list[Path]:
         """Write the storm's next ``len(slots)`` scans at those times."""
@@ -126,11 +132,13 @@ def run_feed(
     history: int = 12,
     keep: int = 480,
     seed: int = 0,
+    projection: str | None = None,
 ) -> int:
     """Play the radar into ``feed_dir`` until SIGTERM or SIGINT; returns 0.
 
     ``speed``: feed minutes per wall minute; ``grid``: (H, W) pixels of 1 km; ``history``: slots
-    written at start when missing; ``keep``: scans kept on disk; ``seed``: the storms' seed.
+    written at start when missing; ``keep``: scans kept on disk; ``seed``: the storms' seed;
+    ``projection``: the grid's CRS (PROJ string or EPSG code, workers.domains), None for the site's.
     """
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -149,7 +157,7 @@ def run_feed(
         current = floor_slot(clock.now(time.time()), step)
         slots = slots_to_write(newest, current, step=step, history=history)
         if slots:
-            source = source or FrameSource(grid, seed=seed, first_slot=slots[0])
+            source = source or FrameSource(grid, seed=seed, first_slot=slots[0], projection=projection)
             source.write(feed_dir, slots)
             newest = slots[-1]
             prune_scans(feed_dir, keep)

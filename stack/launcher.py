@@ -511,6 +511,8 @@ def feed_specs(options: StackOptions, env: dict[str, str]) -> list[ChildSpec]:
                    "--speed", str(options.speed), "--grid", f"{height}x{width}"]
         if options.domains is not None:
             command += ["--timestep-minutes", str(own.timestep_minutes), "--seed", str(seed)]
+        if domain.projection is not None:
+            command += ["--projection", domain.projection]
         specs.append(ChildSpec("feed" if domain.default else f"feed-{domain.id}", command, env, cwd=options.data_dir))
     return specs
 

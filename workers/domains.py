@@ -25,6 +25,7 @@ The file (docs/domains.md)::
     [[domain]]
     id = "harbour"
     grid = "96x160"                  # a synthetic feed of this grid (nowcast up); feed under data_dir
+    projection = "+proj=lcc +lat_0=54 +lon_0=-3 +lat_1=50 +lat_2=58 +datum=WGS84"  # centred on lat_0, lon_0
 
 Every key is checked: an unknown key, a duplicate id, a bad grid or a bad value is refused with the
 file and the line of the offending key or table (tomllib reports only its own syntax errors by
@@ -75,6 +76,7 @@ class Domain:
     extrapolation_queue: str = "cpu"
     title: str = ""
     seed: int | None = None  # the synthetic feed's storm seed
+    projection: str | None = None  # the synthetic feed's CRS (PROJ string or EPSG code); None: the site's
     default: bool = False
 
     @property
@@ -111,6 +113,7 @@ class Domains:
 _KEYS: dict[str, type | tuple[type, ...]] = {
     "id": str, "feed_dir": str, "grid": str, "checkpoint": str, "source_policy": str, "timestep_minutes": int,
     "latency_offset_minutes": int, "queue": str, "extrapolation_queue": str, "title": str, "seed": int,
+    "projection": str,
 }
 _TOP_KEYS = {"default", "domain"}
 _HEADER = re.compile(r"^\s*\[\[\s*domain\s*\]\]\s*(#.*)?$")
@@ -145,6 +148,31 @@ def _grid(value: str) -> tuple[int, int] | None:
     return (height, width) if 0 < height <= MAX_GRID and 0 < width <= MAX_GRID else None
 
 
+def projection_grid_mapping(projection: str) -> dict[str, Any]:
+    """The CF grid mapping attributes of a projected CRS given as a PROJ string or ``EPSG:<code>``.
+
+    The synthetic feed writes these beside its metre axes (1 km cells centred on the CRS's natural
+    origin, that is on its false easting and northing). Raises ValueError when pyproj does not know the CRS, when it is
+    not projected (the feed's axes are metres, not degrees) or when CF has no grid mapping for it.
+    """
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        crs = CRS.from_user_input(projection)
+    except CRSError as exc:
+        raise ValueError(f"projection {projection!r} is not a PROJ string or EPSG code pyproj knows "
+                         f"({str(exc).splitlines()[0]})") from exc
+    if not crs.is_projected:
+        raise ValueError(f"projection {projection!r} must be a projected CRS in metres, not {crs.type_name}")
+    if any(axis.unit_name not in ("metre", "meter") for axis in crs.axis_info):
+        raise ValueError(f"projection {projection!r} must have metre axes (the feed's cells are 1 km)")
+    mapping = crs.to_cf()
+    if "grid_mapping_name" not in mapping:
+        raise ValueError(f"projection {projection!r} has no CF grid mapping (CF conventions, appendix F)")
+    return mapping
+
+
 def _check_value(key: str, value: Any, settings: WorkerSettings) -> str | None:
     """Why ``value`` is not a valid ``key``, or None."""
     expected = _KEYS[key]
@@ -166,6 +194,11 @@ def _check_value(key: str, value: Any, settings: WorkerSettings) -> str | None:
         return f"{key} {value!r} must be 1-64 letters, digits, '.', '_' or '-'"
     if key in ("feed_dir", "checkpoint", "title") and not value.strip():
         return f"{key} must not be empty"
+    if key == "projection":
+        try:
+            projection_grid_mapping(value)
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
@@ -210,6 +243,9 @@ def load_domains(path: Path, *, settings: WorkerSettings) -> Domains:
         if "feed_dir" in table and "grid" in table:
             raise fail(f"domain {domain_id!r} has both feed_dir and grid: a real feed's grid comes from its scans",
                        "grid", index)
+        if "feed_dir" in table and "projection" in table:
+            raise fail(f"domain {domain_id!r} has both feed_dir and projection: a real feed's projection comes "
+                       f"from its scans", "projection", index)
         step = table.get("timestep_minutes", settings.timestep_minutes)
         offset = table.get("latency_offset_minutes", settings.latency_offset_minutes)
         if offset >= step:
@@ -228,7 +264,7 @@ def load_domains(path: Path, *, settings: WorkerSettings) -> Domains:
             checkpoint=resolved("checkpoint"), source_policy=table.get("source_policy"),
             timestep_minutes=table.get("timestep_minutes"), latency_offset_minutes=table.get("latency_offset_minutes"),
             queue=table.get("queue", "gpu"), extrapolation_queue=table.get("extrapolation_queue", "cpu"),
-            title=table.get("title", ""), seed=table.get("seed")))
+            title=table.get("title", ""), seed=table.get("seed"), projection=table.get("projection")))
     chosen = document.get("default", domains[0].id)
     if not isinstance(chosen, str) or chosen not in first_line:
         raise fail(f"default {chosen!r} is not the id of a domain in the file ({', '.join(first_line)})",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import textwrap
 from pathlib import Path
 
@@ -134,3 +135,73 @@ def test_the_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
     import os
     os.utime(path, ns=(1, 10**18))
     assert [d.id for d in dm.domains_for(settings)] == ["a", "b"]
+
+
+LCC = "+proj=lcc +lat_0=54 +lon_0=-3 +lat_1=50 +lat_2=58 +datum=WGS84"
+
+
+def test_a_projection_key_becomes_the_synthetic_feeds_grid_mapping(tmp_path: Path) -> None:
+    import xarray as xr
+    from pyproj import CRS
+
+    from model.io.netcdf import read_scans
+    from service.gridmap import grid_mapping_of
+    from stack.feed import FrameSource
+
+    path = _write(tmp_path, f"""\
+        [[domain]]
+        id = "site"
+        grid = "24x40"
+
+        [[domain]]
+        id = "islands"
+        grid = "40x24"
+        projection = "{LCC}"
+
+        [[domain]]
+        id = "europe"
+        grid = "32x32"
+        projection = "EPSG:3035"
+        """)
+    site, islands, europe = dm.load_domains(path, settings=_settings(tmp_path)).items
+    assert (site.projection, islands.projection, europe.projection) == (None, LCC, "EPSG:3035")
+    at = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    written = {d.id: FrameSource(d.grid, seed=1, first_slot=at, projection=d.projection).write(tmp_path / d.id, [at])
+               for d in (site, islands, europe)}
+    proj4 = {}
+    for domain_id, files in written.items():
+        with xr.open_dataset(files[0], engine="netcdf4") as ds:
+            proj4[domain_id] = grid_mapping_of(ds, ds["reflectivity"])["proj4"]
+    assert "+proj=aeqd" in proj4["site"] and "+proj=lcc" in proj4["islands"] and "+proj=laea" in proj4["europe"]
+    assert CRS.from_proj4(proj4["islands"]).equals(CRS.from_user_input(LCC), ignore_axis_order=True)
+    # The grid sits on the projection's natural origin: the centre of EPSG:3035 is 52 N 10 E.
+    europe_scans = read_scans(written["europe"])
+    assert europe_scans.x.mean() == pytest.approx(4_321_000.0) and europe_scans.y.mean() == pytest.approx(3_210_000.0)
+    assert read_scans(written["islands"]).dbz.shape == (1, 40, 24)
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("EPSG:4326", "must be a projected CRS in metres, not Geographic 2D CRS"),
+    ("+proj=nonsense", "is not a PROJ string or EPSG code pyproj knows"),
+    ("", "is not a PROJ string or EPSG code pyproj knows"),
+])
+def test_a_bad_projection_is_refused_with_its_line(tmp_path: Path, value: str, reason: str) -> None:
+    path = _write(tmp_path, f"""\
+        [[domain]]
+        id = "a"
+        grid = "16x16"
+        projection = "{value}"
+        """)
+    with pytest.raises(dm.DomainFileError, match=rf"domains.toml:4: projection '{re.escape(value)}' {reason}"):
+        dm.load_domains(path, settings=_settings(tmp_path))
+
+
+def test_a_real_feed_takes_no_projection(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"""\
+        [[domain]]
+        id = "a"
+        feed_dir = "/srv/a"
+        projection = "{LCC}"
+        """)
+    with pytest.raises(dm.DomainFileError, match=r"domains.toml:4: domain 'a' has both feed_dir and projection"):
+        dm.load_domains(path, settings=_settings(tmp_path))
