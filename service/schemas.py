@@ -391,6 +391,15 @@ class ForecastJSONResult(BaseModel):
     rainfall_rate_units: Literal["mm h-1"] = "mm h-1"
     rainfall_rate: list[list[list[float | None]]] = Field(
         description="(L, H, W) rain rate, Marshall-Palmer Z = 200 R^1.6, null where no data")
+    quantity: Literal["reflectivity", "mean", "probability", "member"] = Field(
+        "reflectivity", description="What `reflectivity` holds: the deterministic forecast, an ensemble's mean "
+        "(its default, also with `quantity=probability`) or one `member`")
+    ensemble: EnsembleInfo | None = Field(None, description="Present for an ensemble product")
+    member: int | None = Field(None, description="The member of `quantity=member` (present only then)")
+    probability_units: Literal["1"] | None = Field(None, description="Present with `probability`")
+    probability: dict[str, list[list[list[float | None]]]] | None = Field(
+        None, description="An ensemble's (L, H, W) probabilities of reaching each threshold, keyed by the threshold "
+        "in dBZ (`\"30\"`); every threshold by default, the one asked with `quantity=probability`")
 
 
 class FieldEncoding(BaseModel):
