@@ -191,3 +191,28 @@ def test_nowcast_routes_serve_the_same_quantities(client: TestClient, members: n
     np.testing.assert_allclose(decode(one.json()), expected, atol=0.005)
     assert latest.json()["values"] == one.json()["values"] and one.json()["jobID"] == job_id
     assert client.get("/nowcasts", params={"limit": 1}).json()["jobs"][0]["ensemble"]["members"] == MEMBERS
+
+
+def test_domain_routes_serve_the_same_quantities(members: np.ndarray, store: redis.Redis, settings: ApiSettings,
+                                                 tmp_path: Path) -> None:
+    import datetime as dt
+
+    from service.main import create_app
+
+    domains = tmp_path / "domains.toml"
+    domains.write_text('default = "national"\n\n[[domain]]\nid = "national"\nfeed_dir = "feeds/national"\n\n'
+                       '[[domain]]\nid = "coast"\nfeed_dir = "feeds/coast"\n')
+    job_id = "nowcast-coast-20260301T1218Z"
+    netcdf = settings.product_dir(JOB_ID) / "forecast.nc"
+    jobs.create_job(store, job_id=job_id, kind="nowcast", steps=2, input_path=None, model_version="test",
+                    slot=dt.datetime(2026, 3, 1, 12, 18, tzinfo=dt.UTC), members=MEMBERS, seed=SEED,
+                    domain="coast", domain_index=True)
+    jobs.update_job(store, job_id=job_id, status="successful", progress=100, products={"netcdf": str(netcdf)})
+    with TestClient(create_app(settings.model_copy(update={"domains": domains}))) as client:
+        member = client.get("/domains/coast/nowcasts/20260301T1218Z",
+                            params={"f": "field", "lead": 12, "quantity": "member", "member": 3})
+        assert member.status_code == 200, member.text
+        np.testing.assert_allclose(decode(member.json()), members[3, 1], atol=0.25)
+        missing = client.get("/domains/coast/nowcasts/20260301T1218Z",
+                             params={"f": "field", "quantity": "probability", "threshold": 35})
+        assert missing.status_code == 404 and missing.json()["code"] == "threshold-not-available"
