@@ -43,8 +43,9 @@ from workers.domains import nowcast_job_id as domain_job_id
 from workers.feeds import FeedNotReady, FeedSkip, select_sequence
 from workers.heartbeat import Heartbeat
 from workers.motion_store import shared_motion
-from workers.products import remove_partial_files, write_products
+from workers.products import ObservedProducts, remove_partial_files, write_products
 from workers.runtime import Forecast, ModelUnavailableError, run_extrapolation, run_forecast
+from workers.scan_cache import read_feed_scans
 from workers.schedule import slot_for
 from workers.settings import WorkerSettings, get_settings
 from workers.trigger import trigger_if_landed
@@ -186,6 +187,7 @@ def run_job(
     ``settings`` (default: the process's) and ``domain`` are a scheduled slot's radar domain's
     (workers/domains.py): its feed, checkpoint and cadence, and the domain the job and product name.
     """
+    entered = time.perf_counter()  # the job's own timings start here (docs/workers.md, timings)
     settings = settings or get_settings()
     r = redis_client(settings)
     version = EXTRAPOLATION_VERSION if forecaster is run_extrapolation else jobs.model_version(settings.checkpoint)
@@ -209,7 +211,8 @@ def run_job(
                          exc=TransientJobError(f"job {job_id} locked by another worker"))
     try:
         return _run_locked(task, settings, r, job_id=job_id, steps=steps, select=select, deadline=deadline,
-                           lock=owner, forecaster=forecaster, domain=domain.id if domain else None)
+                           lock=owner, forecaster=forecaster, domain=domain.id if domain else None,
+                           entered=entered)
     finally:
         try:
             jobs.release_lock(r, job_id=job_id, owner=owner)
@@ -220,13 +223,16 @@ def run_job(
 def _run_locked(
     task: Task, settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, select: Selector,
     deadline: dt.datetime | None, lock: str, forecaster: Forecaster, domain: str | None = None,
+    entered: float | None = None,
 ) -> dict[str, Any]:
+    entered = time.perf_counter() if entered is None else entered
     record = jobs.get_job(r, job_id=job_id)
     if record is None:
         raise TransientJobError(f"job {job_id} vanished from the store")
     done = _finished_result(record)  # another worker may have finished it while we waited
     if done is not None:
         return done
+    selecting = time.perf_counter()
     try:
         files = select()
     except FeedNotReady as exc:
@@ -237,6 +243,7 @@ def _run_locked(
         return _finish(r, job_id, status="skipped", message=f"{exc}; not there by {deadline:%H:%M:%SZ}")
     except FeedSkip as exc:
         return _finish(r, job_id, status="skipped", message=str(exc))
+    stages = {"select": time.perf_counter() - selecting}
 
     # Every delivery that starts work counts, including those after a lost worker (a record left
     # "running", or requeued by its lease); a new submission starts again from 0 (jobs.requeue_job).
@@ -255,9 +262,10 @@ def _run_locked(
                     started=record.started or jobs.utc_now_iso(), finished=None, message="reading input")
     try:
         with Heartbeat(r, job_id=job_id, owner=lock, lease_s=settings.lease_s):
+            stages["bookkeeping_start"] = time.perf_counter() - entered - stages["select"]
             return _forecast_and_write(settings, r, job_id=job_id, steps=steps, files=files,
                                        forecaster=forecaster, members=record.members, seed=record.seed,
-                                       domain=domain)
+                                       domain=domain, entered=entered, stages=stages)
     except (RadarInputError, PermanentJobError, ModelUnavailableError) as exc:
         return _fail(settings, r, job_id, message=str(exc))
     except SoftTimeLimitExceeded:
@@ -309,38 +317,65 @@ def _finish(r: redis.Redis, job_id: str, *, status: str, message: str, **fields:
 def _forecast_and_write(
     settings: WorkerSettings, r: redis.Redis, *, job_id: str, steps: int, files: list[Path] | Path,
     forecaster: Forecaster = run_forecast, members: int = 1, seed: int = 0, domain: str | None = None,
+    entered: float | None = None, stages: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """Read, forecast, write the products and record the job successful, with its ``timings`` (seconds).
+
+    ``timings``: ``read`` (read and validate the scans), the forecaster's stages (``model_load``,
+    ``inference``, ``network``, ``lagrangian_*``), the products' (``write_*``, workers/products.py),
+    ``write`` (all products), ``total`` (read to products written), and the job's own:
+    ``bookkeeping_start`` (record, lock, attempts, lease before the input is read), ``select``
+    (finding the scans), ``record_updates`` (progress updates while it runs), ``job`` (from the
+    task's start to the final record write, which is the one thing it leaves out).
+    """
     if not 1 <= steps <= settings.max_lead_steps:
         raise PermanentJobError(f"steps must be within 1-{settings.max_lead_steps}, got {steps}")
     members, seed = _ensemble_of(members, seed)
     started = time.perf_counter()
-    timings: dict[str, float] = {}
+    entered = started if entered is None else entered
+    timings: dict[str, float] = dict(stages or {})
+    updating = 0.0  # seconds spent on progress updates of the record
+
+    def progress(**fields: Any) -> None:
+        nonlocal updating
+        begun = time.perf_counter()
+        jobs.update_job(r, job_id=job_id, **fields)
+        updating += time.perf_counter() - begun
+
     if isinstance(files, Path) and not files.exists():
         # Housekeeping removes inputs after the retention period; say so in the user's terms.
         raise PermanentJobError("the uploaded scans of this job are no longer on the server; submit them again")
-    sequence: RadarSequence = read_scans(files, timestep_minutes=settings.timestep_minutes,
-                                         min_scans=settings.input_scans, max_grid=settings.max_grid)
+    # A feed's scans are decoded once per worker process (workers/scan_cache.py); an upload is read as it is.
+    reader = read_feed_scans if isinstance(files, list) else read_scans
+    sequence: RadarSequence = reader(files, timestep_minutes=settings.timestep_minutes,
+                                     min_scans=settings.input_scans, max_grid=settings.max_grid)
     sequence = sequence.tail(settings.input_scans)
     timings["read"] = time.perf_counter() - started
-    jobs.update_job(r, job_id=job_id, progress=20, message="forecasting")
-    if members > 1:
-        jobs.update_job(r, job_id=job_id, message=f"forecasting {members} ensemble members")
-        forecast = forecaster(settings, sequence.dbz, steps, members=members, seed=seed)
-    else:  # the deterministic call, as before ensembles
-        forecast = forecaster(settings, sequence.dbz, steps)
-    timings.update(forecast.timings)
-    jobs.update_job(r, job_id=job_id, progress=80, message="writing products", source=forecast.source)
-    lead_minutes = [float(settings.timestep_minutes * (k + 1)) for k in range(steps)]
-    written = time.perf_counter()
-    products = write_products(settings.product_dir(job_id), forecast, sequence, lead_minutes=lead_minutes,
-                              quicklooks=settings.quicklooks, timings=timings,
-                              extra_attrs={"job_id": job_id, **({"domain": domain} if domain else {})})
-    timings["write"] = time.perf_counter() - written
+    product_dir = settings.product_dir(job_id)
+    # The observed products need only the scans: they are written on a thread while the model runs
+    # (leaving the block waits for it, so a failed job's directory is removed after its last write).
+    with ObservedProducts(product_dir, sequence, quicklooks=settings.quicklooks) as observed:
+        if members > 1:
+            progress(progress=20, message=f"forecasting {members} ensemble members")
+            forecast = forecaster(settings, sequence.dbz, steps, members=members, seed=seed)
+        else:  # the deterministic call, as before ensembles
+            progress(progress=20, message="forecasting")
+            forecast = forecaster(settings, sequence.dbz, steps)
+        timings.update(forecast.timings)
+        progress(progress=80, message="writing products", source=forecast.source)
+        lead_minutes = [float(settings.timestep_minutes * (k + 1)) for k in range(steps)]
+        written = time.perf_counter()
+        products = write_products(product_dir, forecast, sequence, lead_minutes=lead_minutes,
+                                  quicklooks=settings.quicklooks, timings=timings, observed=observed,
+                                  extra_attrs={"job_id": job_id, **({"domain": domain} if domain else {})})
+        timings["write"] = time.perf_counter() - written
     timings["total"] = time.perf_counter() - started
+    timings["record_updates"] = updating
     message = "forecast written"
     if forecast.fallback_reason:
         message = f"forecast written by extrapolation fallback ({forecast.fallback_reason})"
     reference = sequence.times[-1].astype(dt.datetime).replace(tzinfo=dt.UTC)
+    timings["job"] = time.perf_counter() - entered
     return _finish(r, job_id, status="successful", message=message, progress=100, products=products,
                    source=forecast.source, model=forecast.model_name, model_frame=forecast.frame,
                    timestep_minutes=settings.timestep_minutes,
