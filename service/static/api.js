@@ -16,6 +16,25 @@ const DEFAULT_TIMESTEP_MINUTES = 6;
 const DEFAULT_LEAD_STEPS = 20;
 const DEFAULT_INPUT_SCANS = 10;
 
+// The radar domain the page shows (GET /domains): null reads the default domain's routes
+// (/nowcasts, /verification), an id that domain's (/domains/{id}/nowcasts, ...).
+let activeDomain = null;
+
+/** Read slots, the latest nowcast, skill and observed scans of domain `id` (null: the default routes). */
+export function setDomain(id) {
+  activeDomain = id || null;
+}
+
+/** The domain the reads go to (null: the default routes). */
+export function currentDomain() {
+  return activeDomain;
+}
+
+/** `path` ("/nowcasts?limit=12") under the active domain: "/domains/harbour/nowcasts?limit=12". */
+export function domainPath(path, domain = activeDomain) {
+  return domain ? `/domains/${encodeURIComponent(domain)}${path}` : path;
+}
+
 /** Absolute URL of an API path such as "/jobs/abc" under the API root. */
 export function apiUrl(path) {
   return new URL(path.replace(/^\/+/, ""), API_ROOT).href;
@@ -115,6 +134,14 @@ function leadsOf(raw, timestep) {
   return { forecast: Array.from({ length: steps }, (_, i) => (i + 1) * timestep), observed: null };
 }
 
+/** An ensemble job's {members, seed, thresholds_dbz} (thresholds sorted, dBZ), or null. */
+function ensembleOf(value) {
+  if (!value || typeof value !== "object") return null;
+  const thresholds = (Array.isArray(value.thresholds_dbz) ? value.thresholds_dbz : []).map(Number).filter(Number.isFinite);
+  if (Number(value.members) <= 1 || thresholds.length === 0) return null;
+  return { members: Number(value.members), seed: value.seed ?? null, thresholds_dbz: thresholds.sort((a, b) => a - b) };
+}
+
 /** One job record (statusInfo or job store), whatever spelling, in the viewer's shape. */
 export function normalizeJob(raw) {
   const id = String(raw.jobID ?? raw.job_id ?? raw.id ?? "");
@@ -144,13 +171,16 @@ export function normalizeJob(raw) {
     leads: leads.forecast,
     observedLeads: leads.observed,
     inputScans: Number(raw.input_scans ?? DEFAULT_INPUT_SCANS),
+    domain: typeof raw.domain === "string" ? raw.domain : null,
+    // {members, seed, thresholds_dbz} of an ensemble job; null for a deterministic one.
+    ensemble: ensembleOf(raw.ensemble),
     links: Array.isArray(raw.links) ? raw.links : [],
   };
 }
 
 /** Recent scheduled slots, newest first (successful, skipped with the reason, failed). */
 export async function fetchSlots({ limit = 12, signal } = {}) {
-  const body = await getJson(`/nowcasts?limit=${limit}`, { signal });
+  const body = await getJson(domainPath(`/nowcasts?limit=${limit}`), { signal });
   return asList(body).map(normalizeJob);
 }
 
@@ -197,7 +227,7 @@ export async function fetchLatestNowcast({ slots = null, served = "model", signa
   const latest = newestProduct(candidates, served);
   if (latest) return latest;
   try {
-    return normalizeJob(await getJson("/nowcasts/latest", { signal }));
+    return normalizeJob(await getJson(domainPath("/nowcasts/latest"), { signal }));
   } catch (error) {
     // 404: no nowcast yet; 406: the API would not send this one as JSON. Either way, none to show.
     if (error instanceof ApiError && error.status >= 400 && error.status < 500) return null;
@@ -208,7 +238,7 @@ export async function fetchLatestNowcast({ slots = null, served = "model", signa
 /** The live verification report of the last 24 h (GET /verification), or null where there is none. */
 export async function fetchVerification({ signal } = {}) {
   try {
-    return await getJson("/verification", { signal });
+    return await getJson(domainPath("/verification"), { signal });
   } catch (error) {
     if (error instanceof ApiError && error.status >= 400 && error.status < 500) return null;
     throw error;
@@ -261,9 +291,15 @@ export async function submitForecast({ files, steps, apiKey, signal }) {
   return { job: normalizeJob(await response.json()), location: response.headers.get("Location") };
 }
 
-/** URL of one lead time of a job as the map field (lead <= 0: an observed scan). */
-export function fieldUrl(jobId, lead) {
-  return apiUrl(`/jobs/${encodeURIComponent(jobId)}/results?f=field&lead=${lead}`);
+/**
+ * URL of one lead time of a job as the map field (lead <= 0: an observed scan). `layer` picks an
+ * ensemble product's quantity: {quantity: "probability", threshold: 30} is P(reflectivity >= 30
+ * dBZ); without it the API sends the reflectivity (an ensemble's mean).
+ */
+export function fieldUrl(jobId, lead, layer = null) {
+  let url = `/jobs/${encodeURIComponent(jobId)}/results?f=field&lead=${lead}`;
+  if (layer?.quantity === "probability") url += `&quantity=probability&threshold=${layer.threshold}`;
+  return apiUrl(url);
 }
 
 /** "20260301T1236Z" for a Date: the slot form of /nowcasts/{scan_time}. */
@@ -277,7 +313,7 @@ export function compactTime(date) {
  */
 export function observedAtUrl(validTime, source = "model") {
   const query = source === "model" ? "" : `&source=${source}`;
-  return apiUrl(`/nowcasts/${compactTime(validTime)}?f=field&lead=0${query}`);
+  return apiUrl(domainPath(`/nowcasts/${compactTime(validTime)}?f=field&lead=0${query}`));
 }
 
 /** Fetch and decode a map field (field.js); null when the API has none (404, 409). */
@@ -286,6 +322,19 @@ export async function fetchField(url, { signal } = {}) {
   if (response.status === 404 || response.status === 409) return null;
   if (!response.ok) throw await problemFrom(response);
   return decodeField(await response.json());
+}
+
+/**
+ * The radar domains ({default, domains: [{id, title, grid, projection, health: {ok, detail}, ...}]}),
+ * or null from an API without them (404).
+ */
+export async function fetchDomains({ signal } = {}) {
+  try {
+    return await getJson("/domains", { signal });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
 }
 
 /** What the page needs to know of the deployment: {stale_after_minutes, model_card}. */

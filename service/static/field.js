@@ -1,7 +1,8 @@
 // One lead time as data: decode the API's map field (?f=field), colour it, read a value back.
 //
-// The API sends one byte per cell (dBZ = offset + code * step, 255 = no data), rows north to south
-// (service/fields.py). Colouring happens here, with whichever palette the forecaster chose, into a
+// The API sends one byte per cell (value = offset + code * step in the field's `units`, 255 = no
+// data), rows north to south (service/fields.py): reflectivity in dBZ, or for an ensemble's
+// `quantity=probability` a probability 0..1 (step 0.01). Colouring happens here, with whichever palette the forecaster chose, into a
 // canvas of exactly one pixel per cell; the map scales that canvas without smoothing, so a cell
 // stays a sharp square at any zoom.
 
@@ -21,10 +22,23 @@ export function decodeField(document) {
   return { ...document, codes, values: undefined };
 }
 
-/** dBZ of a code, or null for no data. */
+/** True for a field of exceedance probabilities (0..1) rather than reflectivity (dBZ). */
+export function isProbability(field) {
+  return field?.quantity === "probability";
+}
+
+/** The value of a code in the field's units (dBZ, or a probability 0..1), or null for no data. */
+export function codeToValue(field, code) {
+  const { encoding } = field;
+  // Every field document has the generic offset/step; an older API sent only the dBZ names.
+  const offset = encoding.offset ?? encoding.offset_dbz;
+  const step = encoding.step ?? encoding.step_dbz;
+  return code === encoding.nodata ? null : offset + code * step;
+}
+
+/** dBZ of a code, or null for no data (a reflectivity field). */
 export function codeToDbz(field, code) {
-  const { offset_dbz: offset, step_dbz: step, nodata } = field.encoding;
-  return code === nodata ? null : offset + code * step;
+  return codeToValue(field, code);
 }
 
 function hexToRgba(hex) {
@@ -33,16 +47,19 @@ function hexToRgba(hex) {
 }
 
 /**
- * The RGBA colour of every code 0..255 under a scale ([{dbz, color}], lower class bounds): one
- * lookup per cell instead of a search through the classes.
+ * The RGBA colour of every code 0..255 under a scale (lower class bounds in the field's units:
+ * [{dbz, color}] for reflectivity, [{probability, color}] for a probability): one lookup per cell
+ * instead of a search through the classes.
  */
 export function colourTable(field, scale) {
   const table = new Uint8ClampedArray(256 * 4);
+  // Codes are exact hundredths of a probability: compare in whole percent, so 0.3 is in the 30 % class.
+  const round = isProbability(field) ? (v) => Math.round(v * 100) : (v) => v;
   for (let code = 0; code < 256; code += 1) {
-    const dbz = codeToDbz(field, code);
+    const value = codeToValue(field, code);
     let rgba = TRANSPARENT;
-    if (dbz !== null) {
-      for (const { dbz: bound, color } of scale) if (dbz >= bound) rgba = hexToRgba(color);
+    if (value !== null) {
+      for (const entry of scale) if (round(value) >= round(entry.probability ?? entry.dbz)) rgba = hexToRgba(entry.color);
     }
     table.set(rgba, code * 4);
   }
@@ -70,14 +87,16 @@ export function paintField(field, scale) {
 }
 
 /**
- * The cell under a map coordinate [x, y] (the grid's own projection): {row, column, dbz, rate}, or
- * null off the grid. `dbz` and `rate` are null for a no-data cell.
+ * The cell under a map coordinate [x, y] (the grid's own projection): {row, column, dbz, rate}
+ * (reflectivity) or {row, column, probability} (0..1), or null off the grid. The values are null
+ * for a no-data cell.
  */
 export function valueAt(field, [x, y]) {
   const [west, south, east, north] = field.extent;
   const column = Math.floor(((x - west) / (east - west)) * field.width);
   const row = Math.floor(((north - y) / (north - south)) * field.height);
   if (column < 0 || row < 0 || column >= field.width || row >= field.height) return null;
-  const dbz = codeToDbz(field, field.codes[row * field.width + column]);
-  return { row, column, dbz, rate: dbz === null ? null : dbzToRainRate(dbz) };
+  const value = codeToValue(field, field.codes[row * field.width + column]);
+  if (isProbability(field)) return { row, column, probability: value };
+  return { row, column, dbz: value, rate: value === null ? null : dbzToRainRate(value) };
 }

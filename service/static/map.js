@@ -9,8 +9,8 @@
 // outlines are clamped to a lon/lat box around the grid before projecting, and the view may not
 // leave that box: what the clamping bends lies outside anything the view can show.
 
-import { paintField, valueAt } from "./field.js";
-import { formatRainRate } from "./scale.js";
+import { isProbability, paintField, valueAt } from "./field.js";
+import { formatProbability, formatRainRate } from "./scale.js";
 
 const COUNTRIES_URL = new URL("./vendor/world-atlas/countries-50m.json", import.meta.url).href;
 const MARGIN_DEGREES = 10; // the clamping box: the grid's lon/lat outline plus this, plus its own size
@@ -222,6 +222,7 @@ export class FieldMap {
     if (!cell) {
       this.readout.textContent = "Move the pointer over the field for its value.";
       delete this.readout.dataset.dbz;
+      delete this.readout.dataset.probability;
       return;
     }
     let place = "";
@@ -229,8 +230,16 @@ export class FieldMap {
       const [lon, lat] = window.proj4(this.field.grid_mapping.proj4, LONLAT, coordinate);
       place = `${Math.abs(lat).toFixed(3)}\u00b0${lat >= 0 ? "N" : "S"} ${Math.abs(lon).toFixed(3)}\u00b0${lon >= 0 ? "E" : "W"}: `;
     }
-    this.readout.dataset.dbz = cell.dbz === null ? "" : String(cell.dbz);
     this.readout.dataset.cell = `${cell.row},${cell.column}`;
+    if (isProbability(this.field)) {
+      delete this.readout.dataset.dbz;
+      this.readout.dataset.probability = cell.probability === null ? "" : String(cell.probability);
+      const event = `P(>=${this.field.threshold_dbz} dBZ)`;
+      this.readout.textContent = `${place}${event} ${cell.probability === null ? "no data" : formatProbability(cell.probability)}`;
+      return;
+    }
+    delete this.readout.dataset.probability;
+    this.readout.dataset.dbz = cell.dbz === null ? "" : String(cell.dbz);
     if (cell.dbz === null) {
       this.readout.textContent = `${place}no data`;
     } else {

@@ -52,6 +52,29 @@ export const COLOUR_BLIND_SCALE = Object.freeze([
   { dbz: 70, color: "#1a1a1a" },
 ]);
 
+/**
+ * Exceedance probability of an ensemble product (P(reflectivity >= threshold), 0..1) in 10 % classes:
+ * lower bounds 10 %, 20 %, ... 90 %; below 10 % nothing is drawn. One hue (light yellow-green to
+ * dark blue-purple, the viridis ramp) whose lightness falls monotonically, so the order survives any
+ * colour vision and it never reads as reflectivity's green-yellow-red.
+ */
+export const PROBABILITY_SCALE = Object.freeze([
+  { probability: 0.1, color: "#e4f1a6" },
+  { probability: 0.2, color: "#b5de2b" },
+  { probability: 0.3, color: "#6ece58" },
+  { probability: 0.4, color: "#35b779" },
+  { probability: 0.5, color: "#1f9e89" },
+  { probability: 0.6, color: "#26828e" },
+  { probability: 0.7, color: "#31688e" },
+  { probability: 0.8, color: "#3e4989" },
+  { probability: 0.9, color: "#482878" },
+]);
+
+/** "40 %" for a probability 0..1 (whole percent: the API sends hundredths). */
+export function formatProbability(probability) {
+  return `${Math.round(probability * 100)} %`;
+}
+
 export const PALETTES = Object.freeze({
   nws: { label: "NWS (as the quicklooks)", scale: REFLECTIVITY_SCALE },
   "colour-blind": { label: "Colour-blind safe", scale: COLOUR_BLIND_SCALE },

@@ -4,11 +4,15 @@
 // (the latest successful nowcast, or a job the user picked) as frames: observed scans before the
 // reference time, forecast lead times after it. Each frame's field (?f=field) is fetched once and
 // drawn on the map (map.js) in the chosen palette; "Compare" puts the model, the extrapolation and
-// the scan observed at the same valid time side by side (compare.js).
+// the scan observed at the same valid time side by side (compare.js). With several radar domains
+// (GET /domains) a switcher picks the one whose slots, skill and fields the page reads (?domain=);
+// an ensemble product offers a probability layer per threshold (P >= 20/30/40 dBZ).
 // All text from the API goes in through textContent, never innerHTML.
 
 import {
   ApiError,
+  currentDomain,
+  fetchDomains,
   fetchField,
   fetchJob,
   fetchJobs,
@@ -19,6 +23,7 @@ import {
   fetchViewerConfig,
   fieldUrl,
   netcdfUrl,
+  setDomain,
   storeApiKey,
   storedApiKey,
   streamOf,
@@ -31,9 +36,11 @@ import {
   dbzToRainRate,
   formatClock,
   formatLead,
+  formatProbability,
   formatRainRate,
   formatUtc,
   paletteScale,
+  PROBABILITY_SCALE,
 } from "./scale.js";
 import { scanAge, storedPalette, storePalette } from "./status.js";
 
@@ -61,21 +68,53 @@ const $ = (id) => document.getElementById(id);
 
 /**
  * The frames of a product in display order: the observed scans, oldest first, then the forecast.
+ * A probability layer has forecast frames only: an observed scan has no ensemble to count.
  * @param {object} product normalised job (api.normalizeJob)
  * @param {number[]} observedLeads minutes (<= 0) from the reference time that have an observed scan
+ * @param {{quantity: "probability", threshold: number}|null} layer null: reflectivity
  * @returns {{kind: "observed"|"forecast", lead: number, url: string, validTime: Date|null}[]}
  */
-export function buildFrames(product, observedLeads) {
+export function buildFrames(product, observedLeads, layer = null) {
   const frames = [];
   const validAt = (lead) =>
     product.referenceTime ? new Date(product.referenceTime.getTime() + lead * 60_000) : null;
-  for (const lead of [...observedLeads].filter((m) => m <= 0).sort((a, b) => a - b)) {
-    frames.push({ kind: "observed", lead, url: fieldUrl(product.id, lead), validTime: validAt(lead) });
+  if (layer === null) {
+    for (const lead of [...observedLeads].filter((m) => m <= 0).sort((a, b) => a - b)) {
+      frames.push({ kind: "observed", lead, url: fieldUrl(product.id, lead), validTime: validAt(lead) });
+    }
   }
   for (const lead of product.leads) {
-    frames.push({ kind: "forecast", lead, url: fieldUrl(product.id, lead), validTime: validAt(lead) });
+    frames.push({ kind: "forecast", lead, url: fieldUrl(product.id, lead, layer), validTime: validAt(lead) });
   }
   return frames;
+}
+
+/** The domain a page URL asks for (`/viewer?domain=harbour`), or null. */
+export function requestedDomain(search) {
+  const id = new URLSearchParams(search).get("domain")?.trim();
+  return id ? id : null;
+}
+
+/** `search` with parameter `name` set to `value`, or removed for null; the others are kept. */
+export function searchWith(search, name, value) {
+  const params = new URLSearchParams(search);
+  if (value) params.set(name, value);
+  else params.delete(name);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+/**
+ * The layers a product offers: reflectivity, and for an ensemble one probability layer per
+ * threshold. Value "reflectivity" or "p<threshold>" (the layer select's option values).
+ */
+export function layersOf(product) {
+  const layers = [{ value: "reflectivity", label: product?.ensemble ? "Reflectivity: ensemble mean (dBZ)" : "Reflectivity (dBZ)", layer: null }];
+  for (const threshold of product?.ensemble?.thresholds_dbz ?? []) {
+    layers.push({ value: `p${threshold}`, label: `Probability P(\u2265${threshold} dBZ)`,
+                  layer: { quantity: "probability", threshold } });
+  }
+  return layers;
 }
 
 /**
@@ -89,11 +128,7 @@ export function requestedJob(search) {
 
 /** `search` with `?job=` set to `jobId`, or removed for null; other parameters (refresh) are kept. */
 export function searchWithJob(search, jobId) {
-  const params = new URLSearchParams(search);
-  if (jobId) params.set("job", jobId);
-  else params.delete("job");
-  const text = params.toString();
-  return text ? `?${text}` : "";
+  return searchWith(search, "job", jobId);
 }
 
 /** A job id short enough for a list: "forecast-473fb0f1…"; slot ids (22 characters) stay whole. */
@@ -143,6 +178,7 @@ class Player {
     this.dwell = 0;
     this.loadAbort = null;
     this.product = null;
+    this.layer = null; // null: reflectivity; {quantity: "probability", threshold}: an ensemble's layer
     this.onFrame = () => {};
 
     this.playButton.addEventListener("click", () => (this.playing ? this.pause() : this.play()));
@@ -174,9 +210,20 @@ class Player {
     if (action === "last") this.show(this.frames.length - 1);
   }
 
+  /** The colour scale of a field: the chosen palette for reflectivity, the probability scale for a probability. */
+  scaleFor(field) {
+    return field?.quantity === "probability" ? PROBABILITY_SCALE : this.scale;
+  }
+
   setPalette(scale) {
     this.scale = scale;
-    this.map.recolour(scale);
+    this.map.recolour(this.scaleFor(this.map.field));
+  }
+
+  /** Show another layer of the same product (reflectivity or a probability): its frames are fetched anew. */
+  setLayer(layer) {
+    this.layer = layer;
+    if (this.product) this.load(this.product);
   }
 
   /** Replace the product: forget the old frames' fields and fetch the new ones. */
@@ -191,19 +238,22 @@ class Player {
     // (a product document) gets one probe of lead 0 and, when it answers, the usual half hour.
     let observed = product.observedLeads;
     let probed = null;
+    if (this.layer !== null) observed = []; // a probability layer: forecast frames only
     if (observed === null) {
       probed = await fetchField(fieldUrl(product.id, 0), { signal }).catch(() => null);
       if (signal.aborted) return;
       const count = probed === null ? 0 : Math.min(product.inputScans, PROBED_OBSERVED_SCANS);
       observed = Array.from({ length: count }, (_, i) => -(count - 1 - i) * product.timestep);
     }
-    this.frames = buildFrames(product, observed);
+    this.frames = buildFrames(product, observed, this.layer);
     this.fields = new Array(this.frames.length).fill(undefined);
     if (probed !== null) this.fields[this.frames.findIndex((f) => f.kind === "observed" && f.lead === 0)] = probed;
     const observedCount = this.frames.filter((f) => f.kind === "observed").length;
     const note = $("observed-note");
     note.hidden = observedCount > 0;
-    note.textContent = observedCount > 0 ? "" : "No observed scans for this product: forecast frames only.";
+    note.textContent = observedCount > 0 ? ""
+      : this.layer !== null ? "Probability layer: forecast frames only."
+        : "No observed scans for this product: forecast frames only.";
 
     this.slider.max = String(Math.max(0, this.frames.length - 1));
     // The track is grey over the observed part and coloured over the forecast part.
@@ -241,11 +291,12 @@ class Player {
     const field = this.fields[this.index];
     this.slider.value = String(this.index);
     this.mapElement.dataset.frameIndex = String(this.index);
-    this.mapElement.setAttribute("aria-label", `Radar reflectivity map, ${frame.kind}, valid ${formatUtc(frame.validTime)}`);
+    const what = this.layer ? `Probability of reflectivity at or above ${this.layer.threshold} dBZ` : "Radar reflectivity";
+    this.mapElement.setAttribute("aria-label", `${what} map, ${frame.kind}, valid ${formatUtc(frame.validTime)}`);
 
     const placeholder = $("frame-placeholder");
     if (field) {
-      this.map.setField(field, this.scale);
+      this.map.setField(field, this.scaleFor(field));
       this.mapElement.dataset.lead = String(frame.lead);
       placeholder.hidden = true;
     } else {
@@ -296,8 +347,25 @@ function element(tag, className, text) {
   return node;
 }
 
-function renderLegend(scale) {
+/** The legend of the layer on screen: reflectivity classes with rain rates, or probability classes in %. */
+function renderLegend(scale, layer = null) {
   const list = $("legend-scale");
+  $("palette-picker").hidden = layer !== null; // the palettes are reflectivity's
+  list.dataset.quantity = layer ? "probability" : "reflectivity";
+  if (layer) {
+    $("legend-title").textContent = `Probability of reflectivity \u2265 ${layer.threshold} dBZ (ensemble members, %)`;
+    list.replaceChildren(
+      ...PROBABILITY_SCALE.map(({ probability, color }) => {
+        const item = element("li");
+        const swatch = element("span", "swatch");
+        swatch.style.backgroundColor = color;
+        item.append(swatch, element("span", "dbz", formatProbability(probability)));
+        return item;
+      }),
+    );
+    return;
+  }
+  $("legend-title").textContent = "Reflectivity (dBZ) and rain rate (mm/h, Marshall-Palmer)";
   list.replaceChildren(
     ...scale.map(({ dbz, color }) => {
       const item = element("li");
@@ -413,6 +481,10 @@ class Viewer {
     this.pendingJobId = requestedJob(window.location.search);
     this.viewingLatest = this.pendingJobId === null;
     this.refreshing = false;
+    this.refreshAgain = false;
+    // ?domain=<id> opens that radar domain; null until GET /domains says there is more than one.
+    this.requestedDomain = requestedDomain(window.location.search);
+    this.domains = null;
     this.skill = { threshold: "30dBZ" };
     this.report = null;
     this.config = null;
@@ -422,12 +494,15 @@ class Viewer {
     this.setupUpload();
     this.setupPalette();
     this.setupLimits();
+    this.setupDomains();
+    this.setupLayers();
   }
 
   async start() {
     renderLegend(this.player.scale);
     this.config = await fetchViewerConfig().catch(() => null);
     $("limits-open").hidden = !this.config?.model_card;
+    await this.loadDomains();
     await this.refresh();
     window.setInterval(() => this.refresh(), refreshMs(window.location.search));
   }
@@ -438,7 +513,7 @@ class Viewer {
     select.addEventListener("change", () => {
       storePalette(select.value);
       const scale = paletteScale(select.value);
-      renderLegend(scale);
+      renderLegend(scale, this.player.layer);
       this.player.setPalette(scale);
       this.comparison.recolour(scale);
     });
@@ -454,6 +529,116 @@ class Viewer {
       const at = card ? card.search(/^## Known limits/m) : -1;
       if (at > 0) $("limits-text").textContent = `${card.slice(at)}\n\n----\n\n${card.slice(0, at)}`;
     });
+  }
+
+  setupDomains() {
+    $("domain-select").addEventListener("change", (event) => this.switchDomain(event.target.value));
+  }
+
+  /**
+   * The radar domains (GET /domains). With one domain (or an API without domains) the page reads the
+   * default routes and shows no switcher; with several it reads the chosen one's: ?domain=, else the
+   * file's default.
+   */
+  async loadDomains() {
+    const answer = await fetchDomains().catch(() => null);
+    const list = Array.isArray(answer?.domains) ? answer.domains : [];
+    if (list.length <= 1) {
+      this.domains = null;
+      $("domain-picker").hidden = true;
+      setDomain(null);
+      return;
+    }
+    this.domains = list;
+    let chosen = currentDomain();
+    if (chosen === null) {
+      const asked = list.find((d) => d.id === this.requestedDomain);
+      if (this.requestedDomain && !asked) this.setConnection(`No domain ${this.requestedDomain}: showing ${answer.default}`, false);
+      chosen = asked ? asked.id : answer.default ?? list[0].id;
+      setDomain(chosen);
+    }
+    this.renderDomains();
+  }
+
+  /** The switcher: every domain by title; an unhealthy one is marked with the reason and cannot be picked. */
+  renderDomains() {
+    const select = $("domain-select");
+    const chosen = currentDomain();
+    select.replaceChildren(
+      ...this.domains.map((domain) => {
+        const ok = domain.health?.ok !== false;
+        const title = String(domain.title || domain.id);
+        const option = element("option", ok ? "" : "unhealthy", ok ? title : `${title} \u2014 unavailable: ${domain.health?.detail ?? "unhealthy"}`);
+        option.value = domain.id;
+        option.dataset.health = ok ? "ok" : "unhealthy";
+        // Not selectable: nothing fresh to show. The one in the address stays, marked, so a link still opens.
+        option.disabled = !ok && domain.id !== chosen;
+        return option;
+      }),
+    );
+    select.value = chosen;
+    $("domain-picker").hidden = false;
+    const current = this.domains.find((d) => d.id === chosen);
+    const health = $("domain-health");
+    const ok = current?.health?.ok !== false;
+    health.hidden = ok;
+    health.textContent = ok ? "" : `Domain ${current?.title || chosen} is unhealthy: ${current?.health?.detail ?? ""}`;
+    const grid = Array.isArray(current?.grid) ? ` \u00b7 ${current.grid[0]} \u00d7 ${current.grid[1]} cells` : "";
+    $("product-domain").textContent = `${current?.title || chosen} (${chosen})${grid}`;
+    $("product-domain-row").hidden = false;
+  }
+
+  /** Show another domain: its slots, latest nowcast, skill and fields; the address names it. */
+  switchDomain(id) {
+    if (!this.domains || id === currentDomain()) return;
+    setDomain(id);
+    const search = searchWith(searchWith(window.location.search, "job", null), "domain", id);
+    window.history.replaceState(null, "", `${window.location.pathname}${search}`);
+    this.latestId = null;
+    this.latest = null;
+    this.pendingJobId = null;
+    this.viewingLatest = true;
+    this.report = null;
+    this.renderDomains();
+    this.player.pause();
+    this.player.loadAbort?.abort();
+    this.player.frames = [];
+    this.player.product = null;
+    this.player.map.setField(null, this.player.scale);
+    $("frame-placeholder").hidden = false;
+    $("frame-placeholder").textContent = "Loading the domain's latest nowcast…";
+    $("slots-list").replaceChildren(element("li", "empty", "Loading…"));
+    this.refresh();
+  }
+
+  setupLayers() {
+    $("layer-select").addEventListener("change", (event) => {
+      const picked = layersOf(this.player.product).find((l) => l.value === event.target.value);
+      this.player.layer = picked?.layer ?? null;
+      renderLegend(this.player.scale, this.player.layer);
+      this.player.setLayer(this.player.layer);
+    });
+  }
+
+  /** The layer picker of a product: shown for an ensemble (reflectivity or a probability), hidden otherwise. */
+  showLayers(product) {
+    const layers = layersOf(product);
+    const picker = $("layer-picker");
+    const select = $("layer-select");
+    const ensemble = layers.length > 1;
+    // Keep the threshold being looked at when the next product offers it too.
+    const kept = ensemble ? layers.find((l) => l.layer && l.layer.threshold === this.player.layer?.threshold) : null;
+    this.player.layer = kept?.layer ?? null;
+    select.replaceChildren(...layers.map((l) => {
+      const option = element("option", "", l.label);
+      option.value = l.value;
+      return option;
+    }));
+    select.value = kept?.value ?? "reflectivity";
+    select.disabled = !ensemble;
+    picker.hidden = !ensemble;
+    $("layer-members").textContent = ensemble ? `${product.ensemble.members} members` : "";
+    renderLegend(this.player.scale, this.player.layer);
   }
 
   /** Age of the newest scan behind any successful slot, and a warning past the stale limit. */
@@ -482,14 +667,17 @@ class Viewer {
   }
 
   async refresh() {
-    if (this.refreshing) return;
+    if (this.refreshing) { this.refreshAgain = true; return; }
     this.refreshing = true;
+    const domain = currentDomain();
     try {
+      if (this.domains) await this.loadDomains(); // health may have changed
       const [slots, jobs, report] = await Promise.all([
         fetchSlots().catch((error) => ({ error })),
         fetchJobs().catch((error) => ({ error })),
         fetchVerification().catch(() => null), // the skill panel is optional: never blocks the rest
       ]);
+      if (domain !== currentDomain()) return; // switched meanwhile: the next refresh reads the new one
       renderSkill(report, this.skill);
       this.report = report;
       if (!slots.error) this.showScanAge(slots);
@@ -501,7 +689,11 @@ class Viewer {
       if (!slots.error) {
         // The default product follows the source policy, as /nowcasts/latest does.
         const latest = await fetchLatestNowcast({ slots, served: report?.policy?.served ?? "model" });
-        if (latest === null && this.viewingLatest) $("frame-placeholder").textContent = "No successful nowcast yet.";
+        if (domain !== currentDomain()) return;
+        if (latest === null && this.viewingLatest) {
+          $("frame-placeholder").hidden = false;
+          $("frame-placeholder").textContent = "No successful nowcast yet.";
+        }
         if (latest && latest.id !== this.latestId) {
           this.latestId = latest.id;
           this.latest = latest;
@@ -515,6 +707,10 @@ class Viewer {
       this.setConnection(`API unreachable: ${error.message}`, false);
     } finally {
       this.refreshing = false;
+      if (this.refreshAgain) {
+        this.refreshAgain = false;
+        this.refresh();
+      }
     }
   }
 
@@ -566,6 +762,7 @@ class Viewer {
       : product.kind === "nowcast" ? `Scheduled nowcast ${formatClock(product.referenceTime)}` : `On-demand forecast ${shortId(product.id)}`;
     showProductMeta(product, title);
     this.showCaveat(product);
+    this.showLayers(product);
     this.player.load(product);
   }
 
