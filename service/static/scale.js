@@ -54,20 +54,22 @@ export const COLOUR_BLIND_SCALE = Object.freeze([
 
 /**
  * Exceedance probability of an ensemble product (P(reflectivity >= threshold), 0..1) in 10 % classes:
- * lower bounds 10 %, 20 %, ... 90 %; below 10 % nothing is drawn. One hue (light yellow-green to
- * dark blue-purple, the viridis ramp) whose lightness falls monotonically, so the order survives any
- * colour vision and it never reads as reflectivity's green-yellow-red.
+ * lower bounds 10 %, 20 %, ... 90 %; below 10 % nothing is drawn. ColorBrewer's YlGnBu ramp (pale
+ * yellow-green to dark navy): its lightness falls class by class, also for a deuteranope, so the
+ * order never depends on hue, and it never reads as reflectivity's green-yellow-red. Nine classes
+ * from one ramp cannot be 12 CIEDE2000 apart like the colour-blind palette's: neighbours here are at
+ * least 7 apart for a deuteranope (tests/viewer/test_palette.py).
  */
 export const PROBABILITY_SCALE = Object.freeze([
-  { probability: 0.1, color: "#e4f1a6" },
-  { probability: 0.2, color: "#b5de2b" },
-  { probability: 0.3, color: "#6ece58" },
-  { probability: 0.4, color: "#35b779" },
-  { probability: 0.5, color: "#1f9e89" },
-  { probability: 0.6, color: "#26828e" },
-  { probability: 0.7, color: "#31688e" },
-  { probability: 0.8, color: "#3e4989" },
-  { probability: 0.9, color: "#482878" },
+  { probability: 0.1, color: "#d6efb3" },
+  { probability: 0.2, color: "#abdeb7" },
+  { probability: 0.3, color: "#73c8bd" },
+  { probability: 0.4, color: "#40b5c4" },
+  { probability: 0.5, color: "#2498c1" },
+  { probability: 0.6, color: "#2072b1" },
+  { probability: 0.7, color: "#234da0" },
+  { probability: 0.8, color: "#1f2f87" },
+  { probability: 0.9, color: "#081d58" },
 ]);
 
 /** "40 %" for a probability 0..1 (whole percent: the API sends hundredths). */

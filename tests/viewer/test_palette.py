@@ -57,3 +57,15 @@ def test_nws_palette_merges_warning_classes_for_a_deuteranope(lower_dbz: int, up
     differences = neighbour_differences("REFLECTIVITY_SCALE")
     index = (lower_dbz - 5) // 5
     assert (upper_dbz - lower_dbz) == 5 and differences[index] < 7.0
+
+
+def test_probability_scale_darkens_monotonically_for_everyone() -> None:
+    """The 10 % classes of the probability layer: lightness falls class by class, also for a deuteranope,
+    and neighbours stay apart (nine classes of one ramp: 7 CIEDE2000 at least, not the reflectivity
+    palette's 10), so the order of the probabilities never depends on hue."""
+    colours = scale_colours("PROBABILITY_SCALE")
+    assert len(colours) == 9  # 10 % .. 90 %
+    for lab in (rgb2lab((np.asarray(colours, dtype=np.float64) / 255.0)[None, :, :])[0], deuteranope_lab(colours)):
+        assert np.all(np.diff(lab[:, 0]) < 0), np.round(lab[:, 0], 1)
+    differences = neighbour_differences("PROBABILITY_SCALE")
+    assert min(differences) > 7.0, [round(d, 1) for d in differences]

@@ -31,12 +31,15 @@ from playwright.sync_api import Browser, Page, expect
 from model.io import netcdf as radar_io
 from tests.utils.redis_server import RedisServer, free_port
 from tests.viewer.conftest import ARTIFACTS, _start_api
+from tests.viewer.test_palette import scale_colours
+from tests.viewer.test_viewer_browser import screen_colours
 from tests.workers.conftest import FEED_START, blob_field, write_blob_feed
 from workers import domains as dm
 from workers import jobs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+PROBABILITY_COLOURS = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in scale_colours("PROBABILITY_SCALE")]  # 10 .. 90 %
 DB = 12  # the viewer package's second database (the main stack uses 11)
 LCC = "+proj=lcc +lat_0=54 +lon_0=-3 +lat_1=50 +lat_2=58 +datum=WGS84"
 COAST_SLOT = FEED_START + dt.timedelta(minutes=18)  # 12:18, coast's newest scan
@@ -259,6 +262,10 @@ def test_probability_layer_of_an_ensemble_slot(page: Page, domain_stack: DomainS
         page.mouse.move(box["x"] + x, box["y"] + y)
         expect(page.locator("#readout")).to_contain_text(f"P(>=30 dBZ) {round(wanted * 100)} %")
         expect(page.locator("#readout")).to_have_attribute("data-cell", f"{row},{column}")
+        # The cell is drawn in its class colour (75 % is in the 70 % class), painted in the page from the data.
+        page.mouse.move(0, 0)
+        expected = tuple(int(PROBABILITY_COLOURS[round(wanted * 100) // 10 - 1][i:i + 2], 16) for i in (1, 3, 5))
+        assert expected in screen_colours(page, box["x"] + x, box["y"] + y)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "probability-layer.png"))
     # Back to reflectivity: the ensemble mean in dBZ, the palettes again.
