@@ -205,3 +205,24 @@ def test_a_real_feed_takes_no_projection(tmp_path: Path) -> None:
         """)
     with pytest.raises(dm.DomainFileError, match=r"domains.toml:4: domain 'a' has both feed_dir and projection"):
         dm.load_domains(path, settings=_settings(tmp_path))
+
+
+def test_nowcast_up_hands_a_domains_projection_to_its_feed_child(tmp_path: Path) -> None:
+    from stack import launcher
+
+    path = _write(tmp_path, f"""\
+        [[domain]]
+        id = "site"
+        grid = "24x40"
+
+        [[domain]]
+        id = "islands"
+        grid = "40x24"
+        projection = "{LCC}"
+        """)
+    options = launcher.StackOptions(data_dir=tmp_path / "var", speed=60.0, domains=path, base_env={}, python="py",
+                                    clock_origin=(1.0e9, dt.datetime(2026, 3, 1, tzinfo=dt.UTC)))
+    env = launcher.child_env(options, redis_url="redis://x", api_keys="k")
+    argv = {spec.name: spec.argv for spec in launcher.feed_specs(options, env)}
+    assert "--projection" not in argv["feed"]  # the site's grid mapping, as before
+    assert argv["feed-islands"][argv["feed-islands"].index("--projection") + 1] == LCC
