@@ -125,11 +125,16 @@ def one_slot(variant: dict[str, Any], slot: dt.datetime) -> dict[str, Any]:
 
 
 def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the warm runs: wall, compute, overhead, each stage, and every entry of the job's timings
+    (a baseline revision may have only the coarser ``write_netcdf`` and ``write_quicklooks``)."""
     keys = sorted({key for run in runs for key in run["stages"]})
+    timing_keys = sorted({key for run in runs for key in run["timings"]})
     return {"wall_s": round(statistics.median(r["wall_s"] for r in runs), 4),
             "compute_s": round(statistics.median(r["compute_s"] for r in runs), 4),
             "overhead_s": round(statistics.median(r["overhead_s"] for r in runs), 4),
-            "stages": {key: round(statistics.median(r["stages"].get(key, 0.0) for r in runs), 4) for key in keys}}
+            "stages": {key: round(statistics.median(r["stages"].get(key, 0.0) for r in runs), 4) for key in keys},
+            "timings": {key: round(statistics.median(r["timings"].get(key, 0.0) for r in runs), 4)
+                        for key in timing_keys}}
 
 
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
