@@ -14,6 +14,7 @@ from model.data.evolving import REAL_RAIN_FLOWS
 
 REPO = Path(__file__).resolve().parents[2]
 METHODS = ["extrapolation", "model", "model + probability matching"]
+REAL_RAIN_TABLE = REPO / "results" / "radar_lagrangian_cpu_trend_wide10" / "real_rain.json"
 
 
 def test_matching_keeps_the_ranks_and_takes_the_newest_scans_values() -> None:
@@ -35,9 +36,10 @@ def test_it_scores_the_three_forecasts_on_synthetic_and_real_rain(tmp_path: Path
     report = json.loads(out.read_text())
     assert list(report["synthetic"]) == METHODS
     assert list(report["real_rain"]) == list(REAL_RAIN_FLOWS)
-    # On real rain the unmatched numbers are the real-rain benchmark's, so the two tables agree.
-    real = json.loads(subprocess.run([sys.executable, "-m", "benchmarks.real_rain"], cwd=REPO, capture_output=True,
-                                     text=True, timeout=300, check=True).stdout)
+    # On real rain the unmatched numbers are the real-rain benchmark's, so the two tables agree. The
+    # committed table stands for that benchmark's output: test_real_rain.py holds the two equal, so
+    # the same numbers are not computed a second time here.
+    real = json.loads(REAL_RAIN_TABLE.read_text())
     for flow, methods in report["real_rain"].items():
         for name in ("model", "extrapolation"):
             for threshold in ("20dBZ", "30dBZ"):
