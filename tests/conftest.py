@@ -1,4 +1,7 @@
-"""Fixtures shared by the whole test run. Torch is kept to one thread so parallel suites on 2 cores stay predictable."""
+"""Fixtures shared by the whole test run, and the order in which its test files start.
+
+Torch is kept to one thread so parallel suites on 2 cores stay predictable.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,27 @@ from pathlib import Path
 import pytest
 
 from tests.utils.redis_server import RedisServer, free_port
+
+# Test files that start whole processes (stacks, workers, benchmark scripts) and take tens of
+# seconds each: their directories, and the markers their tests carry elsewhere.
+HEAVY_DIRECTORIES = ("benchmarks", "integration")
+HEAVY_MARKERS = ("slow", "integration")
+
+
+def _is_heavy(item: pytest.Item) -> bool:
+    in_directory = item.path.parent.name in HEAVY_DIRECTORIES and item.path.parent.parent.name == "tests"
+    return in_directory or any(item.get_closest_marker(name) for name in HEAVY_MARKERS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Heavy test files first, the many short ones after them; within a file the order stays.
+
+    `make test` hands whole files to two pytest-xdist workers in this order
+    (``--dist loadfile --no-loadscope-reorder``). Long files started last would leave one worker
+    alone at the end; started first, the short files fill in behind them (longest first).
+    """
+    heavy_files = {item.path for item in items if _is_heavy(item)}
+    items.sort(key=lambda item: item.path not in heavy_files)  # sort is stable
 
 
 @pytest.fixture(scope="session")
