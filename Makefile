@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NOWCAST := $(VENV)/bin/nowcast
 
-.PHONY: setup demo test test-parallel lint clean-venv
+.PHONY: setup demo test test-serial test-parallel lint clean-venv
 
 setup: $(VENV)/.installed
 	@# Debian's docker-compose validates docker-compose.yml without an engine (tests/deploy).
@@ -25,15 +25,21 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(PY) -m stack.demo
 
-# browser-deps installs Debian's chromium for the viewer's browser test (tests/viewer).
+# The suite on two pytest-xdist workers (TEST_WORKERS=1 for one, more on a bigger machine): a test
+# file per worker at a time, so a module's fixtures (a Redis database, a Celery worker, a stack)
+# start once; heavy files first (tests/conftest.py orders them; --no-loadscope-reorder keeps that
+# order instead of xdist's most-tests-first). browser-deps installs Debian's chromium for the
+# viewer's browser test (tests/viewer). Times, serial and parallel: docs/development.md.
+TEST_WORKERS ?= 2
 test: setup browser-deps
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# The same, serially in one process (a failure's output uninterleaved, a debugger usable).
+test-serial: setup browser-deps
 	$(PY) -m pytest
 
-# The suite on two pytest-xdist workers, a test file per worker at a time (module fixtures start
-# once): 9 min 46 s on the shared 2-core machine against about 11 serially (docs/development.md).
-# Not yet the default: its one whole run had failures of work in progress, none from running in parallel.
-test-parallel: setup browser-deps
-	$(PY) -m pytest -n 2 --dist loadfile
+# Kept for scripts that name it; `test` runs in parallel now.
+test-parallel: test
 
 lint: setup
 	$(VENV)/bin/ruff check model cli stack benchmarks workers service tests
