@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +28,8 @@ import redis
 from model.io import netcdf as radar_io
 from model.members import MAX_MEMBERS
 from tests.service.conftest import API_KEY
+from tests.utils.api_process import start_api, stop_api
 from tests.utils.redis_server import free_port
-from tests.utils.worker_process import REPO_ROOT
 from workers import jobs
 
 pytestmark = pytest.mark.integration
@@ -119,27 +117,11 @@ def api(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {**os.environ, "NOWCAST_REDIS_URL": redis_url, "NOWCAST_DATA_DIR": str(data_dir),
            "NOWCAST_API_KEYS": API_KEY, "NOWCAST_MAX_GRID": str(SIDE), "OMP_NUM_THREADS": "1"}
-    log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115 - closed in the finally below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    process = start_api(env, port, tmp_path / "uvicorn.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "uvicorn.log").read_text())
-            time.sleep(0.2)
-        yield base, process.pid
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        stop_api(process)
 
 
 def test_the_largest_ensemble_is_served_in_bounded_memory(api: tuple[str, int]) -> None:

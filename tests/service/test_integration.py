@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +20,9 @@ from PIL import Image
 
 from tests.service.builders import write_sequence
 from tests.service.conftest import API_KEY
+from tests.utils.api_process import start_api, stop_api
 from tests.utils.redis_server import free_port
-from tests.utils.worker_process import REPO_ROOT, WorkerProcess
+from tests.utils.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -44,29 +43,15 @@ def stack(redis_url: str, tmp_path: Path, tiny_checkpoint: Path) -> Iterator[tup
     port = free_port()
     api_env = {**os.environ, **env, "NOWCAST_REDIS_URL": redis_url, "NOWCAST_DATA_DIR": str(data_dir),
                "NOWCAST_API_KEYS": API_KEY, "NOWCAST_READINESS_CACHE_SECONDS": "0"}
-    log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115 - closed in the finally below
-    api = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log"],
-        cwd=REPO_ROOT, env=api_env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if api.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "uvicorn.log").read_text())
-            time.sleep(0.2)
-        yield base, worker
+        api = start_api(api_env, port, tmp_path / "uvicorn.log")
+    except RuntimeError:
+        worker.stop()
+        raise
+    try:
+        yield f"http://127.0.0.1:{port}", worker
     finally:
-        api.terminate()
-        api.wait(timeout=30)
-        log.close()
+        stop_api(api)
         worker.stop()
 
 

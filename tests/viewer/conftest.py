@@ -15,7 +15,6 @@ import datetime as dt
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import pytest
 import redis
 from playwright.sync_api import Browser, sync_playwright
 
+from tests.utils.api_process import start_api, stop_api
 from tests.utils.redis_server import RedisServer, free_port
 from tests.utils.worker_process import WorkerProcess
 from tests.workers.conftest import FEED_START, write_blob_feed, write_tiny_checkpoint
@@ -78,24 +78,6 @@ def _wait_for_job(store: redis.Redis, job_id: str, timeout: float = 120.0) -> No
     raise AssertionError(f"{job_id} did not finish in {timeout} s: {jobs.get_job(store, job_id=job_id)}")
 
 
-def _start_api(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
-               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited early:\n{log_path.read_text(errors='replace')[-4000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError(f"uvicorn did not answer /healthz in 60 s:\n{log_path.read_text(errors='replace')[-4000:]}")
-
-
 @pytest.fixture(scope="package")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     import torch
@@ -134,7 +116,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     celery = create_app(WorkerSettings(redis_url=url, data_dir=data_dir))
     try:
         worker.start()
-        api = _start_api(api_env, port, tmp / "api.log")
+        api = start_api(api_env, port, tmp / "api.log")
         for slot in (SUCCESSFUL_SLOT, EARLIER_SLOT, SKIPPED_SLOT):
             celery.send_task("workers.tasks.nowcast", args=[slot.isoformat().replace("+00:00", "Z")], queue="gpu")
         celery.send_task("workers.tasks.nowcast_extrapolation",
@@ -151,8 +133,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
                     redis_url=url)
     finally:
         if api is not None:
-            api.terminate()
-            api.wait(timeout=15)
+            stop_api(api)
         worker.stop()
         celery.close()
         store.flushdb()
@@ -174,9 +155,8 @@ def keyed_reads_url(stack: Stack) -> Iterator[str]:
     """A second API process over the same Redis and data, with ``read_requires_key`` on."""
     port = free_port()
     env = {**stack.api_env, "NOWCAST_READ_REQUIRES_KEY": "true"}
-    api = _start_api(env, port, stack.tmp / "api-keyed.log")
+    api = start_api(env, port, stack.tmp / "api-keyed.log")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        api.terminate()
-        api.wait(timeout=15)
+        stop_api(api)

@@ -29,8 +29,9 @@ import xarray as xr
 from playwright.sync_api import Browser, Page, expect
 
 from model.io import netcdf as radar_io
+from tests.utils.api_process import start_api, stop_api
 from tests.utils.redis_server import RedisServer, free_port
-from tests.viewer.conftest import ARTIFACTS, _start_api
+from tests.viewer.conftest import ARTIFACTS
 from tests.viewer.test_palette import scale_colours
 from tests.viewer.test_viewer_browser import screen_colours
 from tests.workers.conftest import FEED_START, blob_field, write_blob_feed
@@ -136,13 +137,12 @@ def domain_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFac
         "NOWCAST_CHECKPOINT": str(tmp / "none.pt"), "OMP_NUM_THREADS": "1",
     }
     port = free_port()
-    api = _start_api(env, port, tmp / "api.log")
+    api = start_api(env, port, tmp / "api.log")
     try:
         yield DomainStack(base_url=f"http://127.0.0.1:{port}", coast_id=coast_id, harbour_id=harbour_id,
                           harbour_product=harbour_product)
     finally:
-        api.terminate()
-        api.wait(timeout=15)
+        stop_api(api)
         store.flushdb()
         store.close()
 
