@@ -24,7 +24,9 @@ large ones (the observation behind STEPS' cascade). The network runs once; each 
    does), so that it has the forecast's rain area and intensities, rearranged;
 3. is carried forward with the slot's motion displaced by its own offset: one random vector per
    member, of standard deviation ``displacement_px[k]`` per axis at lead k (a spatially constant
-   error of the motion's mean, as STEPS' velocity perturbations are);
+   error of the motion's mean, as STEPS' velocity perturbations are), scaled for the case by how
+   much its motion changed through the context (:func:`motion_change`, when the calibration has a
+   ``predictability_exponent``): a steady flow keeps its members close;
 4. is clipped to the scaling's dBZ range ("no echo" at its floor).
 
 ``members == 1`` is the deterministic forecast, bit for bit. The members share one motion field
