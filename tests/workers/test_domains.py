@@ -138,6 +138,17 @@ def test_the_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
 
 
 LCC = "+proj=lcc +lat_0=54 +lon_0=-3 +lat_1=50 +lat_2=58 +datum=WGS84"
+# Two synthetic domains: one on the feed's own projection, one on LCC (the projection tests' file).
+SITE_AND_ISLANDS = f"""\
+        [[domain]]
+        id = "site"
+        grid = "24x40"
+
+        [[domain]]
+        id = "islands"
+        grid = "40x24"
+        projection = "{LCC}"
+        """
 
 
 def test_a_projection_key_becomes_the_synthetic_feeds_grid_mapping(tmp_path: Path) -> None:
@@ -148,16 +159,7 @@ def test_a_projection_key_becomes_the_synthetic_feeds_grid_mapping(tmp_path: Pat
     from service.gridmap import grid_mapping_of
     from stack.feed import FrameSource
 
-    path = _write(tmp_path, f"""\
-        [[domain]]
-        id = "site"
-        grid = "24x40"
-
-        [[domain]]
-        id = "islands"
-        grid = "40x24"
-        projection = "{LCC}"
-
+    path = _write(tmp_path, SITE_AND_ISLANDS + """
         [[domain]]
         id = "europe"
         grid = "32x32"
@@ -210,16 +212,7 @@ def test_a_real_feed_takes_no_projection(tmp_path: Path) -> None:
 def test_nowcast_up_hands_a_domains_projection_to_its_feed_child(tmp_path: Path) -> None:
     from stack import launcher
 
-    path = _write(tmp_path, f"""\
-        [[domain]]
-        id = "site"
-        grid = "24x40"
-
-        [[domain]]
-        id = "islands"
-        grid = "40x24"
-        projection = "{LCC}"
-        """)
+    path = _write(tmp_path, SITE_AND_ISLANDS)
     options = launcher.StackOptions(data_dir=tmp_path / "var", speed=60.0, domains=path, base_env={}, python="py",
                                     clock_origin=(1.0e9, dt.datetime(2026, 3, 1, tzinfo=dt.UTC)))
     env = launcher.child_env(options, redis_url="redis://x", api_keys="k")
