@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from service.deps import SettingsDep
 from service.problems import Problem
 from service.settings import ApiSettings
+from workers import clock
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -71,11 +72,18 @@ def model_card_path(settings: ApiSettings) -> Path:
 
 @router.get("/viewer/config.json", include_in_schema=False)
 def viewer_config(settings: SettingsDep) -> dict[str, Any]:
-    """The deployment facts the page shows: when the newest scan counts as stale, the cadence, a card."""
+    """The deployment facts the page shows: when the newest scan counts as stale, the cadence, a card.
+
+    ``now`` and ``clock_speed`` are the stack's clock (workers/clock.py): a local stack run with a
+    simulated clock is hours or days from the browser's, and the page judges a scan's age on the
+    clock the workers judged it on.
+    """
     return {
         "stale_after_minutes": settings.stale_after_minutes,
         "timestep_minutes": settings.timestep_minutes,
         "model_card": model_card_path(settings).is_file(),
+        "now": clock.now(settings).isoformat(),
+        "clock_speed": settings.clock_speed,
     }
 
 

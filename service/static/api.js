@@ -337,7 +337,7 @@ export async function fetchDomains({ signal } = {}) {
   }
 }
 
-/** What the page needs to know of the deployment: {stale_after_minutes, model_card}. */
+/** What the page needs to know of the deployment: {stale_after_minutes, timestep_minutes, model_card, now, clock_speed}. */
 export async function fetchViewerConfig({ signal } = {}) {
   return getJson("/viewer/config.json", { signal });
 }

@@ -30,6 +30,15 @@ export function formatAge(minutes) {
 }
 
 /**
+ * The stack's "now" (a Date): the config's `now`, read at `fetchedAtMs`, run on at its `clock_speed`.
+ * Without a config, the browser's clock.
+ */
+export function stackNow(config, fetchedAtMs, nowMs = Date.now()) {
+  if (!config?.now) return new Date(nowMs);
+  return new Date(Date.parse(config.now) + (config.clock_speed ?? 1) * (nowMs - fetchedAtMs));
+}
+
+/**
  * The newest scan behind the successful slots (a slot's reference time is its newest scan) and its
  * age at `now`: {text, stale, minutes}, or null without any successful slot. `staleAfter` is the
  * workers' stale limit in minutes (null: unknown, never stale).

@@ -42,7 +42,7 @@ import {
   paletteScale,
   PROBABILITY_SCALE,
 } from "./scale.js";
-import { scanAge, storedPalette, storePalette } from "./status.js";
+import { scanAge, stackNow, storedPalette, storePalette } from "./status.js";
 
 /**
  * How often the lists are polled: 30 s, or `?refresh=SECONDS` in the page URL (2 s to 10 min), for
@@ -488,6 +488,7 @@ class Viewer {
     this.skill = { threshold: "30dBZ" };
     this.report = null;
     this.config = null;
+    this.configFetchedAt = Date.now();
     this.comparison = new Comparison(this.player.map);
     this.player.onFrame = (product, frame) => this.comparison.follow(product, frame, this.player.scale);
     $("back-to-latest").addEventListener("click", () => this.showLatest());
@@ -501,6 +502,7 @@ class Viewer {
   async start() {
     renderLegend(this.player.scale);
     this.config = await fetchViewerConfig().catch(() => null);
+    this.configFetchedAt = Date.now();
     $("limits-open").hidden = !this.config?.model_card;
     await this.loadDomains();
     await this.refresh();
@@ -644,7 +646,8 @@ class Viewer {
   /** Age of the newest scan behind any successful slot, and a warning past the stale limit. */
   showScanAge(slots) {
     const line = $("scan-age");
-    const age = scanAge(slots, new Date(), this.config?.stale_after_minutes ?? null);
+    // On the stack's clock, which a local stack may run faster than the browser's.
+    const age = scanAge(slots, stackNow(this.config, this.configFetchedAt), this.config?.stale_after_minutes ?? null);
     line.hidden = age === null;
     if (age === null) return;
     line.textContent = age.text;

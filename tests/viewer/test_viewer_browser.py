@@ -286,6 +286,18 @@ def test_staleness_limits_and_the_neutral_badge(page: Page, stack: Stack) -> Non
                         "the model, the source shown here).")
     assert notes[1] is None and notes[3] is None
     assert notes[2].startswith("The model verified better")  # the fallback's skill is the extrapolation's
+    # The scan's age is judged on the stack's clock (config.json's now and clock_speed), not the browser's.
+    ages = page.evaluate(
+        """async () => {
+            const s = await import('./viewer/static/status.js');
+            const fetched = Date.parse('2027-01-01T00:00:00Z');
+            const config = { now: '2026-03-01T12:40:00+00:00', clock_speed: 60 };
+            return [s.stackNow(config, fetched, fetched + 30_000).toISOString(),
+                    s.stackNow(null, fetched, fetched + 30_000).toISOString(),
+                    (await (await fetch('./viewer/config.json')).json()).clock_speed];
+        }"""
+    )
+    assert ages == ["2026-03-01T13:10:00.000Z", "2027-01-01T00:00:30.000Z", 1.0]
 
 
 def test_failed_job_card_says_why_without_server_paths(page: Page, stack: Stack) -> None:

@@ -97,3 +97,25 @@ def test_no_static_file_reaches_outside_the_api() -> None:
         text = path.read_text().replace('xmlns="http://www.w3.org/2000/svg"', "")
         text = text.replace('const SVG = "http://www.w3.org/2000/svg";', "")  # skill.js: createElementNS
         assert re.search(r"(https?:)?//[a-z0-9-]+(\.[a-z0-9-]+)+", text) is None, path
+
+
+def test_config_carries_the_stacks_clock(tmp_path) -> None:
+    """A stack with a simulated clock: the page is told its time and speed, to judge a scan's age on it."""
+    import datetime as dt
+    import time
+
+    from service.settings import ApiSettings
+
+    def config(**clock: object) -> dict:
+        app = FastAPI()
+        app.include_router(router)
+        app.state.settings = ApiSettings(api_keys=["viewer-test-key-0123456789"], data_dir=tmp_path, **clock)
+        return TestClient(app).get("/viewer/config.json").json()
+
+    simulated = config(clock_speed=60.0, clock_wall_start=time.time() - 10.0, clock_sim_start="2026-03-01T12:00:00Z")
+    assert simulated["clock_speed"] == 60.0
+    elapsed = dt.datetime.fromisoformat(simulated["now"]) - dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    assert dt.timedelta(minutes=10) <= elapsed < dt.timedelta(minutes=15)  # 10 s and more, 60 times faster
+    wall = config()
+    assert wall["clock_speed"] == 1.0
+    assert abs(dt.datetime.fromisoformat(wall["now"]).timestamp() - time.time()) < 60
