@@ -99,6 +99,67 @@ def test_decorrelated_scales_keep_the_forecasts_values_rearranged(storm):
     assert draws.rho[-1] < draws.rho[0]
 
 
+def test_offsets_are_centred_on_the_slots_motion(storm):
+    """Centred draws: zero mean over the members (the ensemble is not shifted off the motion), unit RMS."""
+    from model.ensemble import draw_perturbations
+
+    for members in (2, 5, 20):
+        draws = draw_perturbations(storm[8], storm[9], members, 3, 6)
+        assert np.abs(draws.offsets.mean(axis=0)).max() < 1e-12
+        assert np.mean(draws.offsets**2) == pytest.approx(1.0)
+    independent = draw_perturbations(storm[8], storm[9], 20, 3, 6, centred=False)
+    assert np.abs(independent.offsets.mean(axis=0)).max() > 1e-3
+    # The same draws before centring: centring only shifts and scales them.
+    centred = draw_perturbations(storm[8], storm[9], 20, 3, 6)
+    shifted = independent.offsets - independent.offsets.mean(axis=0)
+    assert np.allclose(centred.offsets, shifted / np.sqrt(np.mean(shifted**2)))
+
+
+def test_intensity_matching_keeps_the_echo_where_it_is_and_takes_the_scans_values():
+    from model.ensemble import ECHO_DBZ, match_intensities
+
+    rng = np.random.default_rng(0)
+    field = np.full((32, 40), -10.0, dtype=np.float32)
+    field[8:20, 10:30] = rng.uniform(5.0, 25.0, size=(12, 20))  # a faded forecast: 240 echo pixels
+    newest = np.full((32, 40), -10.0, dtype=np.float32)
+    newest[4:24, 5:25] = rng.uniform(10.0, 50.0, size=(20, 20))  # a sharper scan with another area
+    matched = match_intensities(field, newest, 1.0)
+    echo = field >= ECHO_DBZ
+    assert np.array_equal(matched >= ECHO_DBZ, echo)  # same place, same area
+    assert np.array_equal(matched[~echo], field[~echo])
+    assert np.array_equal(np.argsort(matched[echo], kind="stable"), np.argsort(field[echo], kind="stable"))
+    target = newest[newest >= ECHO_DBZ]
+    assert np.allclose(np.quantile(matched[echo], [0.1, 0.5, 0.9]), np.quantile(target, [0.1, 0.5, 0.9]), atol=0.5)
+    half = match_intensities(field, newest, 0.5)
+    assert np.allclose(half[echo], 0.5 * field[echo] + 0.5 * matched[echo], atol=1e-4)
+    assert np.array_equal(match_intensities(field, newest, 0.0), field)
+    assert np.array_equal(match_intensities(field, np.full_like(newest, -10.0), 1.0), field)  # no echo to take
+
+
+def test_intensity_matching_sharpens_the_members_where_the_forecast_faded(storm):
+    """With a share of 1 the members' echo has the newest scan's intensities; with 0 the network's."""
+    from model.ensemble import perturb_members
+
+    faded = np.where(storm[10:13] >= 0.0, 0.5 * storm[10:13], storm[10:13]).astype(np.float32)  # cores halved
+    plain = EnsembleSettings(displacement_px=(2.0,), decorrelation=(0.0,), perturb="motion")
+    matched = dataclasses.replace(plain, intensity_matching=(1.0,))
+    as_forecast, sharp = (perturb_members(faded, None, 4, 1, settings, storm[8], storm[9], -10.0, 60.0)
+                          for settings in (plain, matched))
+    newest_echo = storm[9][storm[9] >= 0.0]
+    top = [np.quantile(members[members >= 0.0], 0.9) for members in (as_forecast, sharp)]
+    assert abs(top[1] - np.quantile(newest_echo, 0.9)) < 2.0 and top[0] < top[1] - 5.0
+    with pytest.raises(ValueError, match="intensity_matching"):
+        EnsembleSettings(intensity_matching=(1.5,))
+
+
+def test_a_calibration_without_the_centring_key_was_fitted_on_independent_offsets():
+    old = {"displacement_px": [1.0], "decorrelation": [0.0]}
+    assert EnsembleSettings.from_json(old, "old").centred_offsets is False
+    assert EnsembleSettings.from_json(old, "old").intensity_matching_at(3).tolist() == [0.0] * 3
+    new = EnsembleSettings(centred_offsets=True, intensity_matching=(0.0, 1.0))
+    assert EnsembleSettings.from_json(json.loads(json.dumps(new.to_json())), "defaults") == new
+
+
 def test_batched_samples_use_consecutive_seeds(lagrangian, storm):
     from model.io.units import dbz_to_model
 
