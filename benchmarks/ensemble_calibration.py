@@ -6,16 +6,17 @@
 
 For every validation storm (the synthetic source's ``valid`` split, never the test storms) the
 network runs once; each member's random draws (motion offset, noise fields) are drawn once per
-storm and scaled by every pair on a grid of amplitudes: a motion offset of ``displacement_px``
-(px, per axis) and a decorrelation ``c`` of the forecast's scales (model/ensemble.py). The CRPS of
-every pair at every lead is summed over the storms (dBZ, below 0 dBZ counted as 0 dBZ, as the
-verification scores it).
+storm and scaled by every combination on a grid of amplitudes: a motion offset of
+``displacement_px`` (px, per axis), a decorrelation ``c`` of the forecast's scales and an
+intensity matching share ``a`` (model/ensemble.py). The CRPS, the spread-skill ratio and the
+Brier score at 20 and 30 dBZ of every combination at every lead are summed over the storms (dBZ,
+below 0 dBZ counted as 0 dBZ, as the verification scores it).
 
-The JSON has, per lead, the best pair of each family of perturbations (motion only, scales only,
-both) and the CRPS each reaches, next to the deterministic forecast's (pair 0, 0: its MAE), and
-the spread-skill ratio of the chosen pair. ``--write-settings`` writes the winner's amplitudes
-beside the checkpoint as ``<stem>.ensemble.json`` (model/ensemble.py reads it), with this run's
-provenance.
+The JSON has, per lead, the best combination of each family of perturbations (motion only,
+scales only, both) and the CRPS each reaches, next to the deterministic forecast's (all zero: its
+MAE), and the spread-skill ratio of the chosen one. ``--write-settings`` writes the winner's
+amplitudes beside the checkpoint as ``<stem>.ensemble.json`` (model/ensemble.py reads it), with
+this run's provenance.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from model.ensemble import (
     apply_perturbations,
     calibration_path,
     draw_perturbations,
+    match_intensities,
     motion_change,
     newest_pair,
 )
@@ -48,8 +50,11 @@ log = logging.getLogger("benchmarks.ensemble_calibration")
 
 DISPLACEMENTS_PX = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0)
 DECORRELATIONS = (0.0, 0.5, 1.0, 2.0)
+INTENSITY_MATCHING = (0.0,)
+BRIER_THRESHOLDS_DBZ = (20.0, 30.0)
 SCORE_FLOOR_DBZ = 0.0  # as model/verification/probabilistic.py: below 0 dBZ is no echo
 FAMILIES = {"motion": lambda d, c: c == 0.0, "scales": lambda d, c: d == 0.0, "both": lambda d, c: True}
+Combo = tuple[float, float, float]  # (displacement px, decorrelation, intensity matching share)
 
 
 def crps_per_lead(members: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,8 +78,25 @@ def crps_per_lead(members: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, n
         ((mean - y) ** 2).sum(dim=(1, 2)).double().numpy()
 
 
-def _best(pairs: list[tuple[float, float]], crps: np.ndarray, ratio: np.ndarray, min_ratio: float
-          ) -> dict[str, list[float]]:
+def brier_per_lead(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """members (M, K, H, W), truth (K, H, W) dBZ -> (K, thresholds) Brier score sums at BRIER_THRESHOLDS_DBZ."""
+    out = np.empty((truth.shape[0], len(BRIER_THRESHOLDS_DBZ)))
+    for j, threshold in enumerate(BRIER_THRESHOLDS_DBZ):
+        probability = (members >= threshold).mean(axis=0, dtype=np.float64)
+        out[:, j] = ((probability - (truth >= threshold)) ** 2).sum(axis=(1, 2))
+    return out
+
+
+def _chosen(pairs: list[Combo], best: list[int], crps: np.ndarray, ratio: np.ndarray) -> dict[str, list[float]]:
+    return {
+        "displacement_px": [pairs[b][0] for b in best], "decorrelation": [pairs[b][1] for b in best],
+        "intensity_matching": [pairs[b][2] for b in best],
+        "crps_dbz": [round(float(crps[b, k]), 4) for k, b in enumerate(best)],
+        "spread_skill": [round(float(ratio[b, k]), 3) for k, b in enumerate(best)],
+    }
+
+
+def _best(pairs: list[Combo], crps: np.ndarray, ratio: np.ndarray, min_ratio: float) -> dict[str, list[float]]:
     """Per lead, the pair of least CRPS among those with a spread-skill ratio of at least ``min_ratio``.
 
     A forecaster reads an ensemble's spread as its uncertainty: the least-CRPS pair of these
@@ -85,32 +107,31 @@ def _best(pairs: list[tuple[float, float]], crps: np.ndarray, ratio: np.ndarray,
     best = eligible.argmin(axis=0)
     fallback = np.where(np.isfinite(crps), ratio, -np.inf).argmax(axis=0)
     best = np.where(np.isfinite(eligible.min(axis=0)), best, fallback)
-    return {
-        "displacement_px": [pairs[b][0] for b in best], "decorrelation": [pairs[b][1] for b in best],
-        "crps_dbz": [round(float(crps[b, k]), 4) for k, b in enumerate(best)],
-        "spread_skill": [round(float(ratio[b, k]), 3) for k, b in enumerate(best)],
-    }
+    return _chosen(pairs, [int(b) for b in best], crps, ratio)
 
 
-def _dispersed_within(pairs: list[tuple[float, float]], crps: np.ndarray, ratio: np.ndarray, ceiling: np.ndarray
+def _dispersed_within(pairs: list[Combo], crps: np.ndarray, ratio: np.ndarray, ceiling: np.ndarray,
+                      brier: np.ndarray | None = None, brier_ceiling: np.ndarray | None = None
                       ) -> dict[str, list[float]]:
-    """Per lead, the pair whose spread-skill ratio is nearest 1 among those with a CRPS below ``ceiling[k]``.
+    """Per lead, the combination whose spread-skill ratio is nearest 1 among those with a CRPS below ``ceiling[k]``
+    and, given ``brier`` (combos, K, thresholds) and ``brier_ceiling`` (K, thresholds), a Brier score below
+    the ceiling at every threshold.
 
-    Where no pair is below the ceiling, the least-CRPS pair. Ties in the ratio go to the lower CRPS.
+    Where none meets the Brier ceilings, the CRPS ceiling alone decides; where none is below that
+    either, the least-CRPS combination. Ties in the ratio go to the lower CRPS.
     """
     best = []
     for k in range(crps.shape[1]):
         under = np.flatnonzero(crps[:, k] < ceiling[k])
+        if brier is not None and brier_ceiling is not None:
+            sharp = under[np.all(brier[under, k] < brier_ceiling[k], axis=-1)]
+            under = sharp if sharp.size else under
         if under.size == 0:
             best.append(int(np.argmin(crps[:, k])))
             continue
         order = np.lexsort((crps[under, k], np.abs(ratio[under, k] - 1.0)))
         best.append(int(under[order[0]]))
-    return {
-        "displacement_px": [pairs[b][0] for b in best], "decorrelation": [pairs[b][1] for b in best],
-        "crps_dbz": [round(float(crps[b, k]), 4) for k, b in enumerate(best)],
-        "spread_skill": [round(float(ratio[b, k]), 3) for k, b in enumerate(best)],
-    }
+    return _chosen(pairs, best, crps, ratio)
 
 
 def main() -> int:
@@ -134,6 +155,11 @@ def main() -> int:
                              "(model.ensemble.motion_change; 0: the same offsets for every storm)")
     parser.add_argument("--decorrelations", default=",".join(f"{v:g}" for v in DECORRELATIONS),
                         help="the decorrelation amplitudes of the grid, comma-separated (0 alone: motion only)")
+    parser.add_argument("--intensity-matching", default=",".join(f"{v:g}" for v in INTENSITY_MATCHING),
+                        help="the intensity matching shares of the grid, comma-separated, with 0 "
+                             "(model.ensemble.match_intensities)")
+    parser.add_argument("--uncentred", action="store_true",
+                        help="independent offsets, as before they were centred (to measure what centring gives)")
     parser.add_argument("--steps-reference-from", type=Path,
                         help="take STEPS' scores from an earlier run's JSON on the same storms and seed")
     parser.add_argument("--from-grid", type=Path,
@@ -143,9 +169,12 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     decorrelations = tuple(float(v) for v in args.decorrelations.split(","))
-    if 0.0 not in decorrelations:
-        parser.error("--decorrelations must include 0 (the motion-only and deterministic pairs)")
-    pairs = [(d, n) for d in DISPLACEMENTS_PX for n in decorrelations]
+    shares = tuple(float(v) for v in args.intensity_matching.split(","))
+    if 0.0 not in decorrelations or 0.0 not in shares:
+        parser.error("--decorrelations and --intensity-matching must include 0 (the deterministic forecast)")
+    if not all(0.0 <= a <= 1.0 for a in shares):
+        parser.error("--intensity-matching shares must be in [0, 1]")
+    pairs = [(d, n, a) for d in DISPLACEMENTS_PX for n in decorrelations for a in shares]
     started = time.perf_counter()
     reference = None
     if args.steps_reference_from:
@@ -156,28 +185,31 @@ def main() -> int:
         reference = earlier["steps_reference"]
     if args.from_grid:
         earlier = json.loads(args.from_grid.read_text())
-        grids = (earlier["grid_displacement_px"], earlier["grid_decorrelation"])
-        if grids != (list(DISPLACEMENTS_PX), list(decorrelations)):
+        grids = (earlier["grid_displacement_px"], earlier["grid_decorrelation"],
+                 earlier.get("grid_intensity_matching", [0.0]))
+        if grids != (list(DISPLACEMENTS_PX), list(decorrelations), list(shares)):
             raise SystemExit(f"{args.from_grid}: measured on another grid of amplitudes; measure again")
         crps, ratio = np.array(earlier["grid_crps_dbz"]), np.array(earlier["grid_spread_skill"])
+        brier = np.array(earlier["grid_brier"]) if earlier.get("grid_brier") else None
         seen, seconds = earlier["sequences"], earlier["seconds"]
         reference = reference or earlier.get("steps_reference")
         args.reference_acceleration = earlier.get("reference_acceleration")
     else:
-        crps, ratio, seen = measure(args, pairs)
+        crps, ratio, brier, seen = measure(args, pairs)
         seconds = round(time.perf_counter() - started, 1)
     if args.with_steps and reference is None:
         reference = measure_steps(args)
-    return report(args, pairs, crps, ratio, seen, seconds, reference)
+    return report(args, pairs, crps, ratio, brier, seen, seconds, reference)
 
 
 def measure_steps(args: argparse.Namespace) -> dict[str, list[float]]:
-    """pysteps STEPS on the same validation storms (storm i with seed + i): CRPS and spread-skill per lead."""
+    """pysteps STEPS on the same validation storms (storm i with seed + i): CRPS, spread-skill and Brier per lead."""
     from model.baselines import steps_ensemble
 
     height, width = (int(v) for v in args.grid.split("x"))
     source = SyntheticRadar(height=height, width=width, valid_sequences=args.sequences, output_length=args.steps)
     crps, variance, squared = np.zeros(args.steps), np.zeros(args.steps), np.zeros(args.steps)
+    brier = np.zeros((args.steps, len(BRIER_THRESHOLDS_DBZ)))
     seen = 0
     for batch in source.eval_batches("valid", 4):
         for sequence in batch:
@@ -186,15 +218,18 @@ def measure_steps(args: argparse.Namespace) -> dict[str, list[float]]:
                                      seed=args.seed + seen)
             c, v, q = crps_per_lead(members, dbz[source.input_length:])
             crps, variance, squared = crps + c, variance + v, squared + q
+            brier += brier_per_lead(members, dbz[source.input_length:])
             seen += 1
         log.info("STEPS: %d / %d storms", seen, args.sequences)
     ratio = np.sqrt((args.members + 1) / args.members) * np.sqrt(variance / np.maximum(squared, 1e-12))
     return {"crps_dbz": np.round(crps / (seen * height * width), 4).tolist(),
-            "spread_skill": np.round(ratio, 3).tolist()}
+            "spread_skill": np.round(ratio, 3).tolist(),
+            "brier": np.round(brier / (seen * height * width), 6).tolist()}
 
 
-def measure(args: argparse.Namespace, pairs: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(pairs, steps) CRPS in dBZ and spread-skill ratio of every pair, and the storms scored."""
+def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(combos, steps) CRPS in dBZ and spread-skill ratio, (combos, steps, thresholds) Brier score of every
+    combination, and the storms scored."""
     import torch
 
     height, width = (int(v) for v in args.grid.split("x"))
@@ -205,6 +240,7 @@ def measure(args: argparse.Namespace, pairs: list[tuple[float, float]]) -> tuple
     crps = np.zeros((len(pairs), args.steps))
     variance = np.zeros_like(crps)
     squared = np.zeros_like(crps)
+    brier = np.zeros((len(pairs), args.steps, len(BRIER_THRESHOLDS_DBZ)))
     pixels = 0
     seen = 0
     started = last = time.perf_counter()
@@ -227,15 +263,19 @@ def measure(args: argparse.Namespace, pairs: list[tuple[float, float]]) -> tuple
             truth_dbz = model_to_dbz(truth[i, :, 0], scaling)
             motion = None if motions is None else motions[i]
             previous, newest = (model_to_dbz(f, scaling) for f in newest_pair(context[i, :, 0], motion))
-            draws = draw_perturbations(previous, newest, args.members, args.seed + seen, settings.cascade_levels)
+            draws = draw_perturbations(previous, newest, args.members, args.seed + seen, settings.cascade_levels,
+                                       centred=not args.uncentred)
             scale = 1.0 if accelerations is None else settings.spread_scale(accelerations[seen])
-            for p, (d, n) in enumerate(pairs):
-                members = apply_perturbations(lagrangian, motion, draws, np.full(args.steps, d * scale),
+            matched = {a: np.stack([match_intensities(frame, newest, a) for frame in lagrangian])
+                       for a in dict.fromkeys(a for _, _, a in pairs)}
+            for p, (d, n, a) in enumerate(pairs):
+                members = apply_perturbations(matched[a], motion, draws, np.full(args.steps, d * scale),
                                               np.full(args.steps, n), floor, cap)
                 c, v, s = crps_per_lead(members, truth_dbz)
                 crps[p] += c
                 variance[p] += v
                 squared[p] += s
+                brier[p] += brier_per_lead(members, truth_dbz)
             pixels += height * width
             seen += 1
         now = time.perf_counter()
@@ -247,7 +287,7 @@ def measure(args: argparse.Namespace, pairs: list[tuple[float, float]]) -> tuple
     crps /= pixels
     correction = np.sqrt((args.members + 1) / args.members)
     ratio = correction * np.sqrt(variance / pixels) / np.sqrt(np.maximum(squared / pixels, 1e-12))
-    return crps, ratio, seen
+    return crps, ratio, brier / pixels, seen
 
 
 def storm_accelerations(source: SyntheticRadar, floor: float) -> np.ndarray:
@@ -264,37 +304,73 @@ def storm_accelerations(source: SyntheticRadar, floor: float) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.ndarray, ratio: np.ndarray,
-           seen: int, seconds: float, reference: dict[str, list[float]] | None) -> int:
-    """Choose per family and bound, write the JSON and (``--write-settings``) the calibration."""
-    deterministic = pairs.index((0.0, 0.0))
+def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio: np.ndarray,
+           brier: np.ndarray | None, seen: int, seconds: float, reference: dict[str, list[float]] | None) -> int:
+    """Choose per family and bound, write the JSON and (``--write-settings``) the calibration.
+
+    With STEPS' Brier scores in ``reference``, the served choice must also beat STEPS' Brier score
+    at 20 and 30 dBZ at a lead wherever some combination does (:func:`_dispersed_within`).
+    """
+    deterministic = pairs.index((0.0, 0.0, 0.0))
+    brier_ceiling = None
+    if brier is not None and reference is not None and reference.get("brier"):
+        brier_ceiling = np.asarray(reference["brier"])
+    if reference is not None and args.steps_margin > 0:
+        label = f"within STEPS - {args.steps_margin:g}"
+        ceiling = (1.0 - args.steps_margin) * np.asarray(reference["crps_dbz"])
+
+        def bounded_choice(mask: np.ndarray) -> dict[str, list[float]]:
+            return _dispersed_within(pairs, np.where(mask[:, None], crps, np.inf), ratio, ceiling, brier,
+                                     brier_ceiling)
+    else:
+        label = f"spread-skill >= {args.min_spread_skill:g}"
+
+        def bounded_choice(mask: np.ndarray) -> dict[str, list[float]]:
+            return _best(pairs, np.where(mask[:, None], crps, np.inf), ratio, args.min_spread_skill)
+    shares = list(dict.fromkeys(a for _, _, a in pairs))
+    share_of = np.array([a for _, _, a in pairs])
     families = {}
+    bounded = {}
     for name, member_of in FAMILIES.items():
-        allowed = np.array([member_of(d, n) for d, n in pairs])
+        allowed = np.array([member_of(d, n) for d, n, _ in pairs])
         families[name] = _best(pairs, np.where(allowed[:, None], crps, np.inf), ratio, 0.0)
         families[f"{name}, spread-skill >= {args.min_spread_skill:g}"] = _best(
             pairs, np.where(allowed[:, None], crps, np.inf), ratio, args.min_spread_skill)
-        if reference is not None and args.steps_margin > 0:
-            families[f"{name}, within STEPS - {args.steps_margin:g}"] = _dispersed_within(
-                pairs, np.where(allowed[:, None], crps, np.inf), ratio,
-                (1.0 - args.steps_margin) * np.asarray(reference["crps_dbz"]))
+        families[f"{name}, {label}"] = bounded_choice(allowed)
+        bounded[name] = f"{name}, {label}"
+        # One intensity matching share for every lead: chosen lead by lead, the share flips
+        # between neighbouring leads on differences the storms cannot resolve.
+        if len(shares) > 1:
+            for share in shares:
+                key = f"{name}, intensity matching {share:g}, {label}"
+                families[key] = bounded_choice(allowed & (share_of == share))
+            bounded[name] = min((f"{name}, intensity matching {share:g}, {label}" for share in shares),
+                                key=lambda key: sum(families[key]["crps_dbz"]))
     # The winner among the kinds of perturbation, each with the selection that is served.
-    if reference is not None and args.steps_margin > 0:
-        bounded = {name: f"{name}, within STEPS - {args.steps_margin:g}" for name in FAMILIES}
-    else:
-        bounded = {name: f"{name}, spread-skill >= {args.min_spread_skill:g}" for name in FAMILIES}
     winner = min(FAMILIES, key=lambda name: sum(families[bounded[name]]["crps_dbz"]))
+    served = families[bounded[winner]]
+    if brier is not None and brier_ceiling is not None:
+        chosen = [pairs.index((d, n, a)) for d, n, a in zip(served["displacement_px"], served["decorrelation"],
+                                                            served["intensity_matching"], strict=True)]
+        served["brier_skill_vs_steps"] = {
+            f"{t:g}dBZ": [round(1.0 - float(brier[c, k, j]) / max(float(brier_ceiling[k, j]), 1e-12), 4)
+                          for k, c in enumerate(chosen)] for j, t in enumerate(BRIER_THRESHOLDS_DBZ)}
     report = {
         "benchmark": "ensemble_calibration", "date": dt.date.today().isoformat(), "machine": machine_description(),
         "checkpoint": str(args.checkpoint), "split": "valid", "sequences": seen, "grid": args.grid,
         "members": args.members, "seed": args.seed, "steps": args.steps, "timestep_minutes": 6,
-        "grid_displacement_px": list(DISPLACEMENTS_PX), "grid_decorrelation": list(dict.fromkeys(n for _, n in pairs)),
+        "grid_displacement_px": list(DISPLACEMENTS_PX),
+        "grid_decorrelation": list(dict.fromkeys(n for _, n, _ in pairs)),
+        "grid_intensity_matching": list(dict.fromkeys(a for _, _, a in pairs)),
+        "centred_offsets": not args.uncentred,
         "predictability_exponent": args.predictability_exponent,
         "reference_acceleration": getattr(args, "reference_acceleration", None),
         "deterministic_crps_dbz": [round(float(v), 4) for v in crps[deterministic]],
         "families": families, "winner": winner, "served": bounded[winner], "min_spread_skill": args.min_spread_skill,
         "steps_reference": reference, "steps_margin": args.steps_margin,
         "grid_crps_dbz": np.round(crps, 4).tolist(), "grid_spread_skill": np.round(ratio, 3).tolist(),
+        "grid_brier": None if brier is None else np.round(brier, 6).tolist(),
+        "brier_thresholds_dbz": list(BRIER_THRESHOLDS_DBZ),
         "seconds": seconds,
         "command": "python -m benchmarks.ensemble_calibration " + " ".join(
             f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
@@ -302,9 +378,10 @@ def report(args: argparse.Namespace, pairs: list[tuple[float, float]], crps: np.
     }
     emit_json(report, args.json)
     if args.write_settings:
-        chosen = families[bounded[winner]]
+        chosen = served
         calibration = {
             "displacement_px": chosen["displacement_px"], "decorrelation": chosen["decorrelation"],
+            "intensity_matching": chosen["intensity_matching"], "centred_offsets": not args.uncentred,
             "cascade_levels": EnsembleSettings().cascade_levels, "perturb": winner,
             "predictability_exponent": args.predictability_exponent,
             "reference_acceleration": getattr(args, "reference_acceleration", None) or

@@ -35,6 +35,7 @@ def test_calibration_scores_every_pair_and_chooses_a_dispersed_one(tmp_path: Pat
     report = json.loads(out.read_text())
     pairs = len(DISPLACEMENTS_PX) * len(DECORRELATIONS)
     assert np.array(report["grid_crps_dbz"]).shape == (pairs, 3)
+    assert np.array(report["grid_brier"]).shape == (pairs, 3, 2) and report["centred_offsets"] is True
     assert report["split"] == "valid" and report["sequences"] == 1 and report["winner"] in ("both", "motion", "noise")
     best = report["families"]["both"]
     assert best["crps_dbz"] == [round(min(column), 4) for column in np.array(report["grid_crps_dbz"]).T]
@@ -50,21 +51,29 @@ def test_calibration_scores_every_pair_and_chooses_a_dispersed_one(tmp_path: Pat
 
 
 def test_adaptive_calibration_records_its_reference_and_writes_it_beside_the_checkpoint(tmp_path: Path) -> None:
+    """Offsets that follow the case, intensity matching on the grid, and the choice bounded by STEPS' scores."""
     checkpoint = tmp_path / "model.pt"
     checkpoint.write_bytes(DEFAULT_MODEL.read_bytes())
     out = tmp_path / "adaptive.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--checkpoint", str(checkpoint),
                            "--sequences", "2", "--members", "3", "--grid", "32x48", "--steps", "2",
-                           "--predictability-exponent", "0.5", "--decorrelations", "0", "--json", str(out),
-                           "--write-settings"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           "--predictability-exponent", "0.5", "--decorrelations", "0", "--intensity-matching", "0,1",
+                           "--with-steps", "--steps-margin", "0.01", "--json", str(out), "--write-settings"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert report["grid_decorrelation"] == [0.0] and report["predictability_exponent"] == 0.5
-    assert np.array(report["grid_crps_dbz"]).shape == (len(DISPLACEMENTS_PX), 2)
+    assert report["grid_decorrelation"] == [0.0] and report["grid_intensity_matching"] == [0.0, 1.0]
+    assert report["predictability_exponent"] == 0.5
+    assert np.array(report["grid_crps_dbz"]).shape == (len(DISPLACEMENTS_PX) * 2, 2)
     assert report["reference_acceleration"] > 0 and "--seed 0" in report["command"]
+    assert np.array(report["steps_reference"]["brier"]).shape == (2, 2)
+    served = report["families"][report["served"]]
+    assert report["served"].endswith("within STEPS - 0.01")
+    assert set(served["brier_skill_vs_steps"]) == {"20dBZ", "30dBZ"}
     settings = EnsembleSettings.for_checkpoint(checkpoint)
-    assert settings.predictability_exponent == 0.5
+    assert settings.predictability_exponent == 0.5 and settings.centred_offsets
     assert settings.reference_acceleration == report["reference_acceleration"]
+    assert list(settings.intensity_matching) == served["intensity_matching"]
 
 
 def test_speed_times_both_methods_as_whole_processes(tmp_path: Path) -> None:
