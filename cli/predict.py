@@ -146,7 +146,7 @@ def predict_netcdf(model: PredRNN, meta: dict[str, Any], args: argparse.Namespac
                                              settings=settings, scaling=scaling, precision=precision, device=device,
                                              timings=timings)
             ensemble = {"ensemble_seed": args.seed,
-                        "ensemble_perturbation": f"{settings.source}: {settings.perturb}"}
+                        "ensemble_perturbation": settings.describe()}
     except ValueError as exc:  # e.g. one scan for a Lagrangian model, which needs two for its motion
         raise InputError(f"{args.input}: {exc}") from exc
     elapsed = time.perf_counter() - started

@@ -134,6 +134,16 @@ class EnsembleSettings:
         """(steps,): a_k at leads 1..steps."""
         return _table(self.intensity_matching, steps)
 
+    def describe(self) -> str:
+        """The product's provenance line: "<source>: <kind>[, centred offsets][, intensity matching a..b]"."""
+        parts = [self.perturb]
+        if self.centred_offsets:
+            parts.append("centred offsets")
+        low, high = min(self.intensity_matching), max(self.intensity_matching)
+        if high > 0:
+            parts.append(f"intensity matching {low:g}" if low == high else f"intensity matching {low:g}..{high:g}")
+        return f"{self.source}: {', '.join(parts)}"
+
     def with_perturb(self, perturb: str) -> EnsembleSettings:
         return replace(self, perturb=perturb)
 

@@ -183,7 +183,7 @@ def run_forecast(settings: WorkerSettings, dbz: np.ndarray, steps: int, *, membe
                                           device=loaded.device, timings=timings)
             predicted = ensemble_mean(drawn)
             ensemble = {"members": drawn, "seed": int(seed),
-                        "perturbation": f"{calibration.source}: {calibration.perturb}"}
+                        "perturbation": calibration.describe()}
         else:
             predicted = forecast_dbz(loaded.model, dbz, steps, scaling=scaling, precision=loaded.precision,
                                      device=loaded.device, timings=timings)

@@ -241,7 +241,7 @@ def test_ensemble_members_are_reproducible_and_probabilities_consistent(tmp_path
         assert not np.array_equal(members, c["reflectivity"].values)  # another seed, other members
         assert not np.array_equal(members[0], members[1])  # and the members differ from each other
         assert (a.attrs["ensemble_members"], a.attrs["ensemble_seed"]) == (6, 3)
-        assert a.attrs["ensemble_perturbation"] == "defaults: both"  # no calibration beside this checkpoint
+        assert a.attrs["ensemble_perturbation"] == "defaults: both, centred offsets"  # no calibration beside it
         probability = a["probability_of_reflectivity_above_threshold"].values
         assert probability.min() >= 0 and probability.max() <= 1
         assert np.all(np.diff(probability, axis=0) <= 0)  # 20 >= 30 >= 40 dBZ at every pixel and lead

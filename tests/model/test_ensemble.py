@@ -158,6 +158,9 @@ def test_a_calibration_without_the_centring_key_was_fitted_on_independent_offset
     assert EnsembleSettings.from_json(old, "old").intensity_matching_at(3).tolist() == [0.0] * 3
     new = EnsembleSettings(centred_offsets=True, intensity_matching=(0.0, 1.0))
     assert EnsembleSettings.from_json(json.loads(json.dumps(new.to_json())), "defaults") == new
+    # The product's provenance names what was done to the members.
+    assert new.describe() == "defaults: both, centred offsets, intensity matching 0..1"
+    assert EnsembleSettings.from_json(old, "old.json").describe() == "old.json: both"
 
 
 def test_batched_samples_use_consecutive_seeds(lagrangian, storm):
