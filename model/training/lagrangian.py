@@ -230,7 +230,7 @@ def _storm(data: DataOptions, split: str, index: int) -> tuple[np.ndarray, np.nd
     if kind != "storm":
         rng = np.random.default_rng([*entropy, 1])
         rng.random()  # the draw that chose the kind: the flow and trend draws follow it
-        scans = _evolving_storm(rng, entropy, total, data.height, data.width, textured=kind == "textured")
+        scans = evolving_storm(rng, entropy, total, data.height, data.width, textured=kind == "textured")
     else:
         scans = storm_frames(entropy, total, data.height, data.width)
     steps = max(data.output_length, data.input_length - 1)
@@ -238,8 +238,8 @@ def _storm(data: DataOptions, split: str, index: int) -> tuple[np.ndarray, np.nd
     return scans, motion.displacements
 
 
-def _evolving_storm(rng: np.random.Generator, entropy: list[int], total: int, height: int, width: int,
-                    *, textured: bool = False) -> np.ndarray:
+def evolving_storm(rng: np.random.Generator, entropy: list[int], total: int, height: int, width: int,
+                   *, textured: bool = False) -> np.ndarray:
     """One rain field, twice the grid, set in motion with growth and decay.
 
     The field is a developed synthetic storm or, if ``textured``, rain with a composite's texture.

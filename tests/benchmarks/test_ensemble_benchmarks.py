@@ -88,3 +88,19 @@ def test_speed_times_both_methods_as_whole_processes(tmp_path: Path) -> None:
         assert runs[0]["wall_s"] > runs[0]["forecast"] > 0 and runs[0]["peak_rss_mb"] > 50
     assert report["ratio_predrnn_over_steps"] == round(report["median_wall_s"]["predrnn_ensemble"]
                                                        / report["median_wall_s"]["steps"], 3)
+
+
+def test_shift_scores_the_served_ensemble_on_flows_that_grow_and_decay(tmp_path: Path) -> None:
+    out = tmp_path / "shift.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_shift", "--storms", "1", "--members", "3",
+                           "--grid", "32", "--shares", "0,1", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["kinds"]) == {"evolving", "textured"} and report["calibration"].startswith("radar_lagrangian")
+    for scores in report["kinds"].values():
+        assert set(scores) == {"deterministic default", "ensemble, intensity matching 0",
+                               "ensemble, intensity matching 1"}
+        for name, score in scores.items():
+            assert len(score["crps_dbz"]) == 20 and score["crps_summed"] > 0
+            assert ("spread_skill_30_60min" in score) == name.startswith("ensemble")
