@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -134,11 +135,46 @@ def _dispersed_within(pairs: list[Combo], crps: np.ndarray, ratio: np.ndarray, c
     return _chosen(pairs, best, crps, ratio)
 
 
+FLOW_ENTROPY = 98  # the calibration's flows; the training splits use 11 and 12, benchmarks.ensemble_shift 99
+
+
+def validation_batches(args: argparse.Namespace) -> tuple[SyntheticRadar, Iterator[np.ndarray]]:
+    """The synthetic source (for its input length and scaling) and the calibration's cases in batches of 4.
+
+    ``args.sequences`` validation storms of the synthetic source, then ``args.flows`` cases of each
+    kind of ``model.training.lagrangian.evolving_storm`` (a developed storm field, then rain with a
+    composite's texture, set in motion with one region growing and another decaying): the other
+    half of the default model's training data, and the kind the real composite cases are.
+    (B, T, 1, H, W) in model space.
+    """
+    from model.io.units import dbz_to_model
+    from model.training.lagrangian import evolving_storm
+
+    height, width = (int(v) for v in args.grid.split("x"))
+    source = SyntheticRadar(height=height, width=width, valid_sequences=args.sequences, output_length=args.steps)
+
+    def batches() -> Iterator[np.ndarray]:
+        yield from source.eval_batches("valid", 4)
+        for textured in (False, True):
+            for start in range(0, args.flows, 4):
+                cases = []
+                for i in range(start, min(start + 4, args.flows)):
+                    entropy = [args.seed, FLOW_ENTROPY, int(textured), i]
+                    cases.append(evolving_storm(np.random.default_rng([*entropy, 1]), entropy,
+                                                source.input_length + args.steps, height, width, textured=textured))
+                yield dbz_to_model(np.stack(cases), source.scaling)[:, :, None].astype(np.float32)
+
+    return source, batches()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ensemble_calibration",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("model/checkpoints/radar_lagrangian.pt"))
     parser.add_argument("--sequences", type=int, default=30, help="validation storms")
+    parser.add_argument("--flows", type=int, default=0,
+                        help="also this many cases of each kind of flow that grows and decays its rain "
+                             "(a storm field, textured rain; model.training.lagrangian.evolving_storm)")
     parser.add_argument("--members", type=int, default=20)
     parser.add_argument("--grid", default="128x128")
     parser.add_argument("--steps", type=int, default=20)
@@ -179,8 +215,8 @@ def main() -> int:
     reference = None
     if args.steps_reference_from:
         earlier = json.loads(args.steps_reference_from.read_text())
-        if (earlier["sequences"], earlier["seed"], earlier["grid"], earlier["members"]) != (
-                args.sequences, args.seed, args.grid, args.members) or not earlier.get("steps_reference"):
+        if (earlier["sequences"], earlier.get("flows", 0), earlier["seed"], earlier["grid"], earlier["members"]) != (
+                args.sequences, args.flows, args.seed, args.grid, args.members) or not earlier.get("steps_reference"):
             raise SystemExit(f"{args.steps_reference_from}: its STEPS scores are of other storms, seeds or members")
         reference = earlier["steps_reference"]
     if args.from_grid:
@@ -191,7 +227,8 @@ def main() -> int:
             raise SystemExit(f"{args.from_grid}: measured on another grid of amplitudes; measure again")
         crps, ratio = np.array(earlier["grid_crps_dbz"]), np.array(earlier["grid_spread_skill"])
         brier = np.array(earlier["grid_brier"]) if earlier.get("grid_brier") else None
-        seen, seconds = earlier["sequences"], earlier["seconds"]
+        args.flows = earlier.get("flows", 0)
+        seen, seconds = earlier["sequences"] + 2 * args.flows, earlier["seconds"]
         reference = reference or earlier.get("steps_reference")
         args.reference_acceleration = earlier.get("reference_acceleration")
     else:
@@ -207,11 +244,11 @@ def measure_steps(args: argparse.Namespace) -> dict[str, list[float]]:
     from model.baselines import steps_ensemble
 
     height, width = (int(v) for v in args.grid.split("x"))
-    source = SyntheticRadar(height=height, width=width, valid_sequences=args.sequences, output_length=args.steps)
+    source, cases = validation_batches(args)
     crps, variance, squared = np.zeros(args.steps), np.zeros(args.steps), np.zeros(args.steps)
     brier = np.zeros((args.steps, len(BRIER_THRESHOLDS_DBZ)))
     seen = 0
-    for batch in source.eval_batches("valid", 4):
+    for batch in cases:
         for sequence in batch:
             dbz = model_to_dbz(sequence[:, 0], source.scaling)
             members = steps_ensemble(dbz[: source.input_length], args.steps, members=args.members,
@@ -220,7 +257,7 @@ def measure_steps(args: argparse.Namespace) -> dict[str, list[float]]:
             crps, variance, squared = crps + c, variance + v, squared + q
             brier += brier_per_lead(members, dbz[source.input_length:])
             seen += 1
-        log.info("STEPS: %d / %d storms", seen, args.sequences)
+        log.info("STEPS: %d / %d storms", seen, args.sequences + 2 * args.flows)
     ratio = np.sqrt((args.members + 1) / args.members) * np.sqrt(variance / np.maximum(squared, 1e-12))
     return {"crps_dbz": np.round(crps / (seen * height * width), 4).tolist(),
             "spread_skill": np.round(ratio, 3).tolist(),
@@ -236,7 +273,8 @@ def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, n
     model, meta = load_checkpoint(args.checkpoint)
     model.eval()
     scaling = meta.get("scaling") or SyntheticRadar().scaling
-    source = SyntheticRadar(height=height, width=width, valid_sequences=args.sequences, output_length=args.steps)
+    source, cases = validation_batches(args)
+    total = args.sequences + 2 * args.flows
     crps = np.zeros((len(pairs), args.steps))
     variance = np.zeros_like(crps)
     squared = np.zeros_like(crps)
@@ -246,14 +284,14 @@ def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, n
     started = last = time.perf_counter()
     floor, cap = float(scaling["dbz_min"]), float(scaling["dbz_max"])
     settings = EnsembleSettings()
-    accelerations = storm_accelerations(source, floor) if args.predictability_exponent > 0 else None
+    accelerations = storm_accelerations(args, floor) if args.predictability_exponent > 0 else None
     if accelerations is not None:
         args.reference_acceleration = round(float(np.median(accelerations)), 5)
         settings = EnsembleSettings(predictability_exponent=args.predictability_exponent,
                                     reference_acceleration=args.reference_acceleration)
         log.info("motion change of the storms: median %.4f px/scan^2, range %.4f-%.4f", args.reference_acceleration,
                  float(np.min(accelerations)), float(np.max(accelerations)))
-    for batch in source.eval_batches("valid", 4):
+    for batch in cases:
         context, truth = batch[:, : source.input_length], batch[:, source.input_length:]
         with torch.inference_mode():
             predicted, motions = forecast_lagrangian_frames(model, context, args.steps, "fp32", torch.device("cpu"),
@@ -281,8 +319,7 @@ def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, n
         now = time.perf_counter()
         if now - last > 20:
             rate = seen / (now - started)
-            log.info("%d / %d storms, %.2f storms/s, ETA %.0f s", seen, args.sequences, rate,
-                     (args.sequences - seen) / rate)
+            log.info("%d / %d storms, %.2f storms/s, ETA %.0f s", seen, total, rate, (total - seen) / rate)
             last = now
     crps /= pixels
     correction = np.sqrt((args.members + 1) / args.members)
@@ -290,13 +327,14 @@ def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, n
     return crps, ratio, brier / pixels, seen
 
 
-def storm_accelerations(source: SyntheticRadar, floor: float) -> np.ndarray:
-    """(storms,) each validation storm's motion change through its context (model.ensemble.motion_change)."""
+def storm_accelerations(args: argparse.Namespace, floor: float) -> np.ndarray:
+    """(cases,) each calibration case's motion change through its context (model.ensemble.motion_change)."""
     from model.baselines import estimate_motion
     from model.network.lagrangian import MOTION_FRAMES
 
+    source, cases = validation_batches(args)
     out = []
-    for batch in source.eval_batches("valid", 4):
+    for batch in cases:
         for sequence in batch:
             context = model_to_dbz(sequence[: source.input_length, 0], source.scaling)
             velocity = estimate_motion(context[-MOTION_FRAMES:], zerovalue=floor)
@@ -357,7 +395,8 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
                           for k, c in enumerate(chosen)] for j, t in enumerate(BRIER_THRESHOLDS_DBZ)}
     report = {
         "benchmark": "ensemble_calibration", "date": dt.date.today().isoformat(), "machine": machine_description(),
-        "checkpoint": str(args.checkpoint), "split": "valid", "sequences": seen, "grid": args.grid,
+        "checkpoint": str(args.checkpoint), "split": "valid", "sequences": seen - 2 * args.flows, "grid": args.grid,
+        "flows": args.flows,
         "members": args.members, "seed": args.seed, "steps": args.steps, "timestep_minutes": 6,
         "grid_displacement_px": list(DISPLACEMENTS_PX),
         "grid_decorrelation": list(dict.fromkeys(n for _, n, _ in pairs)),
@@ -386,7 +425,9 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
             "predictability_exponent": args.predictability_exponent,
             "reference_acceleration": getattr(args, "reference_acceleration", None) or
             EnsembleSettings().reference_acceleration,
-            "calibrated_on": f"{seen} validation storms {args.grid}, {args.members} members, seed {args.seed}",
+            "calibrated_on": f"{seen - 2 * args.flows} validation storms"
+                             + (f" and {args.flows} of each kind of growing and decaying flow" if args.flows else "")
+                             + f" {args.grid}, {args.members} members, seed {args.seed}",
             "calibration_crps_dbz": chosen["crps_dbz"], "calibration_spread_skill": chosen["spread_skill"],
             "date": report["date"], "cpu": report["machine"]["cpu"], "command": report["command"],
         }

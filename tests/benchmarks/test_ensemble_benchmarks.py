@@ -58,12 +58,14 @@ def test_adaptive_calibration_records_its_reference_and_writes_it_beside_the_che
     done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--checkpoint", str(checkpoint),
                            "--sequences", "2", "--members", "3", "--grid", "32x48", "--steps", "2",
                            "--predictability-exponent", "0.5", "--decorrelations", "0", "--intensity-matching", "0,1",
-                           "--with-steps", "--steps-margin", "0.01", "--json", str(out), "--write-settings"],
+                           "--flows", "1", "--with-steps", "--steps-margin", "0.01", "--json", str(out),
+                           "--write-settings"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["grid_decorrelation"] == [0.0] and report["grid_intensity_matching"] == [0.0, 1.0]
     assert report["predictability_exponent"] == 0.5
+    assert (report["sequences"], report["flows"]) == (2, 1)  # 2 storms, then one flow of each kind
     assert np.array(report["grid_crps_dbz"]).shape == (len(DISPLACEMENTS_PX) * 2, 2)
     assert report["reference_acceleration"] > 0 and "--seed 0" in report["command"]
     assert np.array(report["steps_reference"]["brier"]).shape == (2, 2)
@@ -74,6 +76,7 @@ def test_adaptive_calibration_records_its_reference_and_writes_it_beside_the_che
     assert settings.predictability_exponent == 0.5 and settings.centred_offsets
     assert settings.reference_acceleration == report["reference_acceleration"]
     assert list(settings.intensity_matching) == served["intensity_matching"]
+    assert "and 1 of each kind of growing and decaying flow" in settings.extra["calibrated_on"]
 
 
 def test_speed_times_both_methods_as_whole_processes(tmp_path: Path) -> None:
