@@ -316,29 +316,38 @@ def apply_perturbations(lagrangian_dbz: np.ndarray, motion: Motion | None, draws
     return out
 
 
-def match_intensities(field_dbz: np.ndarray, reference_dbz: np.ndarray, share: float) -> np.ndarray:
-    """(H, W) dBZ: ``field_dbz`` with its echo's values moved ``share`` of the way to ``reference_dbz``'s.
+def match_intensities(frames_dbz: np.ndarray, reference_dbz: np.ndarray, shares: float | Sequence[float]
+                      ) -> np.ndarray:
+    """(..., H, W) dBZ: each frame with its echo's values moved its share of the way to ``reference_dbz``'s.
 
-    The echo (pixels at or above :data:`ECHO_DBZ`) keeps its place and its area; its pixels, in
-    the order of their values, take the reference echo's quantiles (empirical CDF matching of the
-    echo only), and the result is ``(1 - share) * field + share * matched`` there. A network
-    trained on a squared error hedges where it is unsure by smoothing: its cores fade with lead
-    time. The members already carry where the rain may be (their offsets), so the fading is
-    counted twice; matching gives them the intensities of the newest scan, as STEPS' members
-    have, while the network still decides where the echo is and how large it is.
+    ``shares`` is one share for every frame, or one per frame of the leading axes (a lead's
+    a_k). In each frame the echo (pixels at or above :data:`ECHO_DBZ`) keeps its place and its
+    area; its pixels, in the order of their values, take the reference echo's quantiles (empirical
+    CDF matching of the echo only), and the result is ``(1 - share) * frame + share * matched``
+    there. A network trained on a squared error hedges where it is unsure by smoothing: its cores
+    fade with lead time. The members already carry where the rain may be (their offsets), so the
+    fading is counted twice; matching gives them the intensities of the newest scan, as STEPS'
+    members have, while the network still decides where the echo is and how large it is.
     """
-    field = np.asarray(field_dbz, dtype=np.float32)
+    frames = np.asarray(frames_dbz, dtype=np.float32)
+    flat = frames.reshape(-1, frames.shape[-2] * frames.shape[-1])
+    per_frame = np.broadcast_to(np.asarray(shares, dtype=np.float64), (flat.shape[0],))
+    if not np.any(per_frame > 0):
+        return frames
     reference = np.asarray(reference_dbz, dtype=np.float64)
-    echo = np.flatnonzero(field.ravel() >= ECHO_DBZ)
-    target = np.sort(reference[np.isfinite(reference) & (reference >= ECHO_DBZ)])
-    if share <= 0 or echo.size == 0 or target.size == 0:
-        return field
-    flat = field.ravel().copy()
-    order = echo[np.argsort(flat[echo], kind="stable")]
-    quantiles = (np.arange(order.size) + 0.5) / order.size * target.size - 0.5
-    matched = np.interp(quantiles, np.arange(target.size), target)
-    flat[order] = (1.0 - share) * flat[order] + share * matched
-    return flat.reshape(field.shape)
+    target = np.sort(reference[np.isfinite(reference) & (reference >= ECHO_DBZ)])  # once for every frame
+    if target.size == 0:
+        return frames
+    out = flat.copy()
+    for row, share in zip(out, per_frame, strict=True):
+        echo = np.flatnonzero(row >= ECHO_DBZ)
+        if share <= 0 or echo.size == 0:
+            continue
+        order = echo[np.argsort(row[echo], kind="stable")]
+        quantiles = (np.arange(order.size) + 0.5) / order.size * target.size - 0.5
+        share = float(share)  # a Python float keeps the blend in float32, the frames' precision
+        row[order] = (1.0 - share) * row[order] + share * np.interp(quantiles, np.arange(target.size), target)
+    return out.reshape(frames.shape)
 
 
 def motion_change(context_dbz: np.ndarray, velocity: np.ndarray, *, zerovalue: float) -> float | None:
@@ -388,7 +397,7 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
                                settings.centred_offsets)
     displacement = settings.displacement_at(steps) * settings.spread_scale(acceleration)
     shares = settings.intensity_matching_at(steps)
-    matched = np.stack([match_intensities(lagrangian_dbz[k], newest_dbz, float(shares[k])) for k in range(steps)])
+    matched = match_intensities(lagrangian_dbz, newest_dbz, shares)
     return apply_perturbations(matched, motion, draws, displacement, settings.decorrelation_at(steps),
                                floor_dbz, cap_dbz)
 
