@@ -138,8 +138,13 @@ def _dispersed_within(pairs: list[Combo], crps: np.ndarray, ratio: np.ndarray, c
 FLOW_ENTROPY = 98  # the calibration's flows; the training splits use 11 and 12, benchmarks.ensemble_shift 99
 
 
-def validation_batches(args: argparse.Namespace) -> tuple[SyntheticRadar, Iterator[np.ndarray]]:
+Validation = tuple[SyntheticRadar, list[np.ndarray]]  # the source (input length, scaling), the cases' batches
+
+
+def validation_batches(args: argparse.Namespace) -> Validation:
     """The synthetic source (for its input length and scaling) and the calibration's cases in batches of 4.
+
+    Made once per run: the motion-change pass, the grid and STEPS all score the same cases.
 
     ``args.sequences`` validation storms of the synthetic source, then ``args.flows`` cases of each
     kind of ``model.training.lagrangian.evolving_storm`` (a developed storm field, then rain with a
@@ -164,7 +169,7 @@ def validation_batches(args: argparse.Namespace) -> tuple[SyntheticRadar, Iterat
                                                 source.input_length + args.steps, height, width, textured=textured))
                 yield dbz_to_model(np.stack(cases), source.scaling)[:, :, None].astype(np.float32)
 
-    return source, batches()
+    return source, list(batches())
 
 
 def main() -> int:
@@ -212,6 +217,7 @@ def main() -> int:
         parser.error("--intensity-matching shares must be in [0, 1]")
     pairs = [(d, n, a) for d in DISPLACEMENTS_PX for n in decorrelations for a in shares]
     started = time.perf_counter()
+    validation: Validation | None = None
     reference = None
     if args.steps_reference_from:
         earlier = json.loads(args.steps_reference_from.read_text())
@@ -232,19 +238,20 @@ def main() -> int:
         reference = reference or earlier.get("steps_reference")
         args.reference_acceleration = earlier.get("reference_acceleration")
     else:
-        crps, ratio, brier, seen = measure(args, pairs)
+        validation = validation_batches(args)
+        crps, ratio, brier, seen = measure(args, pairs, validation)
         seconds = round(time.perf_counter() - started, 1)
     if args.with_steps and reference is None:
-        reference = measure_steps(args)
+        reference = measure_steps(args, validation or validation_batches(args))
     return report(args, pairs, crps, ratio, brier, seen, seconds, reference)
 
 
-def measure_steps(args: argparse.Namespace) -> dict[str, list[float]]:
+def measure_steps(args: argparse.Namespace, validation: Validation) -> dict[str, list[float]]:
     """pysteps STEPS on the same validation storms (storm i with seed + i): CRPS, spread-skill and Brier per lead."""
     from model.baselines import steps_ensemble
 
     height, width = (int(v) for v in args.grid.split("x"))
-    source, cases = validation_batches(args)
+    source, cases = validation
     crps, variance, squared = np.zeros(args.steps), np.zeros(args.steps), np.zeros(args.steps)
     brier = np.zeros((args.steps, len(BRIER_THRESHOLDS_DBZ)))
     seen = 0
@@ -264,7 +271,8 @@ def measure_steps(args: argparse.Namespace) -> dict[str, list[float]]:
             "brier": np.round(brier / (seen * height * width), 6).tolist()}
 
 
-def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def measure(args: argparse.Namespace, pairs: list[Combo], validation: Validation
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(combos, steps) CRPS in dBZ and spread-skill ratio, (combos, steps, thresholds) Brier score of every
     combination, and the storms scored."""
     import torch
@@ -273,7 +281,7 @@ def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, n
     model, meta = load_checkpoint(args.checkpoint)
     model.eval()
     scaling = meta.get("scaling") or SyntheticRadar().scaling
-    source, cases = validation_batches(args)
+    source, cases = validation
     total = args.sequences + 2 * args.flows
     crps = np.zeros((len(pairs), args.steps))
     variance = np.zeros_like(crps)
@@ -284,7 +292,7 @@ def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, n
     started = last = time.perf_counter()
     floor, cap = float(scaling["dbz_min"]), float(scaling["dbz_max"])
     settings = EnsembleSettings()
-    accelerations = storm_accelerations(args, floor) if args.predictability_exponent > 0 else None
+    accelerations = storm_accelerations(validation, floor) if args.predictability_exponent > 0 else None
     if accelerations is not None:
         args.reference_acceleration = round(float(np.median(accelerations)), 5)
         settings = EnsembleSettings(predictability_exponent=args.predictability_exponent,
@@ -304,8 +312,7 @@ def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, n
             draws = draw_perturbations(previous, newest, args.members, args.seed + seen, settings.cascade_levels,
                                        centred=not args.uncentred)
             scale = 1.0 if accelerations is None else settings.spread_scale(accelerations[seen])
-            matched = {a: np.stack([match_intensities(frame, newest, a) for frame in lagrangian])
-                       for a in dict.fromkeys(a for _, _, a in pairs)}
+            matched = {a: match_intensities(lagrangian, newest, a) for a in dict.fromkeys(a for _, _, a in pairs)}
             for p, (d, n, a) in enumerate(pairs):
                 members = apply_perturbations(matched[a], motion, draws, np.full(args.steps, d * scale),
                                               np.full(args.steps, n), floor, cap)
@@ -327,12 +334,12 @@ def measure(args: argparse.Namespace, pairs: list[Combo]) -> tuple[np.ndarray, n
     return crps, ratio, brier / pixels, seen
 
 
-def storm_accelerations(args: argparse.Namespace, floor: float) -> np.ndarray:
+def storm_accelerations(validation: Validation, floor: float) -> np.ndarray:
     """(cases,) each calibration case's motion change through its context (model.ensemble.motion_change)."""
     from model.baselines import estimate_motion
     from model.network.lagrangian import MOTION_FRAMES
 
-    source, cases = validation_batches(args)
+    source, cases = validation
     out = []
     for batch in cases:
         for sequence in batch:
