@@ -25,15 +25,19 @@ large ones (the observation behind STEPS' cascade). The network runs once; each 
    w_j), where rho_j is how well level j of the newest scan correlates with the scan before it
    (both in the newest scan's frame) and c_k the calibrated decorrelation at lead k; the noise W
    is an AR(1) in time with rho_j per level, so a member's small cells evolve rather than flicker;
-3. is matched to L_k's distribution of values (pysteps' empirical CDF matching, as STEPS
-   does), so that it has the forecast's rain area and intensities, rearranged;
-4. is carried forward with the slot's motion displaced by its own offset: one random vector per
+3. is matched to L_k's values inside L_k's area at or above ``rearranged_from_dbz`` (empirical
+   CDF matching, as STEPS does, within that area only), so that it has exactly the forecast's
+   area above that level and its intensities, with the cores inside it moved, as cells that die
+   and are born inside the rain; every other pixel keeps L_k's value;
+4. shifts its echo by its own draw of ``intensity_spread_db[k]`` dB (a domain-wide error of
+   intensity; 0 as served: on validation storms it made every lead worse);
+5. is carried forward with the slot's motion displaced by its own offset: one random vector per
    member, of standard deviation ``displacement_px[k]`` per axis at lead k (a spatially constant
    error of the motion's mean, as STEPS' velocity perturbations are), scaled for the case by how
    much its motion changed through the context (:func:`motion_change`, when the calibration has a
    ``predictability_exponent``): a steady flow keeps its members close. The offsets are centred
    (zero mean over the members, unit RMS), so the ensemble stays on the slot's motion;
-5. is clipped to the scaling's dBZ range ("no echo" at its floor).
+6. is clipped to the scaling's dBZ range ("no echo" at its floor).
 
 ``members == 1`` is the deterministic forecast, bit for bit. The members share one motion field
 and one network pass. A seed fixes every random draw: the same ``(input, steps, members, seed,
@@ -83,6 +87,8 @@ class EnsembleSettings:
 
     displacement_px: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0)  # std per axis of each member's offset, px
     decorrelation: tuple[float, ...] = (1.0,)  # c_k: 0 keeps the network's scales, 1 decays them as the scans do
+    # The decorrelated scales rearrange only the pixels at or above this level: the area it bounds is kept.
+    rearranged_from_dbz: float = 0.0
     cascade_levels: int = 6  # pysteps' Gaussian bandpass levels that rho is estimated on
     perturb: str = "both"  # both | motion | scales
     # Offsets follow the case's predictability: scaled by (a / reference_acceleration) ** exponent,
@@ -94,6 +100,8 @@ class EnsembleSettings:
     centred_offsets: bool = True
     # a_k: the share of the network's echo intensities at lead k replaced by the newest scan's (by rank).
     intensity_matching: tuple[float, ...] = (0.0,)
+    # s_k: std (dB) of each member's shift of its echo at lead k, one draw per member for all leads.
+    intensity_spread_db: tuple[float, ...] = (0.0,)
     source: str = "defaults"  # where these numbers came from (a calibration run, or the defaults)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # calibration provenance, kept as read
 
@@ -112,6 +120,8 @@ class EnsembleSettings:
             raise ValueError(f"spread_clip must be (low, high) with 0 < low <= high, got {self.spread_clip}")
         if not self.intensity_matching or not all(0.0 <= a <= 1.0 for a in self.intensity_matching):
             raise ValueError(f"intensity_matching must be shares in [0, 1], got {self.intensity_matching}")
+        if not self.intensity_spread_db or min(self.intensity_spread_db) < 0:
+            raise ValueError(f"intensity_spread_db must be non-negative dB, got {self.intensity_spread_db}")
 
     def spread_scale(self, acceleration: float | None) -> float:
         """The factor on this case's offsets: 1 without adaptation or without a measured motion change."""
@@ -134,14 +144,23 @@ class EnsembleSettings:
         """(steps,): a_k at leads 1..steps."""
         return _table(self.intensity_matching, steps)
 
+    def intensity_spread_at(self, steps: int) -> np.ndarray:
+        """(steps,) dB: s_k, the std of the members' echo shift at leads 1..steps."""
+        return _table(self.intensity_spread_db, steps)
+
     def describe(self) -> str:
-        """The product's provenance line: "<source>: <kind>[, centred offsets][, intensity matching a..b]"."""
+        """The product's provenance line: "<source>: <kind>[, centred offsets][, ...]"."""
         parts = [self.perturb]
         if self.centred_offsets:
             parts.append("centred offsets")
+        if self.perturb != "motion" and max(self.decorrelation) > 0 and self.rearranged_from_dbz != ECHO_DBZ:
+            parts.append(f"scales rearranged from {self.rearranged_from_dbz:g} dBZ")
         low, high = min(self.intensity_matching), max(self.intensity_matching)
         if high > 0:
             parts.append(f"intensity matching {low:g}" if low == high else f"intensity matching {low:g}..{high:g}")
+        low, high = min(self.intensity_spread_db), max(self.intensity_spread_db)
+        if high > 0:
+            parts.append(f"intensity spread {low:g} dB" if low == high else f"intensity spread {low:g}..{high:g} dB")
         return f"{self.source}: {', '.join(parts)}"
 
     def with_perturb(self, perturb: str) -> EnsembleSettings:
@@ -155,17 +174,22 @@ class EnsembleSettings:
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str) -> EnsembleSettings:
         known = {"displacement_px", "decorrelation", "cascade_levels", "perturb", "predictability_exponent",
-                 "reference_acceleration", "spread_clip", "centred_offsets", "intensity_matching"}
+                 "reference_acceleration", "spread_clip", "centred_offsets", "intensity_matching",
+                 "intensity_spread_db", "rearranged_from_dbz"}
         defaults = cls()
         # A calibration written before offsets were centred was fitted on uncentred ones: read it so.
-        return cls(tuple(float(v) for v in data["displacement_px"]), tuple(float(v) for v in data["decorrelation"]),
-                   int(data.get("cascade_levels", 6)), str(data.get("perturb", "both")),
-                   float(data.get("predictability_exponent", 0.0)),
-                   float(data.get("reference_acceleration", defaults.reference_acceleration)),
-                   tuple(float(v) for v in data.get("spread_clip", defaults.spread_clip)),  # type: ignore[arg-type]
-                   bool(data.get("centred_offsets", False)),
-                   tuple(float(v) for v in data.get("intensity_matching", defaults.intensity_matching)),
-                   source, {k: v for k, v in data.items() if k not in known | {"source"}})
+        return cls(
+            displacement_px=tuple(float(v) for v in data["displacement_px"]),
+            decorrelation=tuple(float(v) for v in data["decorrelation"]),
+            rearranged_from_dbz=float(data.get("rearranged_from_dbz", defaults.rearranged_from_dbz)),
+            cascade_levels=int(data.get("cascade_levels", 6)), perturb=str(data.get("perturb", "both")),
+            predictability_exponent=float(data.get("predictability_exponent", 0.0)),
+            reference_acceleration=float(data.get("reference_acceleration", defaults.reference_acceleration)),
+            spread_clip=tuple(float(v) for v in data.get("spread_clip", defaults.spread_clip)),  # type: ignore[arg-type]
+            centred_offsets=bool(data.get("centred_offsets", False)),
+            intensity_matching=tuple(float(v) for v in data.get("intensity_matching", defaults.intensity_matching)),
+            intensity_spread_db=tuple(float(v) for v in data.get("intensity_spread_db", defaults.intensity_spread_db)),
+            source=source, extra={k: v for k, v in data.items() if k not in known | {"source"}})
 
     @classmethod
     def for_checkpoint(cls, checkpoint: Path | str | None) -> EnsembleSettings:
@@ -202,13 +226,15 @@ class Perturbations:
     offsets (M, 2): each member's motion offset, x then y, in units of the per-lead std; seed:
     the noise's generator (the noise is drawn lead by lead when applied, the same every time);
     rho (J,): each cascade level's lag-1 correlation; weights (J, H, W // 2 + 1): the levels'
-    share of each frequency (they sum to 1).
+    share of each frequency (they sum to 1); gains (M,): each member's echo shift, in units of
+    the per-lead std (centred as the offsets are).
     """
 
     offsets: np.ndarray
     seed: int
     rho: np.ndarray
     weights: np.ndarray
+    gains: np.ndarray
 
 
 def level_correlations(previous_dbz: np.ndarray, newest_dbz: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -253,20 +279,27 @@ def draw_perturbations(previous_dbz: np.ndarray, newest_dbz: np.ndarray, members
     weights = filter_gaussian(newest.shape, cascade_levels)["weights_2d"].astype(np.float32)
     rng = np.random.default_rng(seed)
     offsets = rng.standard_normal((members, 2))
+    noise_seed = int(rng.integers(2**63))
+    gains = rng.standard_normal(members)  # drawn last: the offsets and noise of a seed stay what they were
     if centred and members > 1:
         offsets -= offsets.mean(axis=0)
         offsets /= np.sqrt(np.mean(offsets**2))
-    return Perturbations(offsets, int(rng.integers(2**63)), level_correlations(previous, newest, weights), weights)
+        gains -= gains.mean()
+        gains /= np.sqrt(np.mean(gains**2))
+    return Perturbations(offsets, noise_seed, level_correlations(previous, newest, weights), weights, gains)
 
 
 def apply_perturbations(lagrangian_dbz: np.ndarray, motion: Motion | None, draws: Perturbations,
                         displacement_px: np.ndarray, decorrelation: np.ndarray, floor_dbz: float, cap_dbz: float,
+                        intensity_spread_db: np.ndarray | None = None, rearranged_from_dbz: float = ECHO_DBZ
                         ) -> np.ndarray:
     """(K, H, W) network forecast -> (M, K, H, W) float32 dBZ members, for (K,) amplitudes per lead.
 
     Member m at lead k: the field with its scales decorrelated by ``decorrelation[k]`` (module
-    docstring), matched to L_k's distribution, read at ``x + D_k + displacement_px[k] * offsets[m]``
-    (D_k: the slot's motion, zero for an Eulerian model) and clipped to [floor, cap].
+    docstring) and matched to L_k's distribution inside L_k's area at or above ``rearranged_from_dbz``
+    (the rest keeps L_k's values), its echo (at or above :data:`ECHO_DBZ`) shifted
+    by ``intensity_spread_db[k] * gains[m]`` dB, read at ``x + D_k + displacement_px[k] *
+    offsets[m]`` (D_k: the slot's motion, zero for an Eulerian model) and clipped to [floor, cap].
     """
     import torch
     import torch.nn.functional as F
@@ -286,6 +319,8 @@ def apply_perturbations(lagrangian_dbz: np.ndarray, motion: Motion | None, draws
     ar1 = torch.einsum("j,jhw->hw", rho, weights)  # the noise's correlation from one lead to the next, per frequency
     innovation = torch.sqrt((1.0 - ar1**2).clamp_min(0.0))
     rng = np.random.default_rng(draws.seed)
+    spread = np.zeros(steps) if intensity_spread_db is None else np.asarray(intensity_spread_db, dtype=np.float64)
+    gains = torch.from_numpy(draws.gains.astype(np.float32)).view(members, 1, 1)
     noise = None
     out = np.empty((members, steps, h, w), dtype=np.float32)
     with torch.no_grad():
@@ -299,14 +334,26 @@ def apply_perturbations(lagrangian_dbz: np.ndarray, motion: Motion | None, draws
                 spectrum = torch.fft.rfft2(field)
                 keep = torch.einsum("j,jhw->hw", rho ** float(decorrelation[k] * (k + 1)), weights)
                 mixed = keep * spectrum + torch.sqrt((1.0 - keep**2).clamp_min(0.0)) * spectrum.abs() * noise
-                members_k = torch.fft.irfft2(mixed, s=(h, w)).reshape(members, -1)
-                # Empirical CDF matching: each member takes L_k's values, in its own order.
-                order = torch.argsort(members_k, dim=1)
-                matched = torch.empty_like(members_k)
-                matched.scatter_(1, order, torch.sort(field.reshape(-1)).values.expand(members, -1).contiguous())
-                members_k = matched.reshape(members, h, w)
+                mixed = torch.fft.irfft2(mixed, s=(h, w)).reshape(members, -1)
+                # Empirical CDF matching inside L_k's area at or above the level only: each member's
+                # pixels there take L_k's values there in its own order, and the area stays L_k's.
+                # Rearranging the whole grid moved rain into dry pixels, which cost CRPS at the echo's
+                # edge for nothing.
+                flat = field.reshape(-1)
+                echo = torch.nonzero(flat >= rearranged_from_dbz).flatten()
+                members_k = flat.expand(members, -1).clone()
+                if echo.numel():
+                    order = torch.argsort(mixed[:, echo], dim=1)
+                    values = torch.sort(flat[echo]).values.expand(members, -1).contiguous()
+                    inside = torch.empty_like(values)
+                    inside.scatter_(1, order, values)
+                    members_k[:, echo] = inside
+                members_k = members_k.reshape(members, h, w)
             else:
                 members_k = field.expand(members, h, w)
+            if spread[k] > 0:
+                # Only the echo moves: a member's shift changes how intense its rain is, not where it is.
+                members_k = torch.where(members_k >= ECHO_DBZ, members_k + float(spread[k]) * gains, members_k)
             grid = base_grid[k][None] + float(displacement_px[k]) * offsets.view(members, 1, 1, 2)
             inside = (grid.abs() <= 1.0).all(dim=-1)  # beyond the edge pixels' centres is "no echo"
             sampled = F.grid_sample((members_k - floor_dbz)[:, None], grid, mode="bilinear", padding_mode="zeros",
@@ -399,7 +446,7 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
     shares = settings.intensity_matching_at(steps)
     matched = match_intensities(lagrangian_dbz, newest_dbz, shares)
     return apply_perturbations(matched, motion, draws, displacement, settings.decorrelation_at(steps),
-                               floor_dbz, cap_dbz)
+                               floor_dbz, cap_dbz, settings.intensity_spread_at(steps), settings.rearranged_from_dbz)
 
 
 def newest_pair(frames: np.ndarray, motion: Motion | None) -> tuple[np.ndarray, np.ndarray]:

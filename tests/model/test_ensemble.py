@@ -83,20 +83,60 @@ def test_perturbation_kinds_switch_their_half_off(lagrangian, storm):
     assert settings.with_perturb("motion").decorrelation_at(4).tolist() == [0.0] * 4
 
 
-def test_decorrelated_scales_keep_the_forecasts_values_rearranged(storm):
-    """The CDF matching: without a motion or an offset, a member holds exactly L_k's values."""
-    from model.ensemble import apply_perturbations, draw_perturbations
+def test_decorrelated_scales_rearrange_the_echo_inside_the_forecasts_rain_area(storm):
+    """The CDF matching: without a motion or an offset, a member's echo is L_k's echo values in another
+    order, on exactly L_k's echo pixels, and its dry pixels are L_k's."""
+    from model.ensemble import ECHO_DBZ, apply_perturbations, draw_perturbations
 
     forecast = storm[10:13].astype(np.float32)  # (3, 48, 64) stands in for the network's frames
     draws = draw_perturbations(storm[8], storm[9], 4, 0, 6)
     assert draws.rho.shape == (6,) and np.all((draws.rho > 0) & (draws.rho < 1))
     members = apply_perturbations(forecast, None, draws, np.zeros(3), np.full(3, 2.0), -10.0, 60.0)
     for k in range(3):
+        echo = forecast[k] >= ECHO_DBZ
+        assert 0 < echo.sum() < echo.size
         for m in range(4):
-            assert np.allclose(np.sort(members[m, k].ravel()), np.sort(forecast[k].ravel()), atol=1e-3)
+            assert np.array_equal(members[m, k] >= ECHO_DBZ, echo)
+            assert np.allclose(members[m, k][~echo], forecast[k][~echo], atol=1e-3)
+            assert np.allclose(np.sort(members[m, k][echo]), np.sort(forecast[k][echo]), atol=1e-3)
         assert not np.allclose(members[0, k], forecast[k], atol=1e-3)
+    # From 20 dBZ: the 20 dBZ area is the forecast's, its cores are rearranged inside it, and the rest stays.
+    inside = apply_perturbations(forecast, None, draws, np.zeros(3), np.full(3, 2.0), -10.0, 60.0, None, 20.0)
+    for k in range(3):
+        area = forecast[k] >= 20.0
+        assert 0 < area.sum() < echo.sum()
+        for m in range(4):
+            assert np.array_equal(inside[m, k] >= 20.0, area)
+            assert np.allclose(inside[m, k][~area], forecast[k][~area], atol=1e-3)
+            assert np.allclose(np.sort(inside[m, k][area]), np.sort(forecast[k][area]), atol=1e-3)
+        assert not np.allclose(inside[0, k], forecast[k], atol=1e-3)
     # Small scales lose the forecast's structure before large ones do.
     assert draws.rho[-1] < draws.rho[0]
+
+
+def test_intensity_spread_shifts_each_members_echo_and_nothing_else(storm):
+    """A member's echo moves by s_k times its own centred gain; no-echo pixels stay where they are."""
+    from model.ensemble import ECHO_DBZ, apply_perturbations, draw_perturbations
+
+    forecast = storm[10:13].astype(np.float32)
+    draws = draw_perturbations(storm[8], storm[9], 5, 0, 6)
+    assert abs(draws.gains.mean()) < 1e-12 and np.mean(draws.gains**2) == pytest.approx(1.0)
+    spread = np.array([1.0, 2.0, 3.0])
+    members = apply_perturbations(forecast, None, draws, np.zeros(3), np.zeros(3), -10.0, 60.0, spread)
+    still = apply_perturbations(forecast, None, draws, np.zeros(3), np.zeros(3), -10.0, 60.0)
+    assert np.allclose(still, forecast[None], atol=1e-4)  # no spread: every member is the forecast
+    for k in range(3):
+        echo = (forecast[k] >= ECHO_DBZ) & (forecast[k] + 3 * spread[k] < 60.0) & (forecast[k] - 3 * spread[k] > -10.0)
+        for m in range(5):
+            shift = members[m, k] - forecast[k]
+            assert np.allclose(shift[echo], spread[k] * draws.gains[m], atol=1e-4)
+            assert np.allclose(shift[forecast[k] < ECHO_DBZ], 0.0, atol=1e-4)
+    # The gains are drawn after the offsets and the noise's seed: those stay what a seed gave before.
+    rng = np.random.default_rng(0)
+    offsets = rng.standard_normal((5, 2))
+    assert draws.seed == int(rng.integers(2**63))
+    offsets -= offsets.mean(axis=0)
+    assert np.allclose(draws.offsets, offsets / np.sqrt(np.mean(offsets**2)))
 
 
 def test_offsets_are_centred_on_the_slots_motion(storm):
@@ -161,6 +201,14 @@ def test_a_calibration_without_the_centring_key_was_fitted_on_independent_offset
     # The product's provenance names what was done to the members.
     assert new.describe() == "defaults: both, centred offsets, intensity matching 0..1"
     assert EnsembleSettings.from_json(old, "old.json").describe() == "old.json: both"
+    assert EnsembleSettings.from_json(old, "old").intensity_spread_at(2).tolist() == [0.0, 0.0]
+    assert EnsembleSettings.from_json(old, "old").rearranged_from_dbz == 0.0  # the default level: all the echo
+    spread = EnsembleSettings(intensity_spread_db=(0.0, 2.0), rearranged_from_dbz=20.0)
+    assert EnsembleSettings.from_json(json.loads(json.dumps(spread.to_json())), "defaults") == spread
+    assert spread.describe() == ("defaults: both, centred offsets, scales rearranged from 20 dBZ, "
+                                 "intensity spread 0..2 dB")
+    with pytest.raises(ValueError, match="intensity_spread_db"):
+        EnsembleSettings(intensity_spread_db=(-1.0,))
 
 
 def test_batched_samples_use_consecutive_seeds(lagrangian, storm):
