@@ -58,15 +58,16 @@ def test_adaptive_calibration_records_its_reference_and_writes_it_beside_the_che
     done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--checkpoint", str(checkpoint),
                            "--sequences", "2", "--members", "3", "--grid", "32x48", "--steps", "2",
                            "--predictability-exponent", "0.5", "--decorrelations", "0", "--intensity-matching", "0,1",
-                           "--flows", "1", "--with-steps", "--steps-margin", "0.01", "--json", str(out),
-                           "--write-settings"],
+                           "--intensity-spreads", "0,2", "--flows", "1", "--with-steps", "--steps-margin", "0.01",
+                           "--json", str(out), "--write-settings"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["grid_decorrelation"] == [0.0] and report["grid_intensity_matching"] == [0.0, 1.0]
     assert report["predictability_exponent"] == 0.5
     assert (report["sequences"], report["flows"]) == (2, 1)  # 2 storms, then one flow of each kind
-    assert np.array(report["grid_crps_dbz"]).shape == (len(DISPLACEMENTS_PX) * 2, 2)
+    assert report["grid_intensity_spread_db"] == [0.0, 2.0]
+    assert np.array(report["grid_crps_dbz"]).shape == (len(DISPLACEMENTS_PX) * 2 * 2, 2)
     assert report["reference_acceleration"] > 0 and "--seed 0" in report["command"]
     assert np.array(report["steps_reference"]["brier"]).shape == (2, 2)
     served = report["families"][report["served"]]
@@ -76,6 +77,7 @@ def test_adaptive_calibration_records_its_reference_and_writes_it_beside_the_che
     assert settings.predictability_exponent == 0.5 and settings.centred_offsets
     assert settings.reference_acceleration == report["reference_acceleration"]
     assert list(settings.intensity_matching) == served["intensity_matching"]
+    assert list(settings.intensity_spread_db) == served["intensity_spread_db"]
     assert "and 1 of each kind of growing and decaying flow" in settings.extra["calibrated_on"]
 
 
@@ -107,3 +109,34 @@ def test_shift_scores_the_served_ensemble_on_flows_that_grow_and_decay(tmp_path:
         for name, score in scores.items():
             assert len(score["crps_dbz"]) == 20 and score["crps_summed"] > 0
             assert ("spread_skill_30_60min" in score) == name.startswith("ensemble")
+
+
+def test_ensemble_mean_helpers_average_rain_and_keep_the_members_values():
+    from benchmarks.ensemble_mean import probability_matched_mean, rain_rate_mean
+
+    same = np.full((4, 2, 3, 3), 25.0, dtype=np.float32)
+    assert np.allclose(rain_rate_mean(same), 25.0, atol=1e-4)
+    # Half the members at 30 dBZ, half without rain: the mean rain is half of 30 dBZ's, 30 - 16 log10(2) dBZ.
+    half = np.concatenate([np.full((2, 1, 1, 1), 30.0), np.full((2, 1, 1, 1), -30.0)]).astype(np.float32)
+    assert np.isclose(rain_rate_mean(half)[0, 0, 0], 30.0 - 16.0 * np.log10(2.0), atol=0.01)
+    rng = np.random.default_rng(0)
+    members = rng.uniform(-10.0, 50.0, size=(5, 2, 4, 6)).astype(np.float32)
+    matched = probability_matched_mean(members)
+    mean = members.mean(axis=0)
+    for k in range(2):  # the dBZ mean's ranks, with every 5th of the pooled members' values
+        assert np.array_equal(np.argsort(matched[k].ravel(), kind="stable"), np.argsort(mean[k].ravel(), kind="stable"))
+        assert np.allclose(np.sort(matched[k].ravel()), np.sort(members[:, k].ravel())[2::5])
+
+
+def test_ensemble_mean_scores_the_means_beside_the_deterministic_default(tmp_path: Path) -> None:
+    out = tmp_path / "mean.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_mean", "--members", "3", "--offset-scales",
+                           "1,0.1", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["cases"] >= 2 and [e["offset_scale"] for e in report["ensembles"]] == [1.0, 0.1]
+    for entry in report["ensembles"]:
+        for kind in ("dbz_mean", "rain_rate_mean", "probability_matched_mean"):
+            for threshold in ("20dBZ", "30dBZ"):
+                assert all(0.0 <= v <= 1.0 for v in entry[kind][threshold].values())
+    assert 0.5 < report["deterministic"]["20dBZ"]["30min"] <= 1.0
