@@ -16,8 +16,8 @@ the Brier score at 20 and 30 dBZ of every combination at every lead are summed o
 The JSON has, per lead, the best combination of each family of perturbations (motion only,
 scales only, both) and the CRPS each reaches, next to the deterministic forecast's (all zero: its
 MAE), and the spread-skill ratio of the chosen one. The served choice is the bounded selection
-over the whole grid; ``--write-settings`` writes its amplitudes beside the checkpoint as ``<stem>.ensemble.json`` (model/ensemble.py reads it), with
-this run's provenance.
+over the whole grid; ``--write-settings`` writes its amplitudes beside the checkpoint as
+``<stem>.ensemble.json`` (model/ensemble.py reads it), with this run's provenance.
 """
 
 from __future__ import annotations
