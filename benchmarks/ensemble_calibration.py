@@ -253,6 +253,9 @@ def main() -> int:
                  earlier.get("grid_intensity_matching", [0.0]), earlier.get("grid_intensity_spread_db", [0.0]))
         if [list(axis) for axis in axes] != [list(g) for g in grids]:
             raise SystemExit(f"{args.from_grid}: measured on another grid of amplitudes; measure again")
+        if earlier.get("rearranged_from_dbz", args.rearranged_from) != args.rearranged_from:
+            raise SystemExit(f"{args.from_grid}: its cores were rearranged from {earlier['rearranged_from_dbz']} dBZ, "
+                             f"not {args.rearranged_from}; measure again")
         crps, ratio = np.array(earlier["grid_crps_dbz"]), np.array(earlier["grid_spread_skill"])
         brier = np.array(earlier["grid_brier"]) if earlier.get("grid_brier") else None
         args.flows = earlier.get("flows", 0)
@@ -435,7 +438,7 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
         "members": args.members, "seed": args.seed, "steps": args.steps, "timestep_minutes": 6,
         **dict(zip(("grid_displacement_px", "grid_decorrelation", "grid_intensity_matching",
                     "grid_intensity_spread_db"), (list(axis) for axis in grid_axes(args)), strict=True)),
-        "centred_offsets": not args.uncentred,
+        "centred_offsets": not args.uncentred, "rearranged_from_dbz": args.rearranged_from,
         "predictability_exponent": args.predictability_exponent,
         "reference_acceleration": getattr(args, "reference_acceleration", None),
         "deterministic_crps_dbz": [round(float(v), 4) for v in crps[deterministic]],

@@ -66,7 +66,7 @@ def test_adaptive_calibration_records_its_reference_and_writes_it_beside_the_che
     assert report["grid_decorrelation"] == [0.0] and report["grid_intensity_matching"] == [0.0, 1.0]
     assert report["predictability_exponent"] == 0.5
     assert (report["sequences"], report["flows"]) == (2, 1)  # 2 storms, then one flow of each kind
-    assert report["grid_intensity_spread_db"] == [0.0, 2.0]
+    assert report["grid_intensity_spread_db"] == [0.0, 2.0] and report["rearranged_from_dbz"] == 0.0
     assert np.array(report["grid_crps_dbz"]).shape == (len(DISPLACEMENTS_PX) * 2 * 2, 2)
     assert report["reference_acceleration"] > 0 and "--seed 0" in report["command"]
     assert np.array(report["steps_reference"]["brier"]).shape == (2, 2)
