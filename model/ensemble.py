@@ -337,17 +337,17 @@ def apply_perturbations(lagrangian_dbz: np.ndarray, motion: Motion | None, draws
                 mixed = torch.fft.irfft2(mixed, s=(h, w)).reshape(members, -1)
                 # Empirical CDF matching inside L_k's area at or above the level only: each member's
                 # pixels there take L_k's values there in its own order, and the area stays L_k's.
-                # Rearranging the whole grid moved rain into dry pixels, which cost CRPS at the echo's
-                # edge for nothing.
+                # That area is what the network and the offsets forecast well; matching over the
+                # whole grid would move rain into dry pixels and redraw the area's edge.
                 flat = field.reshape(-1)
-                echo = torch.nonzero(flat >= rearranged_from_dbz).flatten()
+                area = torch.nonzero(flat >= rearranged_from_dbz).flatten()
                 members_k = flat.expand(members, -1).clone()
-                if echo.numel():
-                    order = torch.argsort(mixed[:, echo], dim=1)
-                    values = torch.sort(flat[echo]).values.expand(members, -1).contiguous()
-                    inside = torch.empty_like(values)
-                    inside.scatter_(1, order, values)
-                    members_k[:, echo] = inside
+                if area.numel():
+                    order = torch.argsort(mixed[:, area], dim=1)
+                    values = torch.sort(flat[area]).values.expand(members, -1).contiguous()
+                    rearranged = torch.empty_like(values)
+                    rearranged.scatter_(1, order, values)
+                    members_k[:, area] = rearranged
                 members_k = members_k.reshape(members, h, w)
             else:
                 members_k = field.expand(members, h, w)
