@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine import machine_description
+from benchmarks.real_rain import LEADS
 from benchmarks.report import emit_json
 
 log = logging.getLogger("benchmarks.ensemble_mean")
 
-LEADS = {"30min": 5, "60min": 10}
 THRESHOLDS = ("20dBZ", "30dBZ")
 
 

@@ -139,4 +139,4 @@ def test_ensemble_mean_scores_the_means_beside_the_deterministic_default(tmp_pat
         for kind in ("dbz_mean", "rain_rate_mean", "probability_matched_mean"):
             for threshold in ("20dBZ", "30dBZ"):
                 assert all(0.0 <= v <= 1.0 for v in entry[kind][threshold].values())
-    assert 0.5 < report["deterministic"]["20dBZ"]["30min"] <= 1.0
+    assert 0.5 < report["deterministic"]["20dBZ"]["30 min"] <= 1.0
