@@ -140,3 +140,24 @@ def test_ensemble_mean_scores_the_means_beside_the_deterministic_default(tmp_pat
             for threshold in ("20dBZ", "30dBZ"):
                 assert all(0.0 <= v <= 1.0 for v in entry[kind][threshold].values())
     assert 0.5 < report["deterministic"]["20dBZ"]["30 min"] <= 1.0
+
+
+def test_ensemble_misses_is_the_share_of_brier_from_events_no_member_had(tmp_path: Path) -> None:
+    from benchmarks.ensemble_misses import missed_share
+
+    # Two members: levels 0, 0.5, 1. Level 0: 10 pixels, 2 observed (Brier 2); level 0.5: 4 pixels,
+    # 2 observed (4 * 0.25 = 1); level 1: 2 pixels, 2 observed (0). Share from level 0: 2 / 3.
+    leads = [[10, 4, 2]] * 10
+    reliability = {"probability": [0.0, 0.5, 1.0], "forecasts": leads, "observed": [[2, 2, 2]] * 10}
+    assert np.isclose(missed_share(reliability, 5), 2 / 3)
+    evaluation = tmp_path / "eval.json"
+    evaluation.write_text(json.dumps({
+        "det": {"probabilistic": {"members": 1, "reliability": {"30dBZ": reliability}}},
+        "ens": {"probabilistic": {"members": 2, "reliability": {"30dBZ": reliability}}}}))
+    out = tmp_path / "misses.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.ensemble_misses", str(evaluation), "--json", str(out)],
+                   cwd=REPO, check=True, capture_output=True, timeout=60)
+    assert json.loads(out.read_text())["methods"] == {"ens": {"30dBZ": {"30 min": 0.667, "60 min": 0.667}}}
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_misses", str(tmp_path / "nope.json")],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "nope.json: not a readable evaluation JSON" in bad.stderr
