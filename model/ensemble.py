@@ -36,7 +36,10 @@ large ones (the observation behind STEPS' cascade). The network runs once; each 
    error of the motion's mean, as STEPS' velocity perturbations are), scaled for the case by how
    much its motion changed through the context (:func:`motion_change`, when the calibration has a
    ``predictability_exponent``): a steady flow keeps its members close. The offsets are centred
-   (zero mean over the members, unit RMS), so the ensemble stays on the slot's motion;
+   (zero mean over the members, unit RMS), so the ensemble stays on the slot's motion. With
+   ``follows_case="all"`` the same factor also scales the decorrelation of step 2 and the
+   matching share of step 1 (:meth:`EnsembleSettings.case_amplitudes`): a steady flow keeps the
+   network's structure and intensity trend too;
 6. is clipped to the scaling's dBZ range ("no echo" at its floor).
 
 ``members == 1`` is the deterministic forecast, bit for bit. The members share one motion field
@@ -78,6 +81,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PERTURBATIONS = ("both", "motion", "scales")
+FOLLOWS_CASE = ("offsets", "all")  # what the case's predictability factor scales
 ECHO_DBZ = 0.0  # what counts as echo for intensity matching: below 0 dBZ no product shows or scores rain
 
 
@@ -96,6 +100,10 @@ class EnsembleSettings:
     predictability_exponent: float = 0.0
     reference_acceleration: float = 0.05  # px per scan^2: the calibration storms' median motion change
     spread_clip: tuple[float, float] = (0.25, 3.0)
+    # "offsets": that factor s scales the offsets only. "all": it also scales the decorrelation
+    # (c_k * s) and the intensity matching share (a_k * min(s, 1)), so that a steady case keeps the
+    # network's structure and intensity trend as well as its position.
+    follows_case: str = "offsets"
     # Offsets of zero mean and unit RMS over the members: the ensemble is centred on the slot's motion.
     centred_offsets: bool = True
     # a_k: the share of the network's echo intensities at lead k replaced by the newest scan's (by rank).
@@ -114,6 +122,8 @@ class EnsembleSettings:
             raise ValueError("displacement_px and decorrelation must not be negative")
         if not 1 <= self.cascade_levels <= 12:
             raise ValueError(f"cascade_levels must be from 1 to 12, got {self.cascade_levels}")
+        if self.follows_case not in FOLLOWS_CASE:
+            raise ValueError(f"follows_case must be one of {FOLLOWS_CASE}, got {self.follows_case!r}")
         if self.predictability_exponent < 0 or self.reference_acceleration <= 0:
             raise ValueError("predictability_exponent must not be negative and reference_acceleration must be > 0")
         if not 0 < self.spread_clip[0] <= self.spread_clip[1]:
@@ -129,6 +139,16 @@ class EnsembleSettings:
             return 1.0
         ratio = max(float(acceleration), 1e-6) / self.reference_acceleration
         return float(np.clip(ratio ** self.predictability_exponent, *self.spread_clip))
+
+    def case_amplitudes(self, steps: int, acceleration: float | None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(steps,) each: this case's offset std (px), decorrelation c_k and matching share a_k."""
+        scale = self.spread_scale(acceleration)
+        displacement = self.displacement_at(steps) * scale
+        decorrelation, shares = self.decorrelation_at(steps), self.intensity_matching_at(steps)
+        if self.follows_case == "all":
+            decorrelation, shares = decorrelation * scale, shares * min(scale, 1.0)
+        return displacement, decorrelation, shares
 
     def displacement_at(self, steps: int) -> np.ndarray:
         """(steps,) px: the offset's standard deviation at leads 1..steps (zero if not perturbed)."""
@@ -161,6 +181,8 @@ class EnsembleSettings:
         low, high = min(self.intensity_spread_db), max(self.intensity_spread_db)
         if high > 0:
             parts.append(f"intensity spread {low:g} dB" if low == high else f"intensity spread {low:g}..{high:g} dB")
+        if self.follows_case == "all" and self.predictability_exponent > 0:
+            parts.append("scales and intensities follow the case")
         return f"{self.source}: {', '.join(parts)}"
 
     def with_perturb(self, perturb: str) -> EnsembleSettings:
@@ -175,7 +197,7 @@ class EnsembleSettings:
     def from_json(cls, data: dict[str, Any], source: str) -> EnsembleSettings:
         known = {"displacement_px", "decorrelation", "cascade_levels", "perturb", "predictability_exponent",
                  "reference_acceleration", "spread_clip", "centred_offsets", "intensity_matching",
-                 "intensity_spread_db", "rearranged_from_dbz"}
+                 "intensity_spread_db", "rearranged_from_dbz", "follows_case"}
         defaults = cls()
         # A calibration written before offsets were centred was fitted on uncentred ones: read it so.
         return cls(
@@ -187,6 +209,7 @@ class EnsembleSettings:
             reference_acceleration=float(data.get("reference_acceleration", defaults.reference_acceleration)),
             spread_clip=tuple(float(v) for v in data.get("spread_clip", defaults.spread_clip)),  # type: ignore[arg-type]
             centred_offsets=bool(data.get("centred_offsets", False)),
+            follows_case=str(data.get("follows_case", defaults.follows_case)),
             intensity_matching=tuple(float(v) for v in data.get("intensity_matching", defaults.intensity_matching)),
             intensity_spread_db=tuple(float(v) for v in data.get("intensity_spread_db", defaults.intensity_spread_db)),
             source=source, extra={k: v for k, v in data.items() if k not in known | {"source"}})
@@ -431,8 +454,9 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
         levels' correlation says how fast each scale loses predictability; the newest scan's
         echo intensities are what ``settings.intensity_matching`` moves the forecast towards.
     floor_dbz, cap_dbz : the scaling's dBZ range; "no echo" is the floor.
-    acceleration : the case's :func:`motion_change` (px/scan^2), which scales the offsets when
-        ``settings.predictability_exponent`` > 0; None keeps the calibrated offsets.
+    acceleration : the case's :func:`motion_change` (px/scan^2), which scales the offsets (and,
+        with ``settings.follows_case == "all"``, the decorrelation and matching share) when
+        ``settings.predictability_exponent`` > 0; None keeps the calibrated amplitudes.
 
     Returns
     -------
@@ -442,10 +466,9 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
     steps = lagrangian_dbz.shape[0]
     draws = draw_perturbations(previous_dbz, newest_dbz, members, seed, settings.cascade_levels,
                                settings.centred_offsets)
-    displacement = settings.displacement_at(steps) * settings.spread_scale(acceleration)
-    shares = settings.intensity_matching_at(steps)
+    displacement, decorrelation, shares = settings.case_amplitudes(steps, acceleration)
     matched = match_intensities(lagrangian_dbz, newest_dbz, shares)
-    return apply_perturbations(matched, motion, draws, displacement, settings.decorrelation_at(steps),
+    return apply_perturbations(matched, motion, draws, displacement, decorrelation,
                                floor_dbz, cap_dbz, settings.intensity_spread_at(steps), settings.rearranged_from_dbz)
 
 

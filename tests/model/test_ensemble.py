@@ -324,6 +324,48 @@ def test_offsets_follow_the_motion_change_within_their_clip():
     assert EnsembleSettings.from_json(written, "test") == dataclasses.replace(adaptive, source="test")
 
 
+def test_following_the_case_with_all_amplitudes_scales_decorrelation_and_share():
+    """follows_case="all": the case's factor s scales c_k by s and the matching share by min(s, 1)."""
+    base = {"displacement_px": (2.0, 4.0), "decorrelation": (0.0, 2.0), "intensity_matching": (1.0,),
+                "predictability_exponent": 1.0, "reference_acceleration": 0.04}
+    offsets_only, every = EnsembleSettings(**base), EnsembleSettings(**base, follows_case="all")
+    for acceleration, scale in ((0.01, 0.25), (0.02, 0.5), (0.08, 2.0)):
+        displacement, decorrelation, shares = offsets_only.case_amplitudes(3, acceleration)
+        assert np.allclose(displacement, [2.0 * scale, 4.0 * scale, 4.0 * scale])
+        assert np.allclose(decorrelation, [0.0, 2.0, 2.0]) and np.allclose(shares, 1.0)
+        displacement_all, decorrelation, shares = every.case_amplitudes(3, acceleration)
+        assert np.allclose(displacement_all, displacement)
+        assert np.allclose(decorrelation, [0.0, 2.0 * scale, 2.0 * scale])
+        assert np.allclose(shares, min(scale, 1.0))
+    assert np.allclose(every.case_amplitudes(2, None)[1], [0.0, 2.0])  # no measured change: as calibrated
+    assert "scales and intensities follow the case" in every.describe()
+    assert "follow the case" not in offsets_only.describe()
+    written = json.loads(json.dumps(every.to_json()))
+    assert EnsembleSettings.from_json(written, "test") == dataclasses.replace(every, source="test")
+    assert EnsembleSettings.from_json({"displacement_px": [1], "decorrelation": [0]}, "old").follows_case == "offsets"
+    with pytest.raises(ValueError, match="follows_case"):
+        EnsembleSettings(follows_case="scales")
+
+
+def test_a_steady_case_that_all_amplitudes_follow_gets_them_scaled_down(lagrangian, storm):
+    """The same storm and draws: with a reference far above the storm's motion change (the factor
+    clips to 0.25), following the case with every amplitude gives exactly the members of the
+    amplitudes scaled by hand (offsets and c by 0.25, share by 0.25), and they stay nearer the
+    deterministic forecast than with the offsets alone scaled."""
+    deterministic = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=1)[0]
+    common = {"rearranged_from_dbz": 20.0, "predictability_exponent": 1.0, "reference_acceleration": 10.0}
+
+    def members(**amplitudes) -> np.ndarray:
+        return forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=6, seed=3,
+                                     settings=EnsembleSettings(**common, **amplitudes))
+
+    following = members(displacement_px=(2.0,), decorrelation=(2.0,), intensity_matching=(1.0,), follows_case="all")
+    by_hand = members(displacement_px=(2.0,), decorrelation=(0.5,), intensity_matching=(0.25,))
+    offsets_only = members(displacement_px=(2.0,), decorrelation=(2.0,), intensity_matching=(1.0,))
+    assert np.array_equal(following, by_hand)
+    assert np.abs(following - deterministic).mean() < np.abs(offsets_only - deterministic).mean()
+
+
 def test_an_adaptive_ensemble_spreads_less_where_the_motion_was_steady(lagrangian, storm):
     """The same storm and draws: a calibration whose reference change is far above this storm's
     (its motion looks steady) gives tighter members than one far below it."""
