@@ -38,6 +38,7 @@ from benchmarks.report import emit_json
 from model.checkpoint import load_checkpoint
 from model.data.synthetic import SyntheticRadar
 from model.ensemble import (
+    FOLLOWS_CASE,
     EnsembleSettings,
     apply_perturbations,
     calibration_path,
@@ -220,6 +221,11 @@ def main() -> int:
                              "comma-separated, with 0")
     parser.add_argument("--rearranged-from", type=float, default=EnsembleSettings().rearranged_from_dbz,
                         help="dBZ: the decorrelated scales rearrange only the pixels at or above this level")
+    parser.add_argument("--follows-case", choices=FOLLOWS_CASE, default="offsets",
+                        help="what the case's predictability factor scales: the offsets, or all the amplitudes")
+    parser.add_argument("--flows-as-constraint", action="store_true",
+                        help="choose on the storms alone, among the combinations whose CRPS on the --flows cases "
+                             "is not above the deterministic forecast's there (STEPS is scored on the storms only)")
     parser.add_argument("--uncentred", action="store_true",
                         help="independent offsets, as before they were centred (to measure what centring gives)")
     parser.add_argument("--steps-reference-from", type=Path,
@@ -243,8 +249,11 @@ def main() -> int:
     reference = None
     if args.steps_reference_from:
         earlier = json.loads(args.steps_reference_from.read_text())
-        if (earlier["sequences"], earlier.get("flows", 0), earlier["seed"], earlier["grid"], earlier["members"]) != (
-                args.sequences, args.flows, args.seed, args.grid, args.members) or not earlier.get("steps_reference"):
+        # With the flows as a constraint STEPS is scored on the storms alone, as a run without flows scored it.
+        flows = 0 if args.flows_as_constraint else args.flows
+        if (earlier["sequences"], earlier.get("flows", 0) if not earlier.get("flows_as_constraint") else 0,
+                earlier["seed"], earlier["grid"], earlier["members"]) != (
+                args.sequences, flows, args.seed, args.grid, args.members) or not earlier.get("steps_reference"):
             raise SystemExit(f"{args.steps_reference_from}: its STEPS scores are of other storms, seeds or members")
         reference = earlier["steps_reference"]
     if args.from_grid:
@@ -256,19 +265,28 @@ def main() -> int:
         if earlier.get("rearranged_from_dbz", args.rearranged_from) != args.rearranged_from:
             raise SystemExit(f"{args.from_grid}: its cores were rearranged from {earlier['rearranged_from_dbz']} dBZ, "
                              f"not {args.rearranged_from}; measure again")
+        measured_with = earlier.get("follows_case", "offsets")
+        if measured_with != args.follows_case:
+            raise SystemExit(f"{args.from_grid}: measured with follows_case {measured_with!r}; measure again")
         crps, ratio = np.array(earlier["grid_crps_dbz"]), np.array(earlier["grid_spread_skill"])
         brier = np.array(earlier["grid_brier"]) if earlier.get("grid_brier") else None
+        by_kind = {kind: (np.array(v["crps_dbz"]), np.array(v["spread_skill"]), np.array(v["brier"]))
+                   for kind, v in earlier["grid_by_kind"].items()} if earlier.get("grid_by_kind") else None
         args.flows = earlier.get("flows", 0)
+        if args.flows_as_constraint and by_kind is None:
+            raise SystemExit(f"{args.from_grid}: has no scores per kind of case; measure again")
         seen, seconds = earlier["sequences"] + 2 * args.flows, earlier["seconds"]
         reference = reference or earlier.get("steps_reference")
         args.reference_acceleration = earlier.get("reference_acceleration")
     else:
         validation = validation_batches(args)
-        crps, ratio, brier, seen = measure(args, pairs, validation)
+        crps, ratio, brier, seen, by_kind = measure(args, pairs, validation)
         seconds = round(time.perf_counter() - started, 1)
+    if args.flows_as_constraint and not args.flows:
+        parser.error("--flows-as-constraint needs --flows")
     if args.with_steps and reference is None:
         reference = measure_steps(args, validation or validation_batches(args))
-    return report(args, pairs, crps, ratio, brier, seen, seconds, reference)
+    return report(args, pairs, crps, ratio, brier, seen, seconds, reference, by_kind)
 
 
 def measure_steps(args: argparse.Namespace, validation: Validation) -> dict[str, list[float]]:
@@ -277,11 +295,12 @@ def measure_steps(args: argparse.Namespace, validation: Validation) -> dict[str,
 
     height, width = (int(v) for v in args.grid.split("x"))
     source, cases = validation
+    total = args.sequences if args.flows_as_constraint else args.sequences + 2 * args.flows
     crps, variance, squared = np.zeros(args.steps), np.zeros(args.steps), np.zeros(args.steps)
     brier = np.zeros((args.steps, len(BRIER_THRESHOLDS_DBZ)))
     seen = 0
     for batch in cases:
-        for sequence in batch:
+        for sequence in batch[: total - seen]:
             dbz = model_to_dbz(sequence[:, 0], source.scaling)
             members = steps_ensemble(dbz[: source.input_length], args.steps, members=args.members,
                                      seed=args.seed + seen)
@@ -289,39 +308,46 @@ def measure_steps(args: argparse.Namespace, validation: Validation) -> dict[str,
             crps, variance, squared = crps + c, variance + v, squared + q
             brier += brier_per_lead(members, dbz[source.input_length:])
             seen += 1
-        log.info("STEPS: %d / %d storms", seen, args.sequences + 2 * args.flows)
+        log.info("STEPS: %d / %d cases", seen, total)
     ratio = np.sqrt((args.members + 1) / args.members) * np.sqrt(variance / np.maximum(squared, 1e-12))
     return {"crps_dbz": np.round(crps / (seen * height * width), 4).tolist(),
             "spread_skill": np.round(ratio, 3).tolist(),
             "brier": np.round(brier / (seen * height * width), 6).tolist()}
 
 
+KINDS = ("storms", "flows")  # the calibration's cases: validation storms first, then the --flows cases
+
+
+# (combos, steps) CRPS and spread-skill, (combos, steps, thresholds) Brier score
+Scores = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def measure(args: argparse.Namespace, pairs: list[Combo], validation: Validation
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(combos, steps) CRPS in dBZ and spread-skill ratio, (combos, steps, thresholds) Brier score of every
-    combination, and the storms scored."""
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, dict[str, Scores] | None]:
+    """(combos, steps) CRPS in dBZ and spread-skill ratio and (combos, steps, thresholds) Brier score of
+    every combination over every case; the cases scored; and, with ``--flows``, the same three per
+    kind of case (:data:`KINDS`)."""
     import torch
 
-    height, width = (int(v) for v in args.grid.split("x"))
     model, meta = load_checkpoint(args.checkpoint)
     model.eval()
     scaling = meta.get("scaling") or SyntheticRadar().scaling
     source, cases = validation
     total = args.sequences + 2 * args.flows
-    crps = np.zeros((len(pairs), args.steps))
+    crps = np.zeros((len(KINDS), len(pairs), args.steps))
     variance = np.zeros_like(crps)
     squared = np.zeros_like(crps)
-    brier = np.zeros((len(pairs), args.steps, len(BRIER_THRESHOLDS_DBZ)))
-    pixels = 0
+    brier = np.zeros((len(KINDS), len(pairs), args.steps, len(BRIER_THRESHOLDS_DBZ)))
     seen = 0
     started = last = time.perf_counter()
     floor, cap = float(scaling["dbz_min"]), float(scaling["dbz_max"])
     settings = EnsembleSettings()
     accelerations = storm_accelerations(validation, floor) if args.predictability_exponent > 0 else None
     if accelerations is not None:
-        args.reference_acceleration = round(float(np.median(accelerations)), 5)
+        # The reference is the storms' median, with or without flows: the factor is 1 for a typical storm.
+        args.reference_acceleration = round(float(np.median(accelerations[: args.sequences])), 5)
         settings = EnsembleSettings(predictability_exponent=args.predictability_exponent,
-                                    reference_acceleration=args.reference_acceleration)
+                                    reference_acceleration=args.reference_acceleration, follows_case=args.follows_case)
         log.info("motion change of the storms: median %.4f px/scan^2, range %.4f-%.4f", args.reference_acceleration,
                  float(np.min(accelerations)), float(np.max(accelerations)))
     for batch in cases:
@@ -330,6 +356,7 @@ def measure(args: argparse.Namespace, pairs: list[Combo], validation: Validation
             predicted, motions = forecast_lagrangian_frames(model, context, args.steps, "fp32", torch.device("cpu"),
                                                             scaling=scaling)
         for i in range(batch.shape[0]):
+            kind = 0 if seen < args.sequences else 1
             lagrangian = model_to_dbz(predicted[i, :, 0], scaling)
             truth_dbz = model_to_dbz(truth[i, :, 0], scaling)
             motion = None if motions is None else motions[i]
@@ -337,27 +364,38 @@ def measure(args: argparse.Namespace, pairs: list[Combo], validation: Validation
             draws = draw_perturbations(previous, newest, args.members, args.seed + seen, settings.cascade_levels,
                                        centred=not args.uncentred)
             scale = 1.0 if accelerations is None else settings.spread_scale(accelerations[seen])
-            matched = {a: match_intensities(lagrangian, newest, a) for a in dict.fromkeys(p[2] for p in pairs)}
+            # What the case's factor scales besides the offsets (EnsembleSettings.case_amplitudes).
+            scales_too = settings.follows_case == "all"
+            decorrelation_scale, share_scale = (scale, min(scale, 1.0)) if scales_too else (1.0, 1.0)
+            matched = {a: match_intensities(lagrangian, newest, a * share_scale)
+                       for a in dict.fromkeys(p[2] for p in pairs)}
             for p, (d, n, a, v) in enumerate(pairs):
                 members = apply_perturbations(matched[a], motion, draws, np.full(args.steps, d * scale),
-                                              np.full(args.steps, n), floor, cap, np.full(args.steps, v),
-                                              args.rearranged_from)
+                                              np.full(args.steps, n * decorrelation_scale), floor, cap,
+                                              np.full(args.steps, v), args.rearranged_from)
                 c, v, s = crps_per_lead(members, truth_dbz)
-                crps[p] += c
-                variance[p] += v
-                squared[p] += s
-                brier[p] += brier_per_lead(members, truth_dbz)
-            pixels += height * width
+                crps[kind, p] += c
+                variance[kind, p] += v
+                squared[kind, p] += s
+                brier[kind, p] += brier_per_lead(members, truth_dbz)
             seen += 1
         now = time.perf_counter()
         if now - last > 20:
             rate = seen / (now - started)
-            log.info("%d / %d storms, %.2f storms/s, ETA %.0f s", seen, total, rate, (total - seen) / rate)
+            log.info("%d / %d cases, %.2f cases/s, ETA %.0f s", seen, total, rate, (total - seen) / rate)
             last = now
-    crps /= pixels
+    height, width = (int(v) for v in args.grid.split("x"))
+    counts = np.array([args.sequences, 2 * args.flows], dtype=np.float64) * height * width
     correction = np.sqrt((args.members + 1) / args.members)
-    ratio = correction * np.sqrt(variance / pixels) / np.sqrt(np.maximum(squared / pixels, 1e-12))
-    return crps, ratio, brier / pixels, seen
+
+    def scores(rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pixels = counts[rows].sum()
+        ratio = correction * np.sqrt(variance[rows].sum(0) / pixels) / np.sqrt(
+            np.maximum(squared[rows].sum(0) / pixels, 1e-12))
+        return crps[rows].sum(0) / pixels, ratio, brier[rows].sum(0) / pixels
+
+    by_kind = {name: scores(slice(k, k + 1)) for k, name in enumerate(KINDS)} if args.flows else None
+    return (*scores(slice(None)), seen, by_kind)
 
 
 def storm_accelerations(validation: Validation, floor: float) -> np.ndarray:
@@ -376,13 +414,24 @@ def storm_accelerations(validation: Validation, floor: float) -> np.ndarray:
 
 
 def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio: np.ndarray,
-           brier: np.ndarray | None, seen: int, seconds: float, reference: dict[str, list[float]] | None) -> int:
+           brier: np.ndarray | None, seen: int, seconds: float, reference: dict[str, list[float]] | None,
+           by_kind: dict[str, Scores] | None = None) -> int:
     """Choose per family and bound, write the JSON and (``--write-settings``) the calibration.
 
     With STEPS' Brier scores in ``reference``, the served choice must also beat STEPS' Brier score
-    at 20 and 30 dBZ at a lead wherever some combination does (:func:`_dispersed_within`).
+    at 20 and 30 dBZ at a lead wherever some combination does (:func:`_dispersed_within`). With
+    ``--flows-as-constraint`` the choice is made on the storms' scores, among the combinations
+    whose CRPS on the flows is at most the deterministic forecast's at that lead: the ensemble may
+    not make a flow's nowcast worse than the network's own field.
     """
     deterministic = pairs.index(DETERMINISTIC)
+    grid_scores = (crps, ratio, brier)  # over every case, as the JSON's grid keeps them
+    flows_allowed = None
+    if args.flows_as_constraint and by_kind is not None:
+        crps, ratio, brier = by_kind["storms"]
+        flows_crps = by_kind["flows"][0]
+        flows_allowed = flows_crps <= flows_crps[deterministic][None] * (1.0 + 1e-9)  # (combos, steps)
+        crps = np.where(flows_allowed, crps, np.inf)
     brier_ceiling = None
     if brier is not None and reference is not None and reference.get("brier"):
         brier_ceiling = np.asarray(reference["brier"])
@@ -431,6 +480,13 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
         served["brier_skill_vs_steps"] = {
             f"{t:g}dBZ": [round(1.0 - float(brier[c, k, j]) / max(float(brier_ceiling[k, j]), 1e-12), 4)
                           for k, c in enumerate(chosen)] for j, t in enumerate(BRIER_THRESHOLDS_DBZ)}
+    if flows_allowed is not None:
+        chosen = [pairs.index(combo) for combo in zip(served["displacement_px"], served["decorrelation"],
+                                                      served["intensity_matching"], served["intensity_spread_db"],
+                                                      strict=True)]
+        served["flows_crps_dbz"] = [round(float(flows_crps[c, k]), 4) for k, c in enumerate(chosen)]
+        served["flows_deterministic_crps_dbz"] = [round(float(v), 4) for v in flows_crps[deterministic]]
+    grid_crps, grid_ratio, grid_brier = grid_scores
     report = {
         "benchmark": "ensemble_calibration", "date": dt.date.today().isoformat(), "machine": machine_description(),
         "checkpoint": str(args.checkpoint), "split": "valid", "sequences": seen - 2 * args.flows, "grid": args.grid,
@@ -439,13 +495,17 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
         **dict(zip(("grid_displacement_px", "grid_decorrelation", "grid_intensity_matching",
                     "grid_intensity_spread_db"), (list(axis) for axis in grid_axes(args)), strict=True)),
         "centred_offsets": not args.uncentred, "rearranged_from_dbz": args.rearranged_from,
+        "follows_case": args.follows_case, "flows_as_constraint": bool(args.flows_as_constraint),
         "predictability_exponent": args.predictability_exponent,
         "reference_acceleration": getattr(args, "reference_acceleration", None),
         "deterministic_crps_dbz": [round(float(v), 4) for v in crps[deterministic]],
         "families": families, "winner": winner, "served": bounded["both"], "min_spread_skill": args.min_spread_skill,
         "steps_reference": reference, "steps_margin": args.steps_margin,
-        "grid_crps_dbz": np.round(crps, 4).tolist(), "grid_spread_skill": np.round(ratio, 3).tolist(),
-        "grid_brier": None if brier is None else np.round(brier, 6).tolist(),
+        "grid_crps_dbz": np.round(grid_crps, 4).tolist(), "grid_spread_skill": np.round(grid_ratio, 3).tolist(),
+        "grid_brier": None if grid_brier is None else np.round(grid_brier, 6).tolist(),
+        "grid_by_kind": None if by_kind is None else {
+            kind: {"crps_dbz": np.round(c, 4).tolist(), "spread_skill": np.round(np.nan_to_num(r), 3).tolist(),
+                   "brier": np.round(b, 6).tolist()} for kind, (c, r, b) in by_kind.items()},
         "brier_thresholds_dbz": list(BRIER_THRESHOLDS_DBZ),
         "seconds": seconds,
         "command": "python -m benchmarks.ensemble_calibration " + " ".join(
@@ -459,13 +519,15 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
             "displacement_px": chosen["displacement_px"], "decorrelation": chosen["decorrelation"],
             "intensity_matching": chosen["intensity_matching"], "intensity_spread_db": chosen["intensity_spread_db"],
             "rearranged_from_dbz": args.rearranged_from,
-            "centred_offsets": not args.uncentred,
+            "centred_offsets": not args.uncentred, "follows_case": args.follows_case,
             "cascade_levels": EnsembleSettings().cascade_levels, "perturb": winner,
             "predictability_exponent": args.predictability_exponent,
             "reference_acceleration": getattr(args, "reference_acceleration", None) or
             EnsembleSettings().reference_acceleration,
             "calibrated_on": f"{seen - 2 * args.flows} validation storms"
                              + (f" and {args.flows} of each kind of growing and decaying flow" if args.flows else "")
+                             + (" (no worse than the deterministic forecast on the flows)"
+                                if flows_allowed is not None else "")
                              + f" {args.grid}, {args.members} members, seed {args.seed}",
             "calibration_crps_dbz": chosen["crps_dbz"], "calibration_spread_skill": chosen["spread_skill"],
             "date": report["date"], "cpu": report["machine"]["cpu"], "command": report["command"],

@@ -81,6 +81,46 @@ def test_adaptive_calibration_records_its_reference_and_writes_it_beside_the_che
     assert "and 1 of each kind of growing and decaying flow" in settings.extra["calibrated_on"]
 
 
+def test_flows_as_a_constraint_keep_the_flows_no_worse_than_the_deterministic_forecast(tmp_path: Path) -> None:
+    """Chosen on the storms, among the combinations no worse than the network's field on the flows."""
+    out = tmp_path / "constrained.json"
+    command = [sys.executable, "-m", "benchmarks.ensemble_calibration", "--checkpoint", str(DEFAULT_MODEL),
+               "--sequences", "2", "--flows", "1", "--members", "3", "--grid", "32x48", "--steps", "2",
+               "--predictability-exponent", "1", "--decorrelations", "0,2", "--intensity-matching", "1",
+               "--rearranged-from", "20", "--follows-case", "all", "--flows-as-constraint", "--with-steps",
+               "--steps-margin", "0.01"]
+    done = subprocess.run([*command, "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["follows_case"] == "all" and report["flows_as_constraint"] is True
+    kinds = report["grid_by_kind"]
+    assert set(kinds) == {"storms", "flows"}
+    combos = len(DISPLACEMENTS_PX) * 2 + 1  # and the deterministic forecast
+    assert np.array(kinds["flows"]["crps_dbz"]).shape == (combos, 2) == np.array(report["grid_crps_dbz"]).shape
+    # The pooled grid is the case-weighted mean of the kinds' (2 storms, 2 flows).
+    pooled = (np.array(kinds["storms"]["crps_dbz"]) + np.array(kinds["flows"]["crps_dbz"])) / 2
+    assert np.allclose(pooled, report["grid_crps_dbz"], atol=2e-4)
+    served = report["families"][report["served"]]
+    assert all(c <= d + 1e-4 for c, d in zip(served["flows_crps_dbz"], served["flows_deterministic_crps_dbz"],
+                                             strict=True))
+    assert served["crps_dbz"] == [round(kinds["storms"]["crps_dbz"][
+        report["grid_displacement_px"].index(d) * 2 + report["grid_decorrelation"].index(c) + 1][k], 4)
+        if (d, c) != (0.0, 0.0) else round(kinds["storms"]["crps_dbz"][0][k], 4)
+        for k, (d, c) in enumerate(zip(served["displacement_px"], served["decorrelation"], strict=True))]
+    assert len(report["steps_reference"]["crps_dbz"]) == 2  # STEPS scored on the 2 storms only
+    again = tmp_path / "again.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--from-grid", str(out), "--steps-margin",
+                    "0.01", "--decorrelations", "0,2", "--intensity-matching", "1", "--rearranged-from", "20",
+                    "--follows-case", "all", "--flows-as-constraint", "--json", str(again)],
+                   cwd=REPO, check=True, capture_output=True, timeout=120)
+    assert json.loads(again.read_text())["families"] == report["families"]
+    refused = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--from-grid", str(out),
+                              "--decorrelations", "0,2", "--intensity-matching", "1", "--rearranged-from", "20",
+                              "--json", str(tmp_path / "no.json")], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "follows_case" in refused.stderr
+
+
 def test_speed_times_both_methods_as_whole_processes(tmp_path: Path) -> None:
     out = tmp_path / "speed.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_speed", "--grid", "32x32", "--members", "3",
