@@ -243,6 +243,8 @@ def main() -> int:
         parser.error("--intensity-matching shares must be in [0, 1]")
     if min(spreads) < 0:
         parser.error("--intensity-spreads must not be negative")
+    if args.flows_as_constraint and not args.flows and not args.from_grid:
+        parser.error("--flows-as-constraint needs --flows")
     pairs = grid_pairs(axes)
     started = time.perf_counter()
     validation: Validation | None = None
@@ -282,8 +284,6 @@ def main() -> int:
         validation = validation_batches(args)
         crps, ratio, brier, seen, by_kind = measure(args, pairs, validation)
         seconds = round(time.perf_counter() - started, 1)
-    if args.flows_as_constraint and not args.flows:
-        parser.error("--flows-as-constraint needs --flows")
     if args.with_steps and reference is None:
         reference = measure_steps(args, validation or validation_batches(args))
     return report(args, pairs, crps, ratio, brier, seen, seconds, reference, by_kind)
