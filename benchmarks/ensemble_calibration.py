@@ -363,10 +363,8 @@ def measure(args: argparse.Namespace, pairs: list[Combo], validation: Validation
             previous, newest = (model_to_dbz(f, scaling) for f in newest_pair(context[i, :, 0], motion))
             draws = draw_perturbations(previous, newest, args.members, args.seed + seen, settings.cascade_levels,
                                        centred=not args.uncentred)
-            scale = 1.0 if accelerations is None else settings.spread_scale(accelerations[seen])
-            # What the case's factor scales besides the offsets (EnsembleSettings.case_amplitudes).
-            scales_too = settings.follows_case == "all"
-            decorrelation_scale, share_scale = (scale, min(scale, 1.0)) if scales_too else (1.0, 1.0)
+            scale, decorrelation_scale, share_scale = settings.case_factors(
+                None if accelerations is None else accelerations[seen])
             matched = {a: match_intensities(lagrangian, newest, a * share_scale)
                        for a in dict.fromkeys(p[2] for p in pairs)}
             for p, (d, n, a, v) in enumerate(pairs):
@@ -473,17 +471,14 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
     served = families[bounded["both"]]
     offsets, scales = any(v > 0 for v in served["displacement_px"]), any(v > 0 for v in served["decorrelation"])
     winner = "both" if offsets and scales else ("scales" if scales else "motion")
+    chosen = [pairs.index(combo) for combo in zip(served["displacement_px"], served["decorrelation"],
+                                                  served["intensity_matching"], served["intensity_spread_db"],
+                                                  strict=True)]
     if brier is not None and brier_ceiling is not None:
-        chosen = [pairs.index(combo) for combo in zip(served["displacement_px"], served["decorrelation"],
-                                                      served["intensity_matching"], served["intensity_spread_db"],
-                                                      strict=True)]
         served["brier_skill_vs_steps"] = {
             f"{t:g}dBZ": [round(1.0 - float(brier[c, k, j]) / max(float(brier_ceiling[k, j]), 1e-12), 4)
                           for k, c in enumerate(chosen)] for j, t in enumerate(BRIER_THRESHOLDS_DBZ)}
     if flows_allowed is not None:
-        chosen = [pairs.index(combo) for combo in zip(served["displacement_px"], served["decorrelation"],
-                                                      served["intensity_matching"], served["intensity_spread_db"],
-                                                      strict=True)]
         served["flows_crps_dbz"] = [round(float(flows_crps[c, k]), 4) for k, c in enumerate(chosen)]
         served["flows_deterministic_crps_dbz"] = [round(float(v), 4) for v in flows_crps[deterministic]]
     grid_crps, grid_ratio, grid_brier = grid_scores
@@ -514,10 +509,9 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
     }
     emit_json(report, args.json)
     if args.write_settings:
-        chosen = served
         calibration = {
-            "displacement_px": chosen["displacement_px"], "decorrelation": chosen["decorrelation"],
-            "intensity_matching": chosen["intensity_matching"], "intensity_spread_db": chosen["intensity_spread_db"],
+            "displacement_px": served["displacement_px"], "decorrelation": served["decorrelation"],
+            "intensity_matching": served["intensity_matching"], "intensity_spread_db": served["intensity_spread_db"],
             "rearranged_from_dbz": args.rearranged_from,
             "centred_offsets": not args.uncentred, "follows_case": args.follows_case,
             "cascade_levels": EnsembleSettings().cascade_levels, "perturb": winner,
@@ -529,7 +523,7 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
                              + (" (no worse than the deterministic forecast on the flows)"
                                 if flows_allowed is not None else "")
                              + f" {args.grid}, {args.members} members, seed {args.seed}",
-            "calibration_crps_dbz": chosen["crps_dbz"], "calibration_spread_skill": chosen["spread_skill"],
+            "calibration_crps_dbz": served["crps_dbz"], "calibration_spread_skill": served["spread_skill"],
             "date": report["date"], "cpu": report["machine"]["cpu"], "command": report["command"],
         }
         path = calibration_path(args.checkpoint)

@@ -140,15 +140,17 @@ class EnsembleSettings:
         ratio = max(float(acceleration), 1e-6) / self.reference_acceleration
         return float(np.clip(ratio ** self.predictability_exponent, *self.spread_clip))
 
+    def case_factors(self, acceleration: float | None) -> tuple[float, float, float]:
+        """This case's factors on the offsets, the decorrelation and the matching share."""
+        scale = self.spread_scale(acceleration)
+        return (scale, scale, min(scale, 1.0)) if self.follows_case == "all" else (scale, 1.0, 1.0)
+
     def case_amplitudes(self, steps: int, acceleration: float | None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps,) each: this case's offset std (px), decorrelation c_k and matching share a_k."""
-        scale = self.spread_scale(acceleration)
-        displacement = self.displacement_at(steps) * scale
-        decorrelation, shares = self.decorrelation_at(steps), self.intensity_matching_at(steps)
-        if self.follows_case == "all":
-            decorrelation, shares = decorrelation * scale, shares * min(scale, 1.0)
-        return displacement, decorrelation, shares
+        offsets, decorrelation, share = self.case_factors(acceleration)
+        return (self.displacement_at(steps) * offsets, self.decorrelation_at(steps) * decorrelation,
+                self.intensity_matching_at(steps) * share)
 
     def displacement_at(self, steps: int) -> np.ndarray:
         """(steps,) px: the offset's standard deviation at leads 1..steps (zero if not perturbed)."""
