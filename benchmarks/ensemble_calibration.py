@@ -38,11 +38,13 @@ from benchmarks.report import emit_json
 from model.checkpoint import load_checkpoint
 from model.data.synthetic import SyntheticRadar
 from model.ensemble import (
+    CASE_MEASURES,
     FOLLOWS_CASE,
     EnsembleSettings,
     apply_perturbations,
     calibration_path,
     draw_perturbations,
+    hindcast_error,
     match_intensities,
     motion_change,
     newest_pair,
@@ -209,8 +211,11 @@ def main() -> int:
                         help="with STEPS scored: per lead, the pair nearest a spread-skill of 1 among those whose CRPS "
                              "is at least this share below STEPS' (0: not used)")
     parser.add_argument("--predictability-exponent", type=float, default=0.0,
-                        help="scale each storm's offsets by (its motion change / the storms' median) ** this "
-                             "(model.ensemble.motion_change; 0: the same offsets for every storm)")
+                        help="scale each storm's offsets by (its case measure / the storms' median) ** this "
+                             "(0: the same offsets for every storm)")
+    parser.add_argument("--case-measure", choices=CASE_MEASURES, default="motion_change",
+                        help="what the case's factor is read off: its motion change (model.ensemble.motion_change) "
+                             "or its context's hindcast error (model.ensemble.hindcast_error)")
     parser.add_argument("--decorrelations", default=",".join(f"{v:g}" for v in DECORRELATIONS),
                         help="the decorrelation amplitudes of the grid, comma-separated (0 alone: motion only)")
     parser.add_argument("--intensity-matching", default=",".join(f"{v:g}" for v in INTENSITY_MATCHING),
@@ -270,6 +275,9 @@ def main() -> int:
         measured_with = earlier.get("follows_case", "offsets")
         if measured_with != args.follows_case:
             raise SystemExit(f"{args.from_grid}: measured with follows_case {measured_with!r}; measure again")
+        measured_with = earlier.get("case_measure", "motion_change")
+        if args.predictability_exponent > 0 and measured_with != args.case_measure:
+            raise SystemExit(f"{args.from_grid}: measured with case_measure {measured_with!r}; measure again")
         crps, ratio = np.array(earlier["grid_crps_dbz"]), np.array(earlier["grid_spread_skill"])
         brier = np.array(earlier["grid_brier"]) if earlier.get("grid_brier") else None
         by_kind = {kind: (np.array(v["crps_dbz"]), np.array(v["spread_skill"]), np.array(v["brier"]))
@@ -279,7 +287,7 @@ def main() -> int:
             raise SystemExit(f"{args.from_grid}: has no scores per kind of case; measure again")
         seen, seconds = earlier["sequences"] + 2 * args.flows, earlier["seconds"]
         reference = reference or earlier.get("steps_reference")
-        args.reference_acceleration = earlier.get("reference_acceleration")
+        args.reference_measure = earlier.get(reference_key(args.case_measure))
     else:
         validation = validation_batches(args)
         crps, ratio, brier, seen, by_kind = measure(args, pairs, validation)
@@ -342,14 +350,15 @@ def measure(args: argparse.Namespace, pairs: list[Combo], validation: Validation
     started = last = time.perf_counter()
     floor, cap = float(scaling["dbz_min"]), float(scaling["dbz_max"])
     settings = EnsembleSettings()
-    accelerations = storm_accelerations(validation, floor) if args.predictability_exponent > 0 else None
-    if accelerations is not None:
+    measures = case_measures(validation, floor, args.case_measure) if args.predictability_exponent > 0 else None
+    if measures is not None:
         # The reference is the storms' median, with or without flows: the factor is 1 for a typical storm.
-        args.reference_acceleration = round(float(np.median(accelerations[: args.sequences])), 5)
+        args.reference_measure = round(float(np.nanmedian(measures[: args.sequences])), 5)
         settings = EnsembleSettings(predictability_exponent=args.predictability_exponent,
-                                    reference_acceleration=args.reference_acceleration, follows_case=args.follows_case)
-        log.info("motion change of the storms: median %.4f px/scan^2, range %.4f-%.4f", args.reference_acceleration,
-                 float(np.min(accelerations)), float(np.max(accelerations)))
+                                    case_measure=args.case_measure, follows_case=args.follows_case,
+                                    **{reference_key(args.case_measure): args.reference_measure})
+        log.info("%s of the storms: median %.4f, range %.4f-%.4f", args.case_measure, args.reference_measure,
+                 float(np.nanmin(measures)), float(np.nanmax(measures)))
     for batch in cases:
         context, truth = batch[:, : source.input_length], batch[:, source.input_length:]
         with torch.inference_mode():
@@ -364,7 +373,7 @@ def measure(args: argparse.Namespace, pairs: list[Combo], validation: Validation
             draws = draw_perturbations(previous, newest, args.members, args.seed + seen, settings.cascade_levels,
                                        centred=not args.uncentred)
             scale, decorrelation_scale, share_scale = settings.case_factors(
-                None if accelerations is None else accelerations[seen])
+                None if measures is None else measures[seen])
             matched = {a: match_intensities(lagrangian, newest, a * share_scale)
                        for a in dict.fromkeys(p[2] for p in pairs)}
             for p, (d, n, a, v) in enumerate(pairs):
@@ -396,8 +405,14 @@ def measure(args: argparse.Namespace, pairs: list[Combo], validation: Validation
     return (*scores(slice(None)), seen, by_kind)
 
 
-def storm_accelerations(validation: Validation, floor: float) -> np.ndarray:
-    """(cases,) each calibration case's motion change through its context (model.ensemble.motion_change)."""
+def reference_key(case_measure: str) -> str:
+    """The EnsembleSettings field (and JSON key) holding the reference of ``case_measure``."""
+    return "reference_acceleration" if case_measure == "motion_change" else "reference_hindcast_dbz"
+
+
+def case_measures(validation: Validation, floor: float, case_measure: str) -> np.ndarray:
+    """(cases,) each calibration case's measure from its context (model.ensemble.motion_change or
+    hindcast_error); NaN where the context is too short to tell."""
     from model.baselines import estimate_motion
     from model.network.lagrangian import MOTION_FRAMES
 
@@ -406,9 +421,20 @@ def storm_accelerations(validation: Validation, floor: float) -> np.ndarray:
     for batch in cases:
         for sequence in batch:
             context = model_to_dbz(sequence[: source.input_length, 0], source.scaling)
-            velocity = estimate_motion(context[-MOTION_FRAMES:], zerovalue=floor)
-            out.append(motion_change(context, velocity, zerovalue=floor))
+            if case_measure == "hindcast":
+                value = hindcast_error(context, zerovalue=floor)
+            else:
+                value = motion_change(context, estimate_motion(context[-MOTION_FRAMES:], zerovalue=floor),
+                                      zerovalue=floor)
+            out.append(np.nan if value is None else value)
     return np.asarray(out, dtype=np.float64)
+
+
+def _as_stored(crps: np.ndarray, ratio: np.ndarray, brier: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """CRPS, spread-skill and Brier score rounded as the JSON stores them (4, 3 and 6 decimals)."""
+    return (np.round(crps, 4), np.round(np.nan_to_num(ratio), 3),
+            None if brier is None else np.round(brier, 6))
 
 
 def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio: np.ndarray,
@@ -423,6 +449,11 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
     not make a flow's nowcast worse than the network's own field.
     """
     deterministic = pairs.index(DETERMINISTIC)
+    # Choose on the scores rounded as the JSON keeps them, so that --from-grid reselects exactly
+    # what the measuring run chose (unrounded, near-ties at the argmin could go either way).
+    crps, ratio, brier = _as_stored(crps, ratio, brier)
+    if by_kind is not None:
+        by_kind = {kind: _as_stored(*scores) for kind, scores in by_kind.items()}
     grid_scores = (crps, ratio, brier)  # over every case, as the JSON's grid keeps them
     flows_allowed = None
     if args.flows_as_constraint and by_kind is not None:
@@ -491,8 +522,8 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
                     "grid_intensity_spread_db"), (list(axis) for axis in grid_axes(args)), strict=True)),
         "centred_offsets": not args.uncentred, "rearranged_from_dbz": args.rearranged_from,
         "follows_case": args.follows_case, "flows_as_constraint": bool(args.flows_as_constraint),
-        "predictability_exponent": args.predictability_exponent,
-        "reference_acceleration": getattr(args, "reference_acceleration", None),
+        "predictability_exponent": args.predictability_exponent, "case_measure": args.case_measure,
+        reference_key(args.case_measure): getattr(args, "reference_measure", None),
         "deterministic_crps_dbz": [round(float(v), 4) for v in crps[deterministic]],
         "families": families, "winner": winner, "served": bounded["both"], "min_spread_skill": args.min_spread_skill,
         "steps_reference": reference, "steps_margin": args.steps_margin,
@@ -505,7 +536,7 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
         "seconds": seconds,
         "command": "python -m benchmarks.ensemble_calibration " + " ".join(
             f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
-            if v is not None and v is not False and k not in ("from_grid", "json", "reference_acceleration")),
+            if v is not None and v is not False and k not in ("from_grid", "json", "reference_measure")),
     }
     emit_json(report, args.json)
     if args.write_settings:
@@ -515,9 +546,9 @@ def report(args: argparse.Namespace, pairs: list[Combo], crps: np.ndarray, ratio
             "rearranged_from_dbz": args.rearranged_from,
             "centred_offsets": not args.uncentred, "follows_case": args.follows_case,
             "cascade_levels": EnsembleSettings().cascade_levels, "perturb": winner,
-            "predictability_exponent": args.predictability_exponent,
-            "reference_acceleration": getattr(args, "reference_acceleration", None) or
-            EnsembleSettings().reference_acceleration,
+            "predictability_exponent": args.predictability_exponent, "case_measure": args.case_measure,
+            reference_key(args.case_measure): getattr(args, "reference_measure", None) or
+            getattr(EnsembleSettings(), reference_key(args.case_measure)),
             "calibrated_on": f"{seen - 2 * args.flows} validation storms"
                              + (f" and {args.flows} of each kind of growing and decaying flow" if args.flows else "")
                              + (" (no worse than the deterministic forecast on the flows)"

@@ -82,6 +82,10 @@ log = logging.getLogger(__name__)
 
 PERTURBATIONS = ("both", "motion", "scales")
 FOLLOWS_CASE = ("offsets", "all")  # what the case's predictability factor scales
+# How a case's predictability is read off its context: its motion change (motion_change) or the
+# error of extrapolation inside the context itself (hindcast_error).
+CASE_MEASURES = ("motion_change", "hindcast")
+HINDCAST_STEPS = 3  # the hindcast's lead, scans: a 6-scan context still has 3 scans of motion before it
 ECHO_DBZ = 0.0  # what counts as echo for intensity matching: below 0 dBZ no product shows or scores rain
 
 
@@ -95,10 +99,13 @@ class EnsembleSettings:
     rearranged_from_dbz: float = 0.0
     cascade_levels: int = 6  # pysteps' Gaussian bandpass levels that rho is estimated on
     perturb: str = "both"  # both | motion | scales
-    # Offsets follow the case's predictability: scaled by (a / reference_acceleration) ** exponent,
-    # a the context's motion change (motion_change), clipped to spread_clip. Exponent 0: fixed offsets.
+    # Offsets follow the case's predictability: scaled by (m / reference) ** exponent, m the
+    # context's case_measure and reference the calibration storms' median of it, clipped to
+    # spread_clip. Exponent 0: fixed offsets.
     predictability_exponent: float = 0.0
-    reference_acceleration: float = 0.05  # px per scan^2: the calibration storms' median motion change
+    case_measure: str = "motion_change"
+    reference_acceleration: float = 0.05  # px per scan^2: the reference for "motion_change"
+    reference_hindcast_dbz: float = 2.0  # dBZ: the reference for "hindcast"
     spread_clip: tuple[float, float] = (0.25, 3.0)
     # "offsets": that factor s scales the offsets only. "all": it also scales the decorrelation
     # (c_k * s) and the intensity matching share (a_k * min(s, 1)), so that a steady case keeps the
@@ -124,8 +131,10 @@ class EnsembleSettings:
             raise ValueError(f"cascade_levels must be from 1 to 12, got {self.cascade_levels}")
         if self.follows_case not in FOLLOWS_CASE:
             raise ValueError(f"follows_case must be one of {FOLLOWS_CASE}, got {self.follows_case!r}")
-        if self.predictability_exponent < 0 or self.reference_acceleration <= 0:
-            raise ValueError("predictability_exponent must not be negative and reference_acceleration must be > 0")
+        if self.case_measure not in CASE_MEASURES:
+            raise ValueError(f"case_measure must be one of {CASE_MEASURES}, got {self.case_measure!r}")
+        if self.predictability_exponent < 0 or self.reference_acceleration <= 0 or self.reference_hindcast_dbz <= 0:
+            raise ValueError("predictability_exponent must not be negative and the references must be > 0")
         if not 0 < self.spread_clip[0] <= self.spread_clip[1]:
             raise ValueError(f"spread_clip must be (low, high) with 0 < low <= high, got {self.spread_clip}")
         if not self.intensity_matching or not all(0.0 <= a <= 1.0 for a in self.intensity_matching):
@@ -133,22 +142,37 @@ class EnsembleSettings:
         if not self.intensity_spread_db or min(self.intensity_spread_db) < 0:
             raise ValueError(f"intensity_spread_db must be non-negative dB, got {self.intensity_spread_db}")
 
-    def spread_scale(self, acceleration: float | None) -> float:
-        """The factor on this case's offsets: 1 without adaptation or without a measured motion change."""
-        if self.predictability_exponent == 0 or acceleration is None or not np.isfinite(acceleration):
+    @property
+    def reference_measure(self) -> float:
+        """The value of :attr:`case_measure` at which a case's factor is 1."""
+        return self.reference_acceleration if self.case_measure == "motion_change" else self.reference_hindcast_dbz
+
+    def measure_case(self, context_dbz: np.ndarray, velocity: np.ndarray | None, *, zerovalue: float
+                     ) -> float | None:
+        """This case's :attr:`case_measure` from its context (T, H, W) dBZ and the slot's velocity
+        (2, H, W); None when the offsets do not follow the case or the context is too short."""
+        if self.predictability_exponent == 0:
+            return None
+        if self.case_measure == "hindcast":
+            return hindcast_error(context_dbz, zerovalue=zerovalue)
+        return None if velocity is None else motion_change(context_dbz, velocity, zerovalue=zerovalue)
+
+    def spread_scale(self, measure: float | None) -> float:
+        """The factor on this case's offsets: 1 without adaptation or without a measured case."""
+        if self.predictability_exponent == 0 or measure is None or not np.isfinite(measure):
             return 1.0
-        ratio = max(float(acceleration), 1e-6) / self.reference_acceleration
+        ratio = max(float(measure), 1e-6) / self.reference_measure
         return float(np.clip(ratio ** self.predictability_exponent, *self.spread_clip))
 
-    def case_factors(self, acceleration: float | None) -> tuple[float, float, float]:
+    def case_factors(self, measure: float | None) -> tuple[float, float, float]:
         """This case's factors on the offsets, the decorrelation and the matching share."""
-        scale = self.spread_scale(acceleration)
+        scale = self.spread_scale(measure)
         return (scale, scale, min(scale, 1.0)) if self.follows_case == "all" else (scale, 1.0, 1.0)
 
-    def case_amplitudes(self, steps: int, acceleration: float | None
+    def case_amplitudes(self, steps: int, measure: float | None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps,) each: this case's offset std (px), decorrelation c_k and matching share a_k."""
-        offsets, decorrelation, share = self.case_factors(acceleration)
+        offsets, decorrelation, share = self.case_factors(measure)
         return (self.displacement_at(steps) * offsets, self.decorrelation_at(steps) * decorrelation,
                 self.intensity_matching_at(steps) * share)
 
@@ -183,6 +207,8 @@ class EnsembleSettings:
         low, high = min(self.intensity_spread_db), max(self.intensity_spread_db)
         if high > 0:
             parts.append(f"intensity spread {low:g} dB" if low == high else f"intensity spread {low:g}..{high:g} dB")
+        if self.predictability_exponent > 0 and self.case_measure == "hindcast":
+            parts.append("offsets follow the context's hindcast error")
         if self.follows_case == "all" and self.predictability_exponent > 0:
             parts.append("scales and intensities follow the case")
         return f"{self.source}: {', '.join(parts)}"
@@ -199,7 +225,8 @@ class EnsembleSettings:
     def from_json(cls, data: dict[str, Any], source: str) -> EnsembleSettings:
         known = {"displacement_px", "decorrelation", "cascade_levels", "perturb", "predictability_exponent",
                  "reference_acceleration", "spread_clip", "centred_offsets", "intensity_matching",
-                 "intensity_spread_db", "rearranged_from_dbz", "follows_case"}
+                 "intensity_spread_db", "rearranged_from_dbz", "follows_case", "case_measure",
+                 "reference_hindcast_dbz"}
         defaults = cls()
         # A calibration written before offsets were centred was fitted on uncentred ones: read it so.
         return cls(
@@ -208,7 +235,9 @@ class EnsembleSettings:
             rearranged_from_dbz=float(data.get("rearranged_from_dbz", defaults.rearranged_from_dbz)),
             cascade_levels=int(data.get("cascade_levels", 6)), perturb=str(data.get("perturb", "both")),
             predictability_exponent=float(data.get("predictability_exponent", 0.0)),
+            case_measure=str(data.get("case_measure", defaults.case_measure)),
             reference_acceleration=float(data.get("reference_acceleration", defaults.reference_acceleration)),
+            reference_hindcast_dbz=float(data.get("reference_hindcast_dbz", defaults.reference_hindcast_dbz)),
             spread_clip=tuple(float(v) for v in data.get("spread_clip", defaults.spread_clip)),  # type: ignore[arg-type]
             centred_offsets=bool(data.get("centred_offsets", False)),
             follows_case=str(data.get("follows_case", defaults.follows_case)),
@@ -442,9 +471,31 @@ def motion_change(context_dbz: np.ndarray, velocity: np.ndarray, *, zerovalue: f
     return float(np.sqrt(np.mean(np.sum(difference**2, axis=0)))) / gap
 
 
+def hindcast_error(context_dbz: np.ndarray, *, zerovalue: float) -> float | None:
+    """How wrong extrapolation already was inside this context, dBZ; None with too few scans.
+
+    Extrapolation (model.baselines.extrapolation, motion from 3 scans) from the context (T, H, W)
+    without its newest :data:`HINDCAST_STEPS` scans, scored against the newest scan: the MAE over
+    the grid, below 0 dBZ counted as 0 dBZ. Cases whose cells grow, die and are born between scans,
+    or whose motion turns, score high, and their forecasts err more; a rain field carried steadily
+    by its flow scores low. Unlike the motion change, it ranks storms by their forecast error too
+    (benchmarks.predictability).
+    """
+    from model.baselines import extrapolation
+    from model.network.lagrangian import MOTION_FRAMES
+
+    context = np.asarray(context_dbz, dtype=np.float32)
+    if context.shape[0] < MOTION_FRAMES + HINDCAST_STEPS:
+        return None
+    hindcast = extrapolation(context[:-HINDCAST_STEPS], HINDCAST_STEPS, zerovalue=zerovalue,
+                             motion_frames=MOTION_FRAMES)[-1]
+    error = np.abs(np.maximum(hindcast, ECHO_DBZ) - np.maximum(context[-1], ECHO_DBZ))
+    return float(np.nanmean(error)) if np.isfinite(error).any() else None
+
+
 def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: int, seed: int,
                     settings: EnsembleSettings, previous_dbz: np.ndarray, newest_dbz: np.ndarray,
-                    floor_dbz: float, cap_dbz: float, acceleration: float | None = None) -> np.ndarray:
+                    floor_dbz: float, cap_dbz: float, measure: float | None = None) -> np.ndarray:
     """One sample's members from its network forecast.
 
     Parameters
@@ -456,7 +507,8 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
         levels' correlation says how fast each scale loses predictability; the newest scan's
         echo intensities are what ``settings.intensity_matching`` moves the forecast towards.
     floor_dbz, cap_dbz : the scaling's dBZ range; "no echo" is the floor.
-    acceleration : the case's :func:`motion_change` (px/scan^2), which scales the offsets (and,
+    measure : the case's ``settings.case_measure`` (:meth:`EnsembleSettings.measure_case`),
+        which scales the offsets (and,
         with ``settings.follows_case == "all"``, the decorrelation and matching share) when
         ``settings.predictability_exponent`` > 0; None keeps the calibrated amplitudes.
 
@@ -468,7 +520,7 @@ def perturb_members(lagrangian_dbz: np.ndarray, motion: Motion | None, members: 
     steps = lagrangian_dbz.shape[0]
     draws = draw_perturbations(previous_dbz, newest_dbz, members, seed, settings.cascade_levels,
                                settings.centred_offsets)
-    displacement, decorrelation, shares = settings.case_amplitudes(steps, acceleration)
+    displacement, decorrelation, shares = settings.case_amplitudes(steps, measure)
     matched = match_intensities(lagrangian_dbz, newest_dbz, shares)
     return apply_perturbations(matched, motion, draws, displacement, decorrelation,
                                floor_dbz, cap_dbz, settings.intensity_spread_at(steps), settings.rearranged_from_dbz)
@@ -525,11 +577,10 @@ def forecast_ensemble_frames(
     for i in range(frames.shape[0]):
         motion = None if motions is None else motions[i]
         previous, newest = (model_to_dbz(f, scaling) for f in newest_pair(frames[i, :, 0], motion))
-        acceleration = None
-        if settings.predictability_exponent > 0 and motion is not None:
-            acceleration = motion_change(model_to_dbz(frames[i, :, 0], scaling), motion.velocity, zerovalue=floor)
+        measure = settings.measure_case(model_to_dbz(frames[i, :, 0], scaling),
+                                        None if motion is None else motion.velocity, zerovalue=floor)
         members_dbz = perturb_members(model_to_dbz(predicted[i, :, 0], scaling), motion, members, seed + i, settings,
-                                      previous, newest, floor, cap, acceleration)
+                                      previous, newest, floor, cap, measure)
         out[i, :, :, 0] = dbz_to_model(members_dbz, scaling)
     timings["ensemble_perturb"] = time.perf_counter() - started
     return out

@@ -121,6 +121,60 @@ def test_flows_as_a_constraint_keep_the_flows_no_worse_than_the_deterministic_fo
     assert refused.returncode != 0 and "follows_case" in refused.stderr
 
 
+def test_a_calibration_on_the_hindcast_error_writes_that_measure_and_its_reference(tmp_path: Path) -> None:
+    """--case-measure hindcast: the storms' median hindcast error is the reference, the settings
+    beside the checkpoint follow it, and a grid measured so is not reselected as another measure."""
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(DEFAULT_MODEL.read_bytes())
+    out = tmp_path / "hindcast.json"
+    axes = ["--decorrelations", "0", "--intensity-matching", "1"]
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--checkpoint", str(checkpoint),
+                           "--sequences", "3", "--members", "3", "--grid", "32x48", "--steps", "2",
+                           "--predictability-exponent", "1", "--case-measure", "hindcast", *axes,
+                           "--min-spread-skill", "0.5", "--json", str(out), "--write-settings"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["case_measure"] == "hindcast" and report["reference_hindcast_dbz"] > 0
+    assert "reference_acceleration" not in report and "--case-measure hindcast" in report["command"]
+    settings = EnsembleSettings.for_checkpoint(checkpoint)
+    assert settings.case_measure == "hindcast" and settings.predictability_exponent == 1.0
+    assert settings.reference_hindcast_dbz == report["reference_hindcast_dbz"]
+    again = tmp_path / "again.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--from-grid", str(out), *axes,
+                    "--predictability-exponent", "1", "--case-measure", "hindcast", "--min-spread-skill", "0.5",
+                    "--json", str(again)], cwd=REPO, check=True, capture_output=True, timeout=120)
+    reselected = json.loads(again.read_text())
+    assert reselected["families"] == report["families"]
+    assert reselected["reference_hindcast_dbz"] == report["reference_hindcast_dbz"]
+    refused = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_calibration", "--from-grid", str(out), *axes,
+                              "--predictability-exponent", "1", "--json", str(tmp_path / "no.json")],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "case_measure 'hindcast'" in refused.stderr
+
+
+def test_predictability_ranks_each_measure_against_the_forecast_error(tmp_path: Path) -> None:
+    out = tmp_path / "predictability.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.predictability", "--sequences", "4", "--flows", "1",
+                           "--grid", "32x48", "--steps", "10", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [case["kind"] for case in report["cases"]] == ["storms"] * 4 + ["flows"] * 2
+    measures = {"motion_change", "hindcast_mae_3", "hindcast_miss_3", "hindcast_mae_6", "hindcast_miss_6"}
+    assert set(report["spearman_all"]) == measures == set(report["spearman_storms"])
+    for correlations in report["spearman_all"].values():
+        assert set(correlations) == {"mae_30min", "miss_30min", "mae_60min", "miss_60min"}
+        assert all(-1.0 <= v <= 1.0 for v in correlations.values() if v == v)
+    case = report["cases"][0]
+    assert case["hindcast_mae_3"] >= 0 and 0 <= case["hindcast_miss_3"] <= 1 and case["mae_30min"] > 0
+    assert set(report["median_by_kind"]["hindcast_mae_3"]) == {"storms", "flows"}
+    too_short = subprocess.run([sys.executable, "-m", "benchmarks.predictability", "--steps", "5",
+                                "--sequences", "3", "--flows", "0", "--grid", "32x48"],
+                               cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert too_short.returncode == 2 and "--steps must be at least 10" in too_short.stderr
+
+
 def test_speed_times_both_methods_as_whole_processes(tmp_path: Path) -> None:
     out = tmp_path / "speed.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_speed", "--grid", "32x32", "--members", "3",

@@ -312,6 +312,48 @@ def test_steady_motion_measures_no_change_and_a_turning_one_does():
     assert motion_change(steady[:3], np.zeros((2, 64, 64)), zerovalue=floor) is None  # too few scans to tell
 
 
+def test_a_field_carried_steadily_hindcasts_better_than_one_whose_cells_come_and_go():
+    """hindcast_error: extrapolation inside the context is nearly right for a field moved at a
+    constant speed, and wrong where cells are born and die between the scans."""
+    from model.ensemble import HINDCAST_STEPS, hindcast_error
+
+    source = SyntheticRadar(height=64, width=64, test_sequences=2, output_length=1)
+    fields = [model_to_dbz(batch[0, 0, 0], source.scaling) for batch in source.eval_batches("test", 1)]
+    floor = float(source.scaling["dbz_min"])
+    steady = np.stack([np.roll(fields[0], 2 * t, axis=1) for t in range(10)])
+    changing = steady.copy()
+    changing[-1] = np.roll(fields[1], 18, axis=1)  # the newest scan is another field
+    errors = [hindcast_error(c, zerovalue=floor) for c in (steady, changing)]
+    assert errors[0] < 0.5 and errors[1] > 4 * errors[0] + 1.0
+    assert hindcast_error(steady[: 2 + HINDCAST_STEPS], zerovalue=floor) is None  # too few scans to tell
+    with_gap = steady.copy()
+    with_gap[-1, :8] = np.nan  # no data is left out of the score, not counted as an error
+    assert hindcast_error(with_gap, zerovalue=floor) == pytest.approx(errors[0], abs=0.2)
+
+
+def test_the_case_measure_chooses_what_the_offsets_follow_and_its_reference():
+    """case_measure "hindcast": the factor is (error / reference_hindcast_dbz) ** exponent; the
+    settings measure the case with hindcast_error, and a calibration file keeps both."""
+    from model.ensemble import hindcast_error
+
+    hindcast = EnsembleSettings(predictability_exponent=1.0, case_measure="hindcast", reference_hindcast_dbz=2.0,
+                                reference_acceleration=0.04)
+    assert hindcast.reference_measure == 2.0 and hindcast.spread_scale(1.0) == pytest.approx(0.5)
+    assert EnsembleSettings(predictability_exponent=1.0, reference_acceleration=0.04).spread_scale(0.02) == 0.5
+    context = np.stack([np.full((16, 16), 20.0 if t % 2 else 0.0, dtype=np.float32) for t in range(8)])
+    assert hindcast.measure_case(context, None, zerovalue=-10.0) == hindcast_error(context, zerovalue=-10.0)
+    assert EnsembleSettings().measure_case(context, None, zerovalue=-10.0) is None  # fixed offsets: not measured
+    assert "hindcast error" in hindcast.describe() and "hindcast" not in EnsembleSettings().describe()
+    written = json.loads(json.dumps(hindcast.to_json()))
+    assert EnsembleSettings.from_json(written, "test") == dataclasses.replace(hindcast, source="test")
+    old = EnsembleSettings.from_json({"displacement_px": [1], "decorrelation": [0]}, "old")
+    assert old.case_measure == "motion_change"
+    with pytest.raises(ValueError, match="case_measure"):
+        EnsembleSettings(case_measure="luck")
+    with pytest.raises(ValueError, match="references"):
+        EnsembleSettings(reference_hindcast_dbz=0.0)
+
+
 def test_offsets_follow_the_motion_change_within_their_clip():
     adaptive = EnsembleSettings(predictability_exponent=0.5, reference_acceleration=0.04, spread_clip=(0.25, 3.0))
     assert adaptive.spread_scale(0.04) == pytest.approx(1.0)
@@ -366,16 +408,19 @@ def test_a_steady_case_that_all_amplitudes_follow_gets_them_scaled_down(lagrangi
     assert np.abs(following - deterministic).mean() < np.abs(offsets_only - deterministic).mean()
 
 
-def test_an_adaptive_ensemble_spreads_less_where_the_motion_was_steady(lagrangian, storm):
-    """The same storm and draws: a calibration whose reference change is far above this storm's
-    (its motion looks steady) gives tighter members than one far below it."""
-    def spread(reference: float) -> float:
+@pytest.mark.parametrize(("case_measure", "reference"), [("motion_change", "reference_acceleration"),
+                                                        ("hindcast", "reference_hindcast_dbz")])
+def test_an_adaptive_ensemble_spreads_less_where_the_case_looks_predictable(lagrangian, storm, case_measure,
+                                                                             reference):
+    """The same storm and draws: a calibration whose reference is far above this storm's measure
+    (it looks predictable) gives tighter members than one far below it."""
+    def spread(value: float) -> float:
         settings = EnsembleSettings(displacement_px=(3.0,), decorrelation=(0.0,), perturb="motion",
-                                    predictability_exponent=1.0, reference_acceleration=reference)
+                                    predictability_exponent=1.0, case_measure=case_measure, **{reference: value})
         members = forecast_ensemble_dbz(lagrangian, storm[:10], 6, members=6, seed=3, settings=settings)
         return float(members.std(axis=0).mean())
 
-    assert spread(10.0) < 0.8 * spread(1e-4)
+    assert spread(100.0) < 0.8 * spread(1e-4)
 
 
 def test_the_real_rain_flows_measure_steadier_than_the_calibration_storms():
