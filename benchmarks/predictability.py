@@ -13,9 +13,14 @@ cases: the calibration's validation storms and, with ``--flows``, its flows of e
   context without its newest ``h`` scans, scored against the newest scan: MAE in dBZ, below 0 dBZ
   counted as 0 dBZ. The context's own forecast error, ``h`` scans ahead.
 - ``hindcast_miss_<h>``: the same hindcast's 1 - CSI at 20 dBZ.
+- ``hindcast_relative_<h>``: the hindcast's MAE over the newest scan's mean echo (dBZ at or above
+  0 dBZ): the error per unit of rain, since a case with more rain has more of both.
 
 and the outcomes: the deterministic default's MAE (dBZ, as above) and 1 - CSI at 20 dBZ at 30 and
-60 minutes. The JSON has every case's values, the Spearman rank correlation of each measure with
+60 minutes, and ``best_offset_<lead>``: the motion offset (px, of the calibration grid) whose
+members (``--members``, offsets only, intensities matched as served, seed ``seed + case``) have
+the least CRPS on this case at that lead. The offset is what the case's factor scales, so this
+is the outcome a measure must rank. The JSON has every case's values, the Spearman rank correlation of each measure with
 each outcome over all cases and over the storms alone, and each measure's median per kind of case
 (how well it tells storms from flows).
 """
@@ -63,13 +68,32 @@ def context_measures(context_dbz: np.ndarray, floor: float) -> dict[str, float]:
 
     velocity = estimate_motion(context_dbz[-MOTION_FRAMES:], zerovalue=floor)
     out = {"motion_change": float(motion_change(context_dbz, velocity, zerovalue=floor) or np.nan)}
+    echo = float(np.mean(np.maximum(context_dbz[-1], SCORE_FLOOR_DBZ)))
     for h in HINDCAST_STEPS:
         if context_dbz.shape[0] - h < MOTION_FRAMES:
             continue
         hindcast = extrapolation(context_dbz[:-h], h, zerovalue=floor)[-1]
         out[f"hindcast_mae_{h}"] = mae(hindcast, context_dbz[-1])
         out[f"hindcast_miss_{h}"] = miss(hindcast, context_dbz[-1])
+        out[f"hindcast_relative_{h}"] = out[f"hindcast_mae_{h}"] / max(echo, 1e-3)
     return out
+
+
+def best_offsets(lagrangian_dbz: np.ndarray, motion, previous_dbz: np.ndarray, newest_dbz: np.ndarray,
+                 truth_dbz: np.ndarray, members: int, seed: int, floor: float, cap: float) -> dict[str, float]:
+    """Per outcome lead, the offset of the calibration grid whose members have the least CRPS here."""
+    from benchmarks.ensemble_calibration import DISPLACEMENTS_PX, crps_per_lead
+    from model.ensemble import EnsembleSettings, apply_perturbations, draw_perturbations, match_intensities
+
+    steps = max(OUTCOME_LEADS.values())
+    settings = EnsembleSettings()
+    draws = draw_perturbations(previous_dbz, newest_dbz, members, seed, settings.cascade_levels, centred=True)
+    matched = match_intensities(lagrangian_dbz[:steps], newest_dbz, 1.0)
+    crps = np.array([crps_per_lead(apply_perturbations(matched, motion, draws, np.full(steps, d), np.zeros(steps),
+                                                       floor, cap), truth_dbz[:steps])[0]
+                     for d in DISPLACEMENTS_PX])  # (offsets, steps)
+    return {f"best_offset_{name}": float(DISPLACEMENTS_PX[int(np.argmin(crps[:, lead - 1]))])
+            for name, lead in OUTCOME_LEADS.items()}
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -88,6 +112,7 @@ def main() -> int:
     parser.add_argument("--grid", default="128x128")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="as benchmarks.ensemble_calibration's, for its flows")
+    parser.add_argument("--members", type=int, default=20, help="members of the best-offset search")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -101,6 +126,7 @@ def main() -> int:
     import torch
 
     from model.checkpoint import load_checkpoint
+    from model.ensemble import newest_pair
     from model.forecast import forecast_lagrangian_frames
     from model.io.units import model_to_dbz
 
@@ -108,14 +134,14 @@ def main() -> int:
     model.eval()
     source, batches = validation_batches(args)
     scaling = meta.get("scaling") or source.scaling
-    floor = float(scaling["dbz_min"])
+    floor, cap = float(scaling["dbz_min"]), float(scaling["dbz_max"])
     total = args.sequences + 2 * args.flows
     cases: list[dict] = []
     started = last = time.perf_counter()
     for batch in batches:
         context, truth = batch[:, : source.input_length], batch[:, source.input_length:]
         with torch.inference_mode():
-            predicted, _ = forecast_lagrangian_frames(model, context, args.steps, "fp32", torch.device("cpu"),
+            predicted, motions = forecast_lagrangian_frames(model, context, args.steps, "fp32", torch.device("cpu"),
                                                       scaling=scaling)
         for i in range(batch.shape[0]):
             kind = KINDS[0] if len(cases) < args.sequences else KINDS[1]
@@ -125,6 +151,10 @@ def main() -> int:
             for name, lead in OUTCOME_LEADS.items():
                 row[f"mae_{name}"] = mae(forecast_dbz[lead - 1], truth_dbz[lead - 1])
                 row[f"miss_{name}"] = miss(forecast_dbz[lead - 1], truth_dbz[lead - 1])
+            motion = None if motions is None else motions[i]
+            previous, newest = (model_to_dbz(f, scaling) for f in newest_pair(context[i, :, 0], motion))
+            row.update(best_offsets(forecast_dbz, motion, previous, newest, truth_dbz, args.members,
+                                    args.seed + len(cases), floor, cap))
             cases.append({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()})
         now = time.perf_counter()
         if now - last > 20:
@@ -133,7 +163,7 @@ def main() -> int:
             last = now
 
     measures = [k for k in cases[0] if k == "motion_change" or k.startswith("hindcast_")]
-    outcomes = [k for k in cases[0] if k.startswith(("mae_", "miss_"))]
+    outcomes = [k for k in cases[0] if k.startswith(("mae_", "miss_", "best_offset_"))]
 
     def column(name: str, rows: list[dict]) -> np.ndarray:
         return np.array([r[name] for r in rows], dtype=np.float64)
@@ -144,8 +174,8 @@ def main() -> int:
         "date": dt.date.today().isoformat(),
         "machine": machine_description(),
         "config": {"checkpoint": str(args.checkpoint), "sequences": args.sequences, "flows": args.flows,
-                   "grid": args.grid, "steps": args.steps, "seed": args.seed, "hindcast_steps": list(HINDCAST_STEPS),
-                   "threshold_dbz": THRESHOLD_DBZ},
+                   "grid": args.grid, "steps": args.steps, "seed": args.seed, "members": args.members,
+                   "hindcast_steps": list(HINDCAST_STEPS), "threshold_dbz": THRESHOLD_DBZ},
         "spearman_all": {m: {o: spearman(column(m, cases), column(o, cases)) for o in outcomes} for m in measures},
         "spearman_storms": {m: {o: spearman(column(m, storms), column(o, storms)) for o in outcomes}
                             for m in measures},

@@ -161,13 +161,15 @@ def test_predictability_ranks_each_measure_against_the_forecast_error(tmp_path: 
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert [case["kind"] for case in report["cases"]] == ["storms"] * 4 + ["flows"] * 2
-    measures = {"motion_change", "hindcast_mae_3", "hindcast_miss_3", "hindcast_mae_6", "hindcast_miss_6"}
+    measures = {"motion_change", *(f"hindcast_{k}_{h}" for k in ("mae", "miss", "relative") for h in (3, 6))}
     assert set(report["spearman_all"]) == measures == set(report["spearman_storms"])
     for correlations in report["spearman_all"].values():
-        assert set(correlations) == {"mae_30min", "miss_30min", "mae_60min", "miss_60min"}
+        assert set(correlations) == {f"{k}_{lead}" for k in ("mae", "miss", "best_offset")
+                                     for lead in ("30min", "60min")}
         assert all(-1.0 <= v <= 1.0 for v in correlations.values() if v == v)
     case = report["cases"][0]
     assert case["hindcast_mae_3"] >= 0 and 0 <= case["hindcast_miss_3"] <= 1 and case["mae_30min"] > 0
+    assert case["best_offset_30min"] in DISPLACEMENTS_PX
     assert set(report["median_by_kind"]["hindcast_mae_3"]) == {"storms", "flows"}
     too_short = subprocess.run([sys.executable, "-m", "benchmarks.predictability", "--steps", "5",
                                 "--sequences", "3", "--flows", "0", "--grid", "32x48"],
