@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ensemble_calibration import KINDS, validation_batches
+from benchmarks.ensemble_calibration import KINDS, SCORE_FLOOR_DBZ, validation_batches
 from benchmarks.machine import machine_description
 from benchmarks.report import emit_json
 
@@ -45,7 +45,6 @@ log = logging.getLogger("benchmarks.predictability")
 HINDCAST_STEPS = (3, 6)
 OUTCOME_LEADS = {"30min": 5, "60min": 10}  # 6-minute scans
 THRESHOLD_DBZ = 20.0
-SCORE_FLOOR_DBZ = 0.0
 
 
 def mae(forecast_dbz: np.ndarray, truth_dbz: np.ndarray) -> float:
