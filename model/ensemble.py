@@ -451,13 +451,11 @@ def match_intensities(frames_dbz: np.ndarray, reference_dbz: np.ndarray, shares:
     return out.reshape(frames.shape)
 
 
-def motion_change(context_dbz: np.ndarray, velocity: np.ndarray, *, zerovalue: float) -> float | None:
-    """How fast this case's motion changes, px per scan^2; None with too few scans to tell.
+def velocity_change(context_dbz: np.ndarray, velocity: np.ndarray, *, zerovalue: float) -> np.ndarray | None:
+    """(2, H, W) px per scan^2, x then y: how the motion changed through the context; None with too few scans.
 
-    The RMS over the grid of the difference between the slot's velocity (``velocity`` (2, H, W),
-    from the newest scans) and the velocity of the oldest scans of ``context_dbz`` (T, H, W), over
-    the scans between them. Where the motion has been steady through the context, extrapolating it
-    is reliable and the members stay close; where it has turned or sped up, they spread wider.
+    The slot's velocity (``velocity`` (2, H, W), from the newest scans) minus the velocity of the
+    oldest scans of ``context_dbz`` (T, H, W), over the scans between them.
     """
     from model.baselines import estimate_motion
     from model.network.lagrangian import MOTION_FRAMES
@@ -467,8 +465,28 @@ def motion_change(context_dbz: np.ndarray, velocity: np.ndarray, *, zerovalue: f
     if gap < 1:
         return None
     older = estimate_motion(context[:MOTION_FRAMES], zerovalue=zerovalue)
-    difference = np.asarray(velocity, dtype=np.float64) - older
-    return float(np.sqrt(np.mean(np.sum(difference**2, axis=0)))) / gap
+    return (np.asarray(velocity, dtype=np.float64) - older) / gap
+
+
+def rms_change(change: np.ndarray) -> float:
+    """The RMS over the grid of a (2, H, W) velocity change: its size, whatever its direction."""
+    return float(np.sqrt(np.mean(np.sum(np.asarray(change, dtype=np.float64) ** 2, axis=0))))
+
+
+def mean_acceleration(change: np.ndarray) -> np.ndarray:
+    """(2,) the mean over the grid of a (2, H, W) velocity change: the part that moves all the rain alike."""
+    return np.asarray(change, dtype=np.float64).reshape(2, -1).mean(axis=1)
+
+
+def motion_change(context_dbz: np.ndarray, velocity: np.ndarray, *, zerovalue: float) -> float | None:
+    """How fast this case's motion changes, px per scan^2; None with too few scans to tell.
+
+    The RMS over the grid of :func:`velocity_change`. Where the motion has been steady through the
+    context, extrapolating it is reliable and the members stay close; where it has turned or sped
+    up, they spread wider.
+    """
+    change = velocity_change(context_dbz, velocity, zerovalue=zerovalue)
+    return None if change is None else rms_change(change)
 
 
 def hindcast_error(context_dbz: np.ndarray, *, zerovalue: float) -> float | None:

@@ -257,3 +257,57 @@ def test_ensemble_misses_is_the_share_of_brier_from_events_no_member_had(tmp_pat
     bad = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_misses", str(tmp_path / "nope.json")],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "nope.json: not a readable evaluation JSON" in bad.stderr
+
+
+def test_drift_fits_one_beta_from_the_shifts_that_fit_the_storms_best(tmp_path: Path) -> None:
+    from benchmarks.ensemble_drift import BETAS, drift_shifts, errors_at, fit_drift
+
+    axis = np.arange(-10.0, 10.5, 1.0)
+    shifts = np.array([(x, y) for y in axis for x in axis])
+    acceleration = np.array([[2.0, 0.0], [0.0, -1.5]])
+    # Errors that are least where a persisting change (beta 1) puts the rain at every lead.
+    target = drift_shifts(1.0, acceleration, 3)  # (2, 3, 2)
+    mae = np.linalg.norm(shifts[None, None] - target[:, :, None], axis=-1)  # (2 cases, 3 leads, S)
+    beta, curve = fit_drift(mae, acceleration, axis)
+    assert curve.shape == (len(BETAS), 3) and beta[-1] == 1.0 and BETAS[int(np.argmin(curve.sum(axis=1)))] == 1.0
+    assert np.allclose(errors_at(mae, target, axis), 0.0, atol=0.51)
+
+    out = tmp_path / "drift.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_drift", "--sequences", "2", "--grid", "32x48",
+                           "--steps", "3", "--search", "4", "2", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert len(report["drift"]) == 3 and len(set(report["drift"])) == 1 and report["drift"][0] in BETAS
+    assert np.array(report["mae_by_beta_dbz"]).shape == (len(BETAS), 3)
+    oracle, none = report["mae_dbz"]["best_shift_oracle"], report["mae_dbz"]["no_shift"]
+    assert all(o <= n + 1e-9 for o, n in zip(oracle, none, strict=True))
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_drift", "--search", "0", "1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--search" in bad.stderr
+
+
+def test_ceiling_reads_the_best_any_combination_of_a_grid_reaches(tmp_path: Path) -> None:
+    calibration = {
+        "timestep_minutes": 6, "sequences": 2, "brier_thresholds_dbz": [20.0, 30.0],
+        # rows: the deterministic forecast, then two combinations; two leads
+        "grid_crps_dbz": [[1.0, 2.0], [0.8, 1.9], [0.95, 2.5]],
+        "grid_spread_skill": [[0.0, 0.0], [0.7, 0.6], [0.9, 0.95]],
+        "grid_brier": [[[0.1, 0.02], [0.2, 0.03]], [[0.08, 0.02], [0.15, 0.04]], [[0.09, 0.01], [0.2, 0.02]]],
+        "steps_reference": {"crps_dbz": [0.9, 2.0], "spread_skill": [0.8, 0.7], "brier": [[0.1, 0.02], [0.2, 0.03]]},
+    }
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(calibration))
+    out = tmp_path / "ceiling.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.ensemble_ceiling", str(path), "--json", str(out)],
+                   cwd=REPO, check=True, capture_output=True, timeout=60)
+    report = json.loads(out.read_text())
+    assert report["max_spread_skill"] == [0.9, 0.95]
+    assert report["max_spread_skill_below_steps"] == [0.7, 0.6]  # the dispersed row is above STEPS' CRPS
+    assert report["best_bss_below_steps"] == {"20": [0.2, 0.25], "30": [0.0, -0.333]}
+    assert report["lead_minutes"] == [6, 12]
+    del calibration["steps_reference"]
+    path.write_text(json.dumps(calibration))
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.ensemble_ceiling", str(path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "STEPS" in bad.stderr

@@ -293,8 +293,9 @@ def test_steps_members_are_reproducible_and_in_range(storm):
 
 
 def test_steady_motion_measures_no_change_and_a_turning_one_does():
-    """motion_change: a field moved at a constant speed has (almost) none; one that speeds up has it."""
-    from model.ensemble import motion_change
+    """motion_change: a field moved at a constant speed has (almost) none; one that speeds up has it,
+    in the direction it speeds up (mean_acceleration)."""
+    from model.ensemble import mean_acceleration, motion_change, rms_change, velocity_change
     from model.network.lagrangian import motion_of
 
     source = SyntheticRadar(height=64, width=64, test_sequences=1, output_length=1)
@@ -310,6 +311,11 @@ def test_steady_motion_measures_no_change_and_a_turning_one_does():
                for c in (steady, speeding)]
     assert changes[0] < 0.05 and changes[1] > 2 * changes[0] + 0.1
     assert motion_change(steady[:3], np.zeros((2, 64, 64)), zerovalue=floor) is None  # too few scans to tell
+    # The mean change has the direction of the speeding up: along x (columns), rightwards.
+    change = velocity_change(speeding, motion_of(speeding, 1, zerovalue=floor).velocity, zerovalue=floor)
+    along, across = mean_acceleration(change)
+    assert along > 0.1 and abs(across) < 0.25 * along
+    assert np.isclose(rms_change(change), changes[1])
 
 
 def test_a_field_carried_steadily_hindcasts_better_than_one_whose_cells_come_and_go():
